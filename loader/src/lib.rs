@@ -1,0 +1,30 @@
+//! lms-etl: moves the LMS statistics API's attempt records into PostgreSQL, aggregates
+//! them per day inside the database (the `lms_etl` extension) and reports the result.
+//! `main.rs` is the thin edge; everything here is a library so tests can reach it.
+
+pub mod cli;
+pub mod config;
+pub mod demo_api;
+pub mod fetch;
+pub mod load;
+pub mod logs;
+pub mod report;
+pub mod run;
+pub mod status;
+pub mod window;
+
+/// An error and its sources on one line (`a: b: c`), skipping a source whose text the
+/// outer message already ends with.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,1 @@
+//! E-mail notifications (filled in by the report work).

@@ -1,0 +1,240 @@
+//! One chunk of the statistics API's answer: a JSON array of attempt records, each
+//! validated into an [`Attempt`] or turned into a [`Rejection`] that names the field.
+
+use std::borrow::Cow;
+
+use chrono::NaiveDateTime;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::passback::{parse_passback_params, PassbackParams};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptType {
+    Run,
+    Submit,
+}
+
+impl AttemptType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptType::Run => "run",
+            AttemptType::Submit => "submit",
+        }
+    }
+}
+
+/// A valid record, ready for `lms_etl.attempts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt<'a> {
+    pub user_id: Cow<'a, str>,
+    pub passback: PassbackParams<'a>,
+    pub is_correct: Option<bool>,
+    pub attempt_type: AttemptType,
+    pub created_at: NaiveDateTime,
+}
+
+/// A record that cannot be loaded: its raw JSON, its position in the chunk and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection<'a> {
+    pub index: usize,
+    pub raw: &'a str,
+    pub reason: String,
+}
+
+/// The whole chunk is unusable (not a JSON array): nothing in it can be attributed to a record.
+#[derive(Debug, thiserror::Error)]
+#[error("chunk is not a JSON array of records: {0}")]
+pub struct ChunkError(#[from] serde_json::Error);
+
+/// Splits a JSON array into its elements without parsing them, so a bad record
+/// can be kept verbatim. Also the cheap check that a downloaded body is complete.
+pub fn split_records(json: &str) -> Result<Vec<&RawValue>, ChunkError> {
+    Ok(serde_json::from_str(json)?)
+}
+
+/// Validates every record of a chunk; the result has one entry per record, in order.
+pub fn parse_chunk(json: &str) -> Result<Vec<Result<Attempt<'_>, Rejection<'_>>>, ChunkError> {
+    let records = split_records(json)?;
+    Ok(records
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            parse_record(raw).map_err(|reason| Rejection { index, raw: raw.get(), reason })
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct WireRecord<'a> {
+    #[serde(default, borrow)]
+    lti_user_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    passback_params: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    is_correct: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    attempt_type: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    created_at: Option<&'a RawValue>,
+}
+
+/// Accepted `created_at` forms; the API writes the first.
+const TIMESTAMP_FORMATS: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"];
+
+fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
+    let wire: WireRecord<'_> = serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => format!("expected a JSON object with the attempt fields: {e}"),
+        _ => format!("malformed JSON: {e}"),
+    })?;
+
+    let user_id = required_str("lti_user_id", wire.lti_user_id)?;
+    if user_id.trim().is_empty() {
+        return Err("field `lti_user_id`: empty".to_owned());
+    }
+
+    let attempt_type = match required_str("attempt_type", wire.attempt_type)?.as_ref() {
+        "run" => AttemptType::Run,
+        "submit" => AttemptType::Submit,
+        other => return Err(format!("field `attempt_type`: expected 'run' or 'submit', found {}", shown(other))),
+    };
+
+    let is_correct = match wire.is_correct.map(RawValue::get) {
+        None => None,
+        Some("1" | "true") => Some(true),
+        Some("0" | "false") => Some(false),
+        Some(other) => return Err(format!("field `is_correct`: expected 0, 1, true, false or null, found {}", shown(other))),
+    };
+    match (attempt_type, is_correct) {
+        (AttemptType::Run, Some(_)) => return Err("field `is_correct`: must be null for a run".to_owned()),
+        (AttemptType::Submit, None) => return Err("field `is_correct`: missing or null for a submit".to_owned()),
+        _ => {}
+    }
+
+    let created_text = required_str("created_at", wire.created_at)?;
+    let created_at = TIMESTAMP_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(&created_text, f).ok())
+        .ok_or_else(|| {
+            format!("field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found {}", shown(&created_text))
+        })?;
+
+    // A null or absent passback_params loads as NULL columns: the three columns are optional.
+    let passback = match wire.passback_params {
+        None => PassbackParams::default(),
+        Some(raw) => {
+            let text = json_str(raw).ok_or_else(|| {
+                format!("field `passback_params`: expected a string, found {}", shown(raw.get()))
+            })?;
+            match text {
+                Cow::Borrowed(text) => parse_passback_params(text),
+                // Escaped JSON strings are rare; owning the fields keeps the borrow simple.
+                Cow::Owned(text) => parse_passback_params(&text).map(into_owned),
+            }
+            .map_err(|e| format!("field `passback_params`: {e}"))?
+        }
+    };
+
+    Ok(Attempt { user_id, passback, is_correct, attempt_type, created_at })
+}
+
+fn into_owned(p: PassbackParams<'_>) -> PassbackParams<'static> {
+    let own = |f: Option<Cow<'_, str>>| f.map(|s| Cow::Owned(s.into_owned()));
+    PassbackParams {
+        oauth_consumer_key: own(p.oauth_consumer_key),
+        lis_result_sourcedid: own(p.lis_result_sourcedid),
+        lis_outcome_service_url: own(p.lis_outcome_service_url),
+    }
+}
+
+fn required_str<'a>(field: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
+    let raw = raw.ok_or_else(|| format!("field `{field}`: missing or null"))?;
+    json_str(raw).ok_or_else(|| format!("field `{field}`: expected a string, found {}", shown(raw.get())))
+}
+
+/// The string a JSON string literal holds, borrowed when it has no escapes.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+    } else {
+        Some(Cow::Borrowed(inner))
+    }
+}
+
+/// A value quoted for a message, cut short so one huge field cannot flood a log.
+fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    match value.char_indices().nth(MAX) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}...", &value[..cut]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"lti_user_id": "3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52", "passback_params": "{'oauth_consumer_key': '', 'lis_result_sourcedid': 'course-v1:SF+DST+1:lms-b:3f4a', 'lis_outcome_service_url': ''}", "is_correct": 1, "attempt_type": "submit", "created_at": "2026-11-24 10:11:12.123456"}"#;
+
+    fn reason(record: &str) -> String {
+        let chunk = format!("[{record}]");
+        let mut out = parse_chunk(&chunk).unwrap();
+        out.remove(0).unwrap_err().reason
+    }
+
+    #[test]
+    fn parses_a_good_record() {
+        let chunk = format!("[{GOOD}]");
+        let out = parse_chunk(&chunk).unwrap();
+        let a = out[0].as_ref().unwrap();
+        assert_eq!(a.user_id, "3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52");
+        assert_eq!(a.is_correct, Some(true));
+        assert_eq!(a.attempt_type, AttemptType::Submit);
+        assert_eq!(a.created_at.to_string(), "2026-11-24 10:11:12.123456");
+        assert_eq!(a.passback.lis_result_sourcedid.as_deref(), Some("course-v1:SF+DST+1:lms-b:3f4a"));
+    }
+
+    #[test]
+    fn accepts_booleans_and_runs_with_null() {
+        let r = GOOD.replace("\"is_correct\": 1", "\"is_correct\": false");
+        assert!(parse_chunk(&format!("[{r}]")).unwrap()[0].is_ok());
+        let r = GOOD.replace("\"is_correct\": 1", "\"is_correct\": null").replace("submit", "run");
+        assert_eq!(parse_chunk(&format!("[{r}]")).unwrap()[0].as_ref().unwrap().is_correct, None);
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        assert_eq!(reason(&GOOD.replace("\"3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52\"", "null")), "field `lti_user_id`: missing or null");
+        assert_eq!(reason(&GOOD.replace("submit", "peek")), "field `attempt_type`: expected 'run' or 'submit', found \"peek\"");
+        assert_eq!(reason(&GOOD.replace("\"is_correct\": 1", "\"is_correct\": 2")), "field `is_correct`: expected 0, 1, true, false or null, found \"2\"");
+        assert!(reason(&GOOD.replace("2026-11-24 10", "2026-13-24 10")).starts_with("field `created_at`: expected a timestamp"));
+        assert!(reason(&GOOD.replace("'oauth_consumer_key': ''", "'oauth_consumer_key' 5")).starts_with("field `passback_params`: at byte 22: expected ':'"));
+        assert_eq!(reason("42"), "expected a JSON object with the attempt fields: invalid type: integer `42`, expected struct WireRecord at line 1 column 2");
+        assert_eq!(reason(&GOOD.replace("\"is_correct\": 1, ", "")), "field `is_correct`: missing or null for a submit");
+    }
+
+    #[test]
+    fn keeps_the_raw_record_and_its_index() {
+        let chunk = format!("[{GOOD}, {{\"lti_user_id\": 5}}]");
+        let out = parse_chunk(&chunk).unwrap();
+        let rej = out[1].as_ref().unwrap_err();
+        assert_eq!((rej.index, rej.raw), (1, "{\"lti_user_id\": 5}"));
+    }
+
+    #[test]
+    fn unescapes_json_strings() {
+        let r = GOOD.replace("course-v1:SF", "course-v1:S\\u0046");
+        let chunk = format!("[{r}]");
+        let out = parse_chunk(&chunk).unwrap();
+        assert_eq!(out[0].as_ref().unwrap().passback.lis_result_sourcedid.as_deref(), Some("course-v1:SF+DST+1:lms-b:3f4a"));
+    }
+
+    #[test]
+    fn a_truncated_chunk_is_an_error() {
+        assert!(parse_chunk(&format!("[{GOOD}, {GOOD}")[..200]).is_err());
+        assert!(parse_chunk("{}").is_err());
+        assert!(parse_chunk("[]").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,23 @@
+//! The `lms_etl` PostgreSQL extension: parses `passback_params` (a Python-repr dict),
+//! ingests chunks of raw API records and builds daily aggregates, all callable from SQL.
+
+mod ingest;
+mod passback;
+
+::pgrx::pg_module_magic!(name, version);
+
+// Tables and types first: the Rust functions' signatures refer to them.
+pgrx::extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
+pgrx::extension_sql_file!("../../sql/aggregate.sql", name = "aggregate", requires = ["schema"]);
+pgrx::extension_sql_file!("../../sql/pyrepr_jsonb.sql", name = "pyrepr_jsonb", requires = [passback::pyrepr_to_json_text]);
+
+/// Runs `cargo pgrx test`'s one-off set-up and tells it how to configure its cluster.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
