@@ -1,1 +1,147 @@
-fn main() {}
+//! The `lms-etl` binary: parses arguments, loads the configuration, sets up logging and
+//! maps every outcome to a documented exit code. The work happens in the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lms_etl_loader::cli::{Cli, Command, RunArgs};
+use lms_etl_loader::config::Config;
+use lms_etl_loader::load::Database;
+use lms_etl_loader::run::{self, Exit, RunOptions};
+use lms_etl_loader::window::parse_time;
+use lms_etl_loader::{demo_api, logs, report, status};
+
+fn main() -> ExitCode {
+    // Two TLS stacks meet here (reqwest, yup-oauth2, lettre): choose one provider for all.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lms-etl: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Failed as u8);
+        }
+    };
+    ExitCode::from(runtime.block_on(dispatch(cli)) as u8)
+}
+
+async fn dispatch(cli: Cli) -> Exit {
+    match cli.command {
+        Command::DemoApi(args) => match demo_api::run(args).await {
+            Ok(()) => Exit::Success,
+            Err(e) => {
+                eprintln!("lms-etl demo-api: {e}");
+                Exit::Failed
+            }
+        },
+        Command::ExportDemoCopy(args) => match export_demo_copy(args) {
+            Ok(()) => Exit::Success,
+            Err(e) => {
+                eprintln!("lms-etl export-demo-copy: {e:#}");
+                Exit::Config
+            }
+        },
+        command => with_config(cli.config.as_deref(), command).await,
+    }
+}
+
+/// Commands that need the configuration and the log file.
+async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
+    let mut config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lms-etl: configuration error: {e}");
+            return Exit::Config;
+        }
+    };
+    let logging = match logs::init(&config.logs.dir, &config.logs.level) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("lms-etl: {e}");
+            return Exit::Config;
+        }
+    };
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), log_file = %logging.current_file().display(), "config loaded");
+    match logs::prune(&config.logs.dir, chrono::Utc::now().date_naive(), config.logs.keep_days) {
+        Ok(deleted) if deleted.is_empty() => {}
+        Ok(deleted) => {
+            for path in &deleted {
+                tracing::info!(path = %path.display(), "deleted old log file");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, dir = %config.logs.dir.display(), "could not prune old log files"),
+    }
+
+    let result = match command {
+        Command::Run(args) => {
+            let options = match run_options(&args, &mut config) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "invalid arguments");
+                    return Exit::Config;
+                }
+            };
+            return run::execute(&config, &options, logging.current_file()).await;
+        }
+        Command::Status(args) => show_status(&config, args.runs, args.days).await,
+        Command::SheetsSync(range) => sheets_sync(&config, range.from, range.to).await,
+        Command::Aggregate(range) => aggregate(&config, range.from, range.to).await,
+        Command::DemoApi(_) | Command::ExportDemoCopy(_) => unreachable!("handled without configuration"),
+    };
+    match result {
+        Ok(()) => Exit::Success,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "command failed");
+            Exit::Failed
+        }
+    }
+}
+
+fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions> {
+    if let Some(minutes) = args.chunk_minutes {
+        anyhow::ensure!((1..=10_080).contains(&minutes), "--chunk-minutes must be between 1 and 10080");
+        config.window.chunk = chrono::Duration::minutes(minutes);
+    }
+    let start = args.start.as_deref().map(|s| parse_time("--start", s)).transpose()?;
+    let end = args.end.as_deref().map(|s| parse_time("--end", s)).transpose()?;
+    if let (Some(s), Some(e)) = (start, end) {
+        anyhow::ensure!(s < e, "--start ({s}) must be before --end ({e})");
+    }
+    Ok(RunOptions { start, end, skip_sheets: args.no_sheets, skip_email: args.no_email })
+}
+
+async fn show_status(config: &Config, runs: i64, days: i64) -> anyhow::Result<()> {
+    let db = Database::connect(config.database.url()).await?;
+    print!("{}", status::render(&db, runs, days).await?);
+    Ok(())
+}
+
+async fn sheets_sync(config: &Config, from: chrono::NaiveDate, to: chrono::NaiveDate) -> anyhow::Result<()> {
+    let sheets = config.sheets.as_ref().context("Google Sheets is not configured (sheets.spreadsheet_id, sheets.key_file)")?;
+    let db = Database::connect(config.database.url()).await?;
+    let days = db.daily_stats(from, to).await?;
+    tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
+    let outcome = report::sheets::push_days(sheets, &days).await.context("pushing to Google Sheets")?;
+    tracing::info!(rows = outcome.rows_written, url = %outcome.url, "sheets sync finished");
+    Ok(())
+}
+
+async fn aggregate(config: &Config, from: chrono::NaiveDate, to: chrono::NaiveDate) -> anyhow::Result<()> {
+    let db = Database::connect(config.database.url()).await?;
+    let days = db.aggregate(from, to).await?;
+    tracing::info!(from = %from, to = %to, days = days.len(), "aggregation finished");
+    print!("{}", status::render(&db, 0, days.len() as i64).await?);
+    Ok(())
+}
+
+fn export_demo_copy(args: lms_etl_loader::cli::ExportArgs) -> anyhow::Result<()> {
+    let start = parse_time("--start", &args.start)?;
+    let end = parse_time("--end", &args.end)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let rows = demo_api::write_copy_rows(&args.demo, start, end, &mut out)?;
+    std::io::Write::flush(&mut out)?;
+    eprintln!("{rows} rows");
+    Ok(())
+}

@@ -19,7 +19,7 @@ use lms_etl_parse::json::to_json;
 use lms_etl_parse::pyrepr::{parse, Value};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -112,7 +112,11 @@ fn float_repr(f: f64) -> String {
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let decpt = exp + 1;
     if decpt <= -4 || decpt > 16 {
-        let m = if digits.len() == 1 { digits } else { format!("{}.{}", &digits[..1], &digits[1..]) };
+        let m = if digits.len() == 1 {
+            digits
+        } else {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        };
         let exp_sign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{m}e{exp_sign}{:02}", exp.abs())
     } else if decpt <= 0 {
@@ -130,7 +134,11 @@ fn float_repr(f: f64) -> String {
 /// `str.__repr__`: single quotes unless the text has `'` and no `"`; `\\`, the chosen
 /// quote, `\t \n \r` escaped by name; other non-printables as `\xhh`, `\uhhhh`, `\Uhhhhhhhh`.
 fn str_repr(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {
@@ -160,9 +168,9 @@ fn str_repr(s: &str, out: &mut String) {
 /// Non-ASCII ranges the generator draws from, with Python 3.11's `isprintable()` for them
 /// (`None`: the range mixes both and `is_printable_non_ascii` decides per code point).
 const NON_ASCII_RANGES: [(u32, u32, Option<bool>); 7] = [
-    (0x80, 0xff, None),           // Latin-1: C1 controls, NBSP, soft hyphen, letters
-    (0x400, 0x4ff, Some(true)),   // Cyrillic
-    (0x4e00, 0x9fa5, Some(true)), // CJK unified ideographs (Unicode 1.1 part)
+    (0x80, 0xff, None),             // Latin-1: C1 controls, NBSP, soft hyphen, letters
+    (0x400, 0x4ff, Some(true)),     // Cyrillic
+    (0x4e00, 0x9fa5, Some(true)),   // CJK unified ideographs (Unicode 1.1 part)
     (0x1f600, 0x1f64f, Some(true)), // emoticons (astral plane)
     (0x20000, 0x2a6d6, Some(true)), // CJK extension B (astral plane)
     (0x2000, 0x200f, Some(false)),  // spaces, zero-width, direction marks (Zs / Cf)
@@ -204,15 +212,20 @@ fn is_printable_non_ascii(c: char) -> bool {
             return printable.unwrap_or_else(|| code >= 0xa1 && code != 0xad);
         }
     }
-    panic!("the renderer does not know whether {c:?} is printable: keep the generator to known ranges");
+    panic!(
+        "the renderer does not know whether {c:?} is printable: keep the generator to known ranges"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
 // Generators.
 
 fn py_char() -> impl Strategy<Value = char> {
-    let range = |lo: u32, hi: u32| (lo..=hi).prop_map(|c| char::from_u32(c).expect("no surrogates in range"));
-    let [latin1, cyrillic, cjk, emoji, cjk_b, zero_width, private] = NON_ASCII_RANGES.map(|(lo, hi, _)| range(lo, hi));
+    let range = |lo: u32, hi: u32| {
+        (lo..=hi).prop_map(|c| char::from_u32(c).expect("no surrogates in range"))
+    };
+    let [latin1, cyrillic, cjk, emoji, cjk_b, zero_width, private] =
+        NON_ASCII_RANGES.map(|(lo, hi, _)| range(lo, hi));
     prop_oneof![
         12 => range(0x20, 0x7e),
         4 => prop::sample::select(vec!['\'', '"', '\\']),
@@ -347,13 +360,19 @@ fn check_parsed(expected: &Py, got: &Value<'_>, path: &str) -> Result<(), String
         (Py::Int(a), Value::Int(b)) if a == b => Ok(()),
         (Py::Float(a), Value::Float(b)) if same_float(*a, *b) => Ok(()),
         (Py::Str(a), Value::Str(b)) if a == b => Ok(()),
-        (Py::List(a), Value::List(b)) | (Py::Tuple(a), Value::Tuple(b)) if a.len() == b.len() => {
-            a.iter().zip(b).enumerate().try_for_each(|(i, (x, y))| check_parsed(x, y, &format!("{path}[{i}]")))
-        }
-        (Py::Dict(a), Value::Dict(b)) if a.len() == b.len() => a.iter().zip(b).enumerate().try_for_each(|(i, ((ka, va), (kb, vb)))| {
-            check_parsed(ka, kb, &format!("{path}.key{i}"))?;
-            check_parsed(va, vb, &format!("{path}.value{i}"))
-        }),
+        (Py::List(a), Value::List(b)) | (Py::Tuple(a), Value::Tuple(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .try_for_each(|(i, (x, y))| check_parsed(x, y, &format!("{path}[{i}]"))),
+        (Py::Dict(a), Value::Dict(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .try_for_each(|(i, ((ka, va), (kb, vb)))| {
+                check_parsed(ka, kb, &format!("{path}.key{i}"))?;
+                check_parsed(va, vb, &format!("{path}.value{i}"))
+            }),
         _ => fail(),
     }
 }
@@ -394,31 +413,56 @@ fn json_key(key: &Py) -> String {
 /// a float that reads back to the same bits, non-finite floats as the agreed strings.
 fn check_json(expected: &Py, raw: &RawValue, path: &str) -> Result<(), String> {
     let text = raw.get();
-    let fail = |why: &str| Err(format!("at {path}: {why}: expected {expected:?}, JSON {text}"));
+    let fail = |why: &str| {
+        Err(format!(
+            "at {path}: {why}: expected {expected:?}, JSON {text}"
+        ))
+    };
     let as_string = || serde_json::from_str::<String>(text).ok();
     match expected {
         Py::None if text == "null" => Ok(()),
         Py::Bool(b) if text == if *b { "true" } else { "false" } => Ok(()),
         Py::Int(digits) if text == digits => Ok(()),
-        Py::Float(f) if f.is_nan() => if as_string().as_deref() == Some("NaN") { Ok(()) } else { fail("NaN") },
+        Py::Float(f) if f.is_nan() => {
+            if as_string().as_deref() == Some("NaN") {
+                Ok(())
+            } else {
+                fail("NaN")
+            }
+        }
         Py::Float(f) if f.is_infinite() => {
             let want = if *f > 0.0 { "Infinity" } else { "-Infinity" };
-            if as_string().as_deref() == Some(want) { Ok(()) } else { fail("infinity") }
+            if as_string().as_deref() == Some(want) {
+                Ok(())
+            } else {
+                fail("infinity")
+            }
         }
         Py::Float(f) => {
             // serde_json accepted the number (the document parsed); std's parser is exact.
             match text.parse::<f64>() {
-                Ok(g) if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) && same_float(*f, g) => Ok(()),
+                Ok(g)
+                    if text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                        && same_float(*f, g) =>
+                {
+                    Ok(())
+                }
                 _ => fail("float"),
             }
         }
         Py::Str(s) if as_string().as_ref() == Some(s) => Ok(()),
         Py::List(items) | Py::Tuple(items) => {
-            let Ok(elems) = serde_json::from_str::<Vec<&RawValue>>(text) else { return fail("not an array") };
+            let Ok(elems) = serde_json::from_str::<Vec<&RawValue>>(text) else {
+                return fail("not an array");
+            };
             if elems.len() != items.len() {
                 return fail("array length");
             }
-            items.iter().zip(elems).enumerate().try_for_each(|(i, (x, y))| check_json(x, y, &format!("{path}[{i}]")))
+            items
+                .iter()
+                .zip(elems)
+                .enumerate()
+                .try_for_each(|(i, (x, y))| check_json(x, y, &format!("{path}[{i}]")))
         }
         Py::Dict(entries) => {
             let Ok(OrderedObject(members)) = serde_json::from_str::<OrderedObject<'_>>(text) else {
@@ -427,12 +471,16 @@ fn check_json(expected: &Py, raw: &RawValue, path: &str) -> Result<(), String> {
             if members.len() != entries.len() {
                 return fail("object size");
             }
-            entries.iter().zip(members).enumerate().try_for_each(|(i, ((k, v), (mk, mv)))| {
-                if json_key(k) != mk {
-                    return Err(format!("at {path}: key {i} is {mk:?}, expected {k:?}"));
-                }
-                check_json(v, mv, &format!("{path}.{mk}"))
-            })
+            entries
+                .iter()
+                .zip(members)
+                .enumerate()
+                .try_for_each(|(i, ((k, v), (mk, mv)))| {
+                    if json_key(k) != mk {
+                        return Err(format!("at {path}: key {i} is {mk:?}, expected {k:?}"));
+                    }
+                    check_json(v, mv, &format!("{path}.{mk}"))
+                })
         }
         _ => fail("mismatch"),
     }
@@ -441,12 +489,17 @@ fn check_json(expected: &Py, raw: &RawValue, path: &str) -> Result<(), String> {
 fn check_round_trip(value: &Py) -> Result<(), TestCaseError> {
     let text = repr(value);
     let parsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e} in {text}")))?;
-    check_parsed(value, &parsed, "$").map_err(|e| TestCaseError::fail(format!("{e}\nrepr: {text}")))?;
+    check_parsed(value, &parsed, "$")
+        .map_err(|e| TestCaseError::fail(format!("{e}\nrepr: {text}")))?;
 
-    let json = to_json(&parsed).map_err(|e| TestCaseError::fail(format!("to_json: {e} for {text}")))?;
-    serde_json::from_str::<serde_json::Value>(&json).map_err(|e| TestCaseError::fail(format!("invalid JSON ({e}): {json}")))?;
-    let raw: &RawValue = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    check_json(value, raw, "$").map_err(|e| TestCaseError::fail(format!("{e}\nrepr: {text}\njson: {json}")))?;
+    let json =
+        to_json(&parsed).map_err(|e| TestCaseError::fail(format!("to_json: {e} for {text}")))?;
+    serde_json::from_str::<serde_json::Value>(&json)
+        .map_err(|e| TestCaseError::fail(format!("invalid JSON ({e}): {json}")))?;
+    let raw: &RawValue =
+        serde_json::from_str(&json).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    check_json(value, raw, "$")
+        .map_err(|e| TestCaseError::fail(format!("{e}\nrepr: {text}\njson: {json}")))?;
     Ok(())
 }
 
@@ -454,7 +507,12 @@ fn check_round_trip(value: &Py) -> Result<(), TestCaseError> {
 // Tests.
 
 proptest! {
-    #![proptest_config(Config { cases: 2048, ..Config::default() })]
+    // Integration tests have no lib.rs for proptest to find: keep failures beside this file.
+    #![proptest_config(Config {
+        cases: 2048,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..Config::default()
+    })]
 
     #[test]
     fn every_repr_parses_back_to_the_same_value_and_valid_json(value in py_value()) {
@@ -491,10 +549,16 @@ fn renderer_matches_known_cpython_output() {
         (Py::Float(f64::NAN), "nan"),
         (Py::Tuple(vec![Py::Int("1".into())]), "(1,)"),
         (Py::Tuple(vec![]), "()"),
-        (Py::Dict(vec![(Py::Str("a".into()), Py::Int("1".into()))]), "{'a': 1}"),
+        (
+            Py::Dict(vec![(Py::Str("a".into()), Py::Int("1".into()))]),
+            "{'a': 1}",
+        ),
         (Py::Str("it's".into()), "\"it's\""),
         (Py::Str("'\"".into()), r#"'\'"'"#),
-        (Py::Str("\u{a0}\u{ad}\u{85}é\u{200b}\u{ffff}😀\u{e0001}\0\x7f\\".into()), r"'\xa0\xad\x85é\u200b\uffff😀\U000e0001\x00\x7f\\'"),
+        (
+            Py::Str("\u{a0}\u{ad}\u{85}é\u{200b}\u{ffff}😀\u{e0001}\0\x7f\\".into()),
+            r"'\xa0\xad\x85é\u200b\uffff😀\U000e0001\x00\x7f\\'",
+        ),
     ];
     for (value, want) in cases {
         assert_eq!(repr(&value), want, "{value:?}");
@@ -525,7 +589,9 @@ sys.stdout.buffer.write(('\n'.join(out) + '\n').encode('utf-8'))
 fn renderer_matches_python3_repr_byte_for_byte() {
     let mut runner = TestRunner::deterministic();
     let strategy = py_value();
-    let mut values: Vec<Py> = (0..400).map(|_| strategy.new_tree(&mut runner).expect("generate").current()).collect();
+    let mut values: Vec<Py> = (0..400)
+        .map(|_| strategy.new_tree(&mut runner).expect("generate").current())
+        .collect();
     // Every special character and range end on its own, so each printability claim is checked.
     for (c, _) in SPECIALS {
         values.push(Py::Str(format!("a{c}'")));
@@ -541,7 +607,11 @@ fn renderer_matches_python3_repr_byte_for_byte() {
     let mut input = lines.join("\n");
     input.push('\n');
 
-    let child = Command::new("python3").args(["-c", PY_REPR_ECHO]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    let child = Command::new("python3")
+        .args(["-c", PY_REPR_ECHO])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
     let mut child = match child {
         Ok(child) => child,
         Err(e) => {
@@ -552,27 +622,58 @@ fn renderer_matches_python3_repr_byte_for_byte() {
     let mut stdin = child.stdin.take().expect("piped stdin");
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let output = child.wait_with_output().expect("python3 runs");
-    writer.join().expect("writer thread").expect("write to python3");
-    assert!(output.status.success(), "python3 failed: {:?}", output.status);
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write to python3");
+    assert!(
+        output.status.success(),
+        "python3 failed: {:?}",
+        output.status
+    );
     let stdout = String::from_utf8(output.stdout).expect("python3 writes UTF-8");
-    let echoed: Vec<&str> = stdout.strip_suffix('\n').unwrap_or(&stdout).split('\n').collect();
-    assert_eq!(echoed.len(), lines.len(), "python3 answered a different number of lines");
+    let echoed: Vec<&str> = stdout
+        .strip_suffix('\n')
+        .unwrap_or(&stdout)
+        .split('\n')
+        .collect();
+    assert_eq!(
+        echoed.len(),
+        lines.len(),
+        "python3 answered a different number of lines"
+    );
     let mismatches: Vec<String> = lines
         .iter()
         .zip(&echoed)
         .filter(|(ours, theirs)| ours != theirs)
         .map(|(ours, theirs)| format!("  rust:   {ours}\n  python: {theirs}"))
         .collect();
-    assert!(mismatches.is_empty(), "{} of {} reprs differ from CPython:\n{}", mismatches.len(), lines.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} reprs differ from CPython:\n{}",
+        mismatches.len(),
+        lines.len(),
+        mismatches.join("\n")
+    );
     eprintln!("python3 agreed with the renderer on {} values", lines.len());
 }
 
 /// Strings without escapes come back borrowed from the input (no copy per string).
 #[test]
 fn plain_strings_parse_without_copying() {
-    let text = repr(&Py::Dict(vec![(Py::Str("key".into()), Py::List(vec![Py::Str("värde 值 😀".into())]))]));
-    let Value::Dict(entries) = parse(&text).unwrap() else { panic!("not a dict") };
+    let text = repr(&Py::Dict(vec![(
+        Py::Str("key".into()),
+        Py::List(vec![Py::Str("värde 值 😀".into())]),
+    )]));
+    let Value::Dict(entries) = parse(&text).unwrap() else {
+        panic!("not a dict")
+    };
     assert!(matches!(&entries[0].0, Value::Str(Cow::Borrowed("key"))));
-    let Value::List(items) = &entries[0].1 else { panic!("not a list") };
-    assert!(matches!(&items[0], Value::Str(Cow::Borrowed("värde 值 😀"))));
+    let Value::List(items) = &entries[0].1 else {
+        panic!("not a list")
+    };
+    assert!(matches!(
+        &items[0],
+        Value::Str(Cow::Borrowed("värde 值 😀"))
+    ));
 }

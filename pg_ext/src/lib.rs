@@ -1,6 +1,7 @@
 //! The `lms_etl` PostgreSQL extension: parses `passback_params` (a Python-repr dict),
 //! ingests chunks of raw API records and builds daily aggregates, all callable from SQL.
 
+mod aggregate;
 mod ingest;
 mod passback;
 
@@ -18,6 +19,12 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        // pg_cron runs the schedule of sql/pg_cron.sql for real in aggregate::tests.
+        vec![
+            "shared_preload_libraries = 'pg_cron'",
+            "cron.database_name = 'pgrx_tests'",
+            "cron.use_background_workers = on",
+            "max_worker_processes = 16",
+        ]
     }
 }

@@ -1,1 +1,4 @@
 //! End-to-end test harness.
+
+pub mod sheets_emulator;
+pub mod smtp_server;

@@ -1,1 +1,248 @@
-//! A stand-in for the LMS statistics API (filled in by the demo API work).
+//! A deterministic stand-in for the LMS statistics API (`lms-etl demo-api`), for the quick
+//! start, the end-to-end tests and the benchmark: same wire format, seeded data, injectable faults.
+//!
+//! `generator` makes the records, `pyrepr` and `render` write them, `faults` breaks some of
+//! them on purpose, `server` answers HTTP.
+
+mod faults;
+mod generator;
+pub mod pyrepr;
+mod render;
+mod server;
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use tokio::net::TcpListener;
+
+use faults::FaultPlan;
+use generator::{DataSet, MAX_RECORDS_PER_HOUR};
+use server::AppState;
+
+/// `lms-etl demo-api`: serve the demo statistics API.
+#[derive(Clone, clap::Args)]
+pub struct DemoApiArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The `client` query parameter the API accepts.
+    #[arg(long, default_value = "demo")]
+    pub client: String,
+    /// The `client_key` query parameter the API accepts.
+    #[arg(long, default_value = "demo")]
+    pub client_key: String,
+    /// The data set is a pure function of this seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Daily average of records per hour (quieter at night, busier in the evening).
+    #[arg(long, default_value_t = 360, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RECORDS_PER_HOUR)))]
+    pub records_per_hour: u32,
+    /// Share of requests answered 500, 502 or 503.
+    #[arg(long = "fail-5xx", default_value_t = 0.0, value_parser = parse_share)]
+    pub fail_5xx: f64,
+    /// Share of requests answered 429 with a Retry-After header.
+    #[arg(long = "fail-429", default_value_t = 0.0, value_parser = parse_share)]
+    pub fail_429: f64,
+    /// Seconds in the Retry-After header of a 429.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Delay added to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of requests whose connection is dropped in the middle of the body.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub drop_connections: f64,
+    /// Share of requests answered 200 with a body cut short (not valid JSON).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub truncate_bodies: f64,
+    /// Share of records served malformed; always the same records for a given seed.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    pub malformed: f64,
+    /// The first N requests fail with 503.
+    #[arg(long, default_value_t = 0)]
+    pub fail_first: u64,
+}
+
+impl Default for DemoApiArgs {
+    fn default() -> Self {
+        DemoApiArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            client: "demo".to_owned(),
+            client_key: "demo".to_owned(),
+            seed: 1,
+            records_per_hour: 360,
+            fail_5xx: 0.0,
+            fail_429: 0.0,
+            retry_after_secs: 1,
+            latency_ms: 0,
+            drop_connections: 0.0,
+            truncate_bodies: 0.0,
+            malformed: 0.0,
+            fail_first: 0,
+        }
+    }
+}
+
+/// Hand-written so the key cannot reach a log line through `{:?}`.
+impl fmt::Debug for DemoApiArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DemoApiArgs")
+            .field("listen", &self.listen)
+            .field("client", &self.client)
+            .field("client_key", &"[redacted]")
+            .field("seed", &self.seed)
+            .field("records_per_hour", &self.records_per_hour)
+            .field("fail_5xx", &self.fail_5xx)
+            .field("fail_429", &self.fail_429)
+            .field("retry_after_secs", &self.retry_after_secs)
+            .field("latency_ms", &self.latency_ms)
+            .field("drop_connections", &self.drop_connections)
+            .field("truncate_bodies", &self.truncate_bodies)
+            .field("malformed", &self.malformed)
+            .field("fail_first", &self.fail_first)
+            .finish()
+    }
+}
+
+/// Settings that clap would have refused, caught again for callers that build the args in code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DemoApiError {
+    #[error("--{flag} must be a share between 0 and 1, found {value}")]
+    ShareOutOfRange { flag: &'static str, value: f64 },
+    #[error("--records-per-hour must be at most {MAX_RECORDS_PER_HOUR}, found {0}")]
+    TooManyRecordsPerHour(u32),
+}
+
+impl DemoApiArgs {
+    /// Checks what the types do not: shares in [0, 1] and the rate ceiling.
+    pub fn validate(&self) -> Result<(), DemoApiError> {
+        let shares = [
+            ("fail-5xx", self.fail_5xx),
+            ("fail-429", self.fail_429),
+            ("drop-connections", self.drop_connections),
+            ("truncate-bodies", self.truncate_bodies),
+            ("malformed", self.malformed),
+        ];
+        for (flag, value) in shares {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(DemoApiError::ShareOutOfRange { flag, value });
+            }
+        }
+        if self.records_per_hour > MAX_RECORDS_PER_HOUR {
+            return Err(DemoApiError::TooManyRecordsPerHour(self.records_per_hour));
+        }
+        Ok(())
+    }
+
+    fn data_set(&self) -> DataSet {
+        DataSet::new(self.seed, self.records_per_hour, self.malformed)
+    }
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        Ok(value) => Err(format!("expected a share between 0 and 1 (e.g. 0.05), found {value}")),
+        Err(_) => Err(format!("expected a share between 0 and 1 (e.g. 0.05), found {text:?}")),
+    }
+}
+
+/// A bound, not yet serving, demo API.
+pub struct DemoApi {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+/// Validates the args and binds the listener. Prints nothing; logs with tracing.
+pub async fn bind(args: DemoApiArgs) -> io::Result<DemoApi> {
+    args.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let listener = TcpListener::bind(args.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let state = AppState {
+        data: Arc::new(args.data_set()),
+        faults: FaultPlan::new(
+            args.seed,
+            args.fail_first,
+            args.fail_5xx,
+            args.fail_429,
+            args.drop_connections,
+            args.truncate_bodies,
+        ),
+        latency: Duration::from_millis(args.latency_ms),
+        retry_after_secs: args.retry_after_secs,
+        client: args.client,
+        client_key: args.client_key,
+    };
+    tracing::info!(addr = %local_addr, seed = args.seed, records_per_hour = args.records_per_hour, "demo API bound");
+    Ok(DemoApi { listener, local_addr, state: Arc::new(state) })
+}
+
+impl DemoApi {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then lets open answers finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        axum::serve(self.listener, server::router(self.state)).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// What `lms-etl demo-api` runs: bind, announce the address on stdout (tests read it to
+/// learn the port), serve until Ctrl-C or SIGTERM.
+pub async fn run(args: DemoApiArgs) -> io::Result<()> {
+    let api = bind(args).await?;
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "demo API listening on http://{}", api.local_addr())?;
+    stdout.flush()?;
+    drop(stdout);
+    api.serve(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // Without a handler, only SIGTERM (or killing the process) stops the server.
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("demo API shutting down");
+}
+
+/// The valid records of [start, end) for the args' seed, rate and malformed share, as
+/// PostgreSQL COPY text rows (user_id, oauth_consumer_key, lis_result_sourcedid,
+/// lis_outcome_service_url, is_correct, attempt_type, created_at). Returns the row count.
+pub fn write_copy_rows(
+    args: &DemoApiArgs,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+    out: &mut impl io::Write,
+) -> io::Result<u64> {
+    args.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let data = args.data_set();
+    render::write_copy_window(&data, start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros(), out)
+}
+
+#[cfg(test)]
+mod tests;

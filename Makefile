@@ -1,0 +1,53 @@
+# lms_etl — the two commands: `make demo` (the whole job on the bundled demo API) and
+# `make test` (every test). Both set the machine up first and are safe to run again.
+
+SHELL := /bin/bash
+PG_MAJOR ?= 15
+PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PSQL := $(SUDO) runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1
+PGRX_TEST_DATA := /var/lib/postgresql/pgrx-test
+
+.PHONY: demo test setup install-ext database test-ext test-rust lint bench fuzz clean-db
+
+demo: install-ext database
+	cargo build --release -p lms-etl-loader --bin lms-etl
+	bash scripts/demo.sh
+
+test: setup test-ext install-ext lint test-rust
+
+setup:
+	bash scripts/setup.sh
+
+# The release build of the extension into the system PostgreSQL (after test-ext, which
+# installs its own test build over the same files).
+install-ext: setup
+	cd pg_ext && cargo pgrx install --release --pg-config $(PG_CONFIG) $(if $(SUDO),--sudo,)
+
+database: install-ext
+	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lms_etl'" | grep -q 1 \
+	  || $(PSQL) -d postgres -c "CREATE DATABASE lms_etl"
+	$(PSQL) -d lms_etl -c "CREATE EXTENSION IF NOT EXISTS lms_etl" -c "ALTER EXTENSION lms_etl UPDATE"
+	@$(PSQL) -d lms_etl -tAc "SELECT 'extension lms_etl ' || extversion || ' installed; parse_passback_params answers: ' || (lms_etl.parse_passback_params('{''oauth_consumer_key'': '''', ''lis_result_sourcedid'': ''ok''}')).lis_result_sourcedid FROM pg_extension WHERE extname = 'lms_etl'"
+
+# #[pg_test]s in a private cluster; initdb refuses root, so the cluster runs as postgres.
+test-ext: setup
+	$(SUDO) install -d -o postgres -g postgres $(PGRX_TEST_DATA)
+	cd pg_ext && cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata $(PGRX_TEST_DATA)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --exclude lms_etl --all-targets -- -D warnings
+	cd pg_ext && cargo clippy --all-targets --features "pg$(PG_MAJOR) pg_test" -- -D warnings
+
+# Parser unit/property tests, loader unit tests, end-to-end tests (real PostgreSQL,
+# demo API, SMTP and Sheets stand-ins).
+test-rust:
+	cargo test --workspace --exclude lms_etl
+
+bench: install-ext database
+	bash bench/run.sh
+
+fuzz:
+	bash scripts/fuzz.sh 60

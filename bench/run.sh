@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Benchmarks, each measured against its baseline in the same run (ratios, not absolute
+# times, are the targets). Writes a markdown report to bench/results-<date>.md and prints it.
+#  1. parse_passback_params vs replace(p, '''', '"')::jsonb over 1 000 000 rows
+#  2. lms-etl run over 1 000 000 demo records vs psql \copy of the same rows, pre-parsed,
+#     into an identical table; plus the loader's peak RSS for a half and a full window.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+PSQL="$SUDO runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1"
+BIN=target/release/lms-etl
+DB=lms_etl_bench
+REPEAT=${REPEAT:-3}
+RATE=${RATE:-20834}              # records/hour on average: ~1 000 000 over two days
+START=2026-11-20; MID=2026-11-21; END=2026-11-22
+command -v /usr/bin/time >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+cargo build --release -q -p lms-etl-loader --bin lms-etl
+out=bench/results-$(date -u +%F).md
+work=$(mktemp -d); chmod 755 "$work"
+trap 'kill $api_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+ms() { # median wall time in ms of a psql query, over $REPEAT runs
+  local sql=$1 times=()
+  for _ in $(seq "$REPEAT"); do
+    t=$($PSQL -d "$DB" -c '\timing on' -c "SET jit = off" -c "$sql" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n 1)
+    times+=("$t")
+  done
+  printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p"
+}
+
+$PSQL -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+$PSQL -d "$DB" -c "CREATE EXTENSION lms_etl"
+
+echo "# Benchmark run $(date -u '+%F %T') UTC on $(nproc) cores, PostgreSQL $($PSQL -d postgres -tAc 'SHOW server_version')" > "$out"
+
+# 1. Parser vs naive cast -------------------------------------------------------------
+$PSQL -d "$DB" -f bench/parse_vs_cast.sql > /dev/null
+naive=$(ms "SELECT sum(length((replace(p, '''', '\"')::jsonb)->>'lis_result_sourcedid')) FROM bench_passback")
+ours=$(ms "SELECT sum(length((lms_etl.parse_passback_params(p)).lis_result_sourcedid)) FROM bench_passback")
+jsonb=$(ms "SELECT sum(length(lms_etl.pyrepr_to_jsonb(p)->>'lis_result_sourcedid')) FROM bench_passback")
+{
+  echo
+  echo "## 1. Parsing 1 000 000 passback_params in SQL (median of $REPEAT)"
+  echo
+  echo "| query | ms | rows/s | vs naive cast |"
+  echo "|---|---:|---:|---:|"
+  for row in "naive replace(p,'''','\"')::jsonb->>'..':$naive" "lms_etl.parse_passback_params(p):$ours" "lms_etl.pyrepr_to_jsonb(p)->>'..':$jsonb"; do
+    name=${row%:*}; t=${row##*:}
+    awk -v n="$name" -v t="$t" -v b="$naive" 'BEGIN { printf "| `%s` | %.0f | %.0f | %.2fx faster |\n", n, t, 1e9/t, b/t }'
+  done
+} >> "$out"
+
+# 2. End to end vs COPY ---------------------------------------------------------------
+"$BIN" demo-api --listen 127.0.0.1:0 --records-per-hour "$RATE" > "$work/api.log" 2>&1 &
+api_pid=$!
+for _ in $(seq 1 50); do grep -q "listening on" "$work/api.log" && break; sleep 0.1; done
+api_url=$(sed -n 's/^demo API listening on //p' "$work/api.log")
+
+"$BIN" export-demo-copy --start "$START" --end "$END" --records-per-hour "$RATE" > "$work/rows.tsv" 2> "$work/export.log"
+rows=$(wc -l < "$work/rows.tsv")
+
+loader_run() { # $1 = end; prints "wall_ms rss_kb"; fresh database each time
+  $PSQL -d postgres -c "DROP DATABASE IF EXISTS ${DB}_run WITH (FORCE)" -c "CREATE DATABASE ${DB}_run"
+  $PSQL -d "${DB}_run" -c "CREATE EXTENSION lms_etl"
+  local t0 t1
+  t0=$(date +%s%N)
+  DATABASE_URL="postgresql://postgres@127.0.0.1:5432/${DB}_run" LMS_ETL_API_URL="$api_url" LMS_ETL_CLIENT=demo \
+  LMS_ETL_CLIENT_KEY=demo LMS_ETL_LOG_DIR="$work/logs" LMS_ETL_EMAIL_SEND_ON=never \
+    /usr/bin/time -f "%M" -o "$work/rss" "$BIN" run --start "$START" --end "$1" --no-email 2> "$work/run.log"
+  t1=$(date +%s%N)
+  echo "$(( (t1 - t0) / 1000000 )) $(cat "$work/rss")"
+}
+read -r half_ms half_rss < <(loader_run "$MID")
+read -r run_ms run_rss < <(loader_run "$END")
+loaded=$($PSQL -d "${DB}_run" -tAc "SELECT count(*) FROM lms_etl.attempts")
+
+$PSQL -d "$DB" -c "DROP TABLE IF EXISTS copy_attempts" -c "CREATE TABLE copy_attempts (LIKE lms_etl.attempts INCLUDING ALL)"
+copy_times=()
+for _ in $(seq "$REPEAT"); do
+  $PSQL -d "$DB" -c "TRUNCATE copy_attempts"
+  t0=$(date +%s%N)
+  $PSQL -d "$DB" -c "\\copy copy_attempts (user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url, is_correct, attempt_type, created_at) FROM '$work/rows.tsv'"
+  t1=$(date +%s%N)
+  copy_times+=("$(( (t1 - t0) / 1000000 ))")
+done
+copy_ms=$(printf '%s\n' "${copy_times[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p")
+{
+  echo
+  echo "## 2. 1 000 000 demo records end to end vs psql \\copy of the same rows"
+  echo
+  echo "Window $START .. $END at $RATE records/hour: $rows valid records; the run loaded $loaded."
+  echo "The run includes the HTTP download from the demo API (on the same 2 cores), JSON and"
+  echo "passback parsing in the extension, inserts with the natural-key check, bookkeeping and"
+  echo "aggregation. \\copy loads already-parsed rows into \`LIKE lms_etl.attempts INCLUDING ALL\`."
+  echo
+  echo "| what | ms | rows/s |"
+  echo "|---|---:|---:|"
+  awk -v t="$run_ms" -v n="$loaded" 'BEGIN { printf "| lms-etl run (1 h chunks) | %d | %.0f |\n", t, n*1000/t }'
+  awk -v t="$copy_ms" -v n="$rows" 'BEGIN { printf "| psql \\\\copy (median of 3) | %d | %.0f |\n", t, n*1000/t }'
+  awk -v a="$run_ms" -v b="$copy_ms" -v n="$loaded" -v m="$rows" 'BEGIN { printf "\n**run rate / COPY rate = %.2f** (target >= 0.5)\n", (n/a)/(m/b) }'
+  echo
+  echo "| loader peak RSS | window | MB |"
+  echo "|---|---|---:|"
+  awk -v r="$half_rss" 'BEGIN { printf "| half window | 1 day | %.1f |\n", r/1024 }'
+  awk -v r="$run_rss" 'BEGIN { printf "| full window | 2 days | %.1f |\n", r/1024 }'
+  echo
+  echo "(target: under 100 MB and not growing with the window)"
+} >> "$out"
+$PSQL -d postgres -c "DROP DATABASE IF EXISTS ${DB}_run WITH (FORCE)"
+cat "$out"

@@ -1,0 +1,85 @@
+//! The command line: every clap type lives here, turned into typed options once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::demo_api::DemoApiArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "lms-etl", version, about = "Load LMS attempt records into PostgreSQL, aggregate per day, report")]
+pub struct Cli {
+    /// TOML configuration file; environment variables override it (see lms-etl.example.toml).
+    #[arg(long, short, global = true, env = "LMS_ETL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch a window from the API, load it, aggregate the touched days, report.
+    Run(RunArgs),
+    /// Show the last runs and the last days' statistics.
+    Status(StatusArgs),
+    /// Serve the bundled demo statistics API.
+    DemoApi(DemoApiArgs),
+    /// (Re)push the daily statistics of a date range to Google Sheets.
+    SheetsSync(RangeArgs),
+    /// Recompute lms_etl.daily_stats for a date range (same as lms_etl.refresh_daily_stats).
+    Aggregate(RangeArgs),
+    /// Write the demo API's valid records of a window as COPY text (the benchmark's baseline).
+    #[command(hide = true)]
+    ExportDemoCopy(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Window start (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS[.ffffff], source time zone).
+    /// Default: where the last committed chunk ended (first run: 24 hours ago).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Window end, exclusive. Default: now.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Chunk length in minutes (overrides window.chunk_minutes).
+    #[arg(long)]
+    pub chunk_minutes: Option<i64>,
+    /// Do not push to Google Sheets this time.
+    #[arg(long)]
+    pub no_sheets: bool,
+    /// Do not send or write the e-mail this time.
+    #[arg(long)]
+    pub no_email: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many runs to show.
+    #[arg(long, default_value_t = 10)]
+    pub runs: i64,
+    /// How many days of statistics to show.
+    #[arg(long, default_value_t = 14)]
+    pub days: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// First day (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: chrono::NaiveDate,
+    /// Last day, included (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: chrono::NaiveDate,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub start: String,
+    #[arg(long)]
+    pub end: String,
+    #[command(flatten)]
+    pub demo: DemoApiArgs,
+}

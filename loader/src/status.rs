@@ -1,0 +1,68 @@
+//! `lms-etl status`: the last runs and the last days' statistics as terminal tables.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use crate::load::{Database, LoadError};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t
+}
+
+fn num(n: i64) -> Cell {
+    Cell::new(n).set_alignment(CellAlignment::Right)
+}
+
+/// Renders both tables as text.
+pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadError> {
+    let run_rows = db
+        .client()
+        .query(
+            "SELECT run_id, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'),
+                    to_char(window_start, 'YYYY-MM-DD HH24:MI') || ' .. ' || to_char(window_end, 'YYYY-MM-DD HH24:MI'),
+                    status, fetched, inserted, duplicates, rejected,
+                    coalesce((stage_ms->>'total')::bigint, 0), coalesce(error, '')
+               FROM lms_etl.runs ORDER BY run_id DESC LIMIT $1",
+            &[&runs],
+        )
+        .await
+        .map_err(|source| LoadError::Query { what: "reading lms_etl.runs".into(), source })?;
+    let mut t = table(&["run", "started (UTC)", "window", "status", "fetched", "inserted", "dupes", "rejected", "ms", "error"]);
+    for r in &run_rows {
+        let error: String = r.get(9);
+        t.add_row(vec![
+            num(r.get(0)),
+            Cell::new(r.get::<_, String>(1)),
+            Cell::new(r.get::<_, String>(2)),
+            Cell::new(r.get::<_, String>(3)),
+            num(r.get(4)),
+            num(r.get(5)),
+            num(r.get(6)),
+            num(r.get(7)),
+            num(r.get(8)),
+            Cell::new(error.chars().take(60).collect::<String>()),
+        ]);
+    }
+    let day_rows = db
+        .client()
+        .query(
+            "SELECT to_char(day, 'YYYY-MM-DD'), attempts, successful_attempts, unique_users,
+                    CASE WHEN attempts = 0 THEN '-' ELSE to_char(100.0 * successful_attempts / attempts, 'FM990.0') || '%' END
+               FROM (SELECT * FROM lms_etl.daily_stats ORDER BY day DESC LIMIT $1) d ORDER BY day",
+            &[&days],
+        )
+        .await
+        .map_err(|source| LoadError::Query { what: "reading lms_etl.daily_stats".into(), source })?;
+    let mut d = table(&["day", "attempts", "successful", "unique users", "success rate"]);
+    for r in &day_rows {
+        d.add_row(vec![
+            Cell::new(r.get::<_, String>(0)),
+            num(r.get(1)),
+            num(r.get(2)),
+            num(r.get(3)),
+            Cell::new(r.get::<_, String>(4)).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    Ok(format!("Last runs\n{t}\n\nDaily statistics\n{d}\n"))
+}

@@ -1,0 +1,120 @@
+//! The daily aggregation is plain SQL (`sql/aggregate.sql`) so that psql, pg_cron and the
+//! loader call the same thing; this module holds its tests.
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn insert(user: &str, at: &str, kind: &str, correct: Option<bool>) {
+        Spi::run_with_args(
+            "INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ($1, $2, $3, $4::timestamp)",
+            &[user.into(), kind.into(), correct.into(), at.into()],
+        )
+        .expect("insert");
+    }
+
+    fn day_row(sql: &str) -> (i64, i64, i64) {
+        let (a, s, u) = Spi::get_three::<i64, i64, i64>(sql).expect("query").into();
+        (a.unwrap(), s.unwrap(), u.unwrap())
+    }
+
+    fn known_data() {
+        insert("u1", "2026-11-20 00:00:00", "run", None);
+        insert("u1", "2026-11-20 12:00:00", "submit", Some(true));
+        insert("u2", "2026-11-20 23:59:59.999999", "submit", Some(false));
+        insert("u2", "2026-11-22 00:00:00", "submit", Some(true));
+        insert("u3", "2026-11-22 08:00:00", "submit", Some(true));
+    }
+
+    #[pg_test]
+    fn aggregates_one_day_by_created_at_date() {
+        known_data();
+        assert_eq!(
+            day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.aggregate_daily('2026-11-20')"),
+            (3, 1, 2)
+        );
+        assert_eq!(
+            day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.daily_stats WHERE day = '2026-11-20'"),
+            (3, 1, 2)
+        );
+    }
+
+    #[pg_test]
+    fn a_day_without_attempts_gets_zeros() {
+        known_data();
+        assert_eq!(
+            day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.aggregate_daily('2026-11-21')"),
+            (0, 0, 0)
+        );
+    }
+
+    #[pg_test]
+    fn refresh_covers_the_range_inclusive_and_upserts() {
+        known_data();
+        let days = Spi::get_one::<String>(
+            "SELECT string_agg(day || ':' || attempts || '/' || successful_attempts || '/' || unique_users, ' ' ORDER BY day)
+               FROM lms_etl.refresh_daily_stats('2026-11-20', '2026-11-22')",
+        );
+        assert_eq!(days, Ok(Some("2026-11-20:3/1/2 2026-11-21:0/0/0 2026-11-22:2/2/2".into())));
+        insert("u9", "2026-11-21 09:00:00", "submit", Some(true));
+        Spi::run("SELECT lms_etl.refresh_daily_stats('2026-11-20', '2026-11-22')").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM lms_etl.daily_stats WHERE day BETWEEN '2026-11-20' AND '2026-11-22'"),
+            Ok(Some(3))
+        );
+        assert_eq!(
+            day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.daily_stats WHERE day = '2026-11-21'"),
+            (1, 1, 1)
+        );
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM lms_etl.refresh_daily_stats('2026-11-22', '2026-11-20')"), Ok(Some(0)));
+    }
+
+    #[pg_test]
+    fn attempt_type_and_run_correctness_are_enforced() {
+        let bad_type = PgTryBuilder::new(|| {
+            insert("u1", "2026-11-20 00:00:00", "peek", None);
+            false
+        })
+        .catch_others(|_| true)
+        .execute();
+        assert!(bad_type, "attempt_type 'peek' must be refused");
+    }
+
+    /// The schedule in sql/pg_cron.sql, run for real by pg_cron's background worker. The test
+    /// transaction is rolled back and invisible to pg_cron, so dblink commits on the side.
+    #[pg_test]
+    fn pg_cron_runs_the_daily_refresh() {
+        Spi::run("CREATE EXTENSION IF NOT EXISTS dblink").unwrap();
+        let conn = "format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
+                           split_part(current_setting('unix_socket_directories'), ',', 1))";
+        let side = |sql: &str| {
+            Spi::run_with_args(&format!("SELECT dblink_exec({conn}, $1)"), &[sql.into()]).expect("dblink_exec");
+        };
+        side("CREATE EXTENSION IF NOT EXISTS pg_cron");
+        side("DELETE FROM lms_etl.daily_stats WHERE day = '2026-01-01'");
+        side("INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ('cron-u', 'submit', true, '2026-01-01 10:00') ON CONFLICT DO NOTHING");
+        // Same call as sql/pg_cron.sql, every minute, on the fixed day planted above.
+        let schedule = "SELECT cron.schedule('lms_etl_test', '* * * * *', $$SELECT count(*) FROM lms_etl.refresh_daily_stats('2026-01-01', '2026-01-01')$$)::text";
+        Spi::run_with_args(&format!("SELECT * FROM dblink({conn}, $1) AS t(job text)"), &[schedule.into()]).expect("schedule");
+        let mut done = false;
+        for _ in 0..150 {
+            let n = Spi::get_one::<i64>(&format!(
+                "SELECT n FROM dblink({conn}, 'SELECT count(*) FROM lms_etl.daily_stats WHERE day = ''2026-01-01'' AND attempts = 1') AS t(n bigint)"
+            ));
+            if n == Ok(Some(1)) {
+                done = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let details = Spi::get_one::<String>(&format!(
+            "SELECT d FROM dblink({conn}, 'SELECT coalesce(string_agg(status || '': '' || return_message, ''; ''), ''no runs'') FROM cron.job_run_details') AS t(d text)"
+        ));
+        Spi::run(&format!("SELECT * FROM dblink({conn}, 'SELECT cron.unschedule(''lms_etl_test'')::text') AS t(ok text)"))
+            .expect("unschedule");
+        side("DELETE FROM lms_etl.attempts WHERE user_id = 'cron-u'");
+        side("DELETE FROM lms_etl.daily_stats WHERE day = '2026-01-01'");
+        assert!(done, "pg_cron did not refresh daily_stats within 75 s; job runs: {details:?}");
+    }
+}

@@ -1,0 +1,183 @@
+//! Real parts for end-to-end tests: a throwaway database with the extension on the local
+//! PostgreSQL, the demo API as a child process, and the `lms-etl` binary run as cron would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+
+use postgres::{Client, NoTls};
+
+/// Where the tests find PostgreSQL (the admin connection creates and drops databases).
+pub fn admin_url() -> String {
+    std::env::var("LMS_ETL_TEST_ADMIN_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database created for one test, with `CREATE EXTENSION lms_etl`, dropped afterwards.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!("lms_etl_test_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let mut admin = Client::connect(&admin_url(), NoTls).expect("connect to PostgreSQL as admin (is it running?)");
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}")).unwrap();
+        let base = admin_url();
+        let url = format!("{}/{name}", base.rsplit_once('/').expect("URL has a database part").0);
+        let mut db = Client::connect(&url, NoTls).unwrap();
+        db.batch_execute("CREATE EXTENSION lms_etl").expect("CREATE EXTENSION lms_etl (is the extension installed? `make install-ext`)");
+        TestDb { name, url }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connect to the test database")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.client().query_one(sql, &[]).unwrap().get(0)
+    }
+
+    /// A fingerprint of the whole attempts table, independent of load order and run ids.
+    pub fn attempts_fingerprint(&self) -> String {
+        self.client()
+            .query_one(
+                "SELECT count(*) || ':' || coalesce(md5(string_agg(
+                     concat_ws('|', user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url,
+                               is_correct, attempt_type, created_at), ',' ORDER BY created_at, user_id, attempt_type)), '-')
+                   FROM lms_etl.attempts",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// The `lms-etl` binary, built once per test process.
+pub fn lms_etl_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned();
+    BUILD.call_once(|| {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "-p", "lms-etl-loader", "--bin", "lms-etl"])
+            .current_dir(&workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building lms-etl failed");
+    });
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace.join("target"));
+    target.join("debug").join("lms-etl")
+}
+
+/// The demo API as a child process on a free loopback port; killed on drop.
+pub struct DemoApi {
+    child: Child,
+    pub url: String,
+}
+
+impl DemoApi {
+    pub fn start(extra_args: &[&str]) -> DemoApi {
+        let mut child = Command::new(lms_etl_bin())
+            .arg("demo-api")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start lms-etl demo-api");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("demo API listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from demo-api: {line:?}"))
+            .to_owned();
+        DemoApi { child, url }
+    }
+}
+
+impl Drop for DemoApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One configured `lms-etl` invocation: its database, API, log and outbox directories.
+pub struct Etl {
+    pub db_url: String,
+    pub api_url: String,
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Etl {
+    pub fn new(db: &TestDb, api_url: &str) -> Etl {
+        let dir = tempfile::tempdir().unwrap();
+        Etl { db_url: db.url.clone(), api_url: api_url.to_owned(), dir, env: Vec::new() }
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Etl {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The command, with a clean environment: only what the test sets reaches it.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(lms_etl_bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db_url)
+            .env("LMS_ETL_API_URL", &self.api_url)
+            .env("LMS_ETL_CLIENT", "demo")
+            .env("LMS_ETL_CLIENT_KEY", "demo")
+            .env("LMS_ETL_LOG_DIR", self.log_dir())
+            .env("LMS_ETL_EMAIL_OUTBOX_DIR", self.outbox())
+            .env("LMS_ETL_API_BACKOFF_INITIAL_MS", "20")
+            .env("LMS_ETL_API_BACKOFF_MAX_MS", "200")
+            .env("LMS_ETL_API_REQUEST_TIMEOUT_SECS", "20")
+            .args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lms-etl")
+    }
+
+    /// Everything in the log directory's dated files, concatenated.
+    pub fn log_text(&self) -> String {
+        let mut files: Vec<_> = std::fs::read_dir(self.log_dir())
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.iter().filter(|p| p.extension().is_some_and(|e| e == "log")).map(|p| std::fs::read_to_string(p).unwrap()).collect()
+    }
+}
+
+/// Exit code and stderr, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!("exit {:?}\nstderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr))
+}
