@@ -8,8 +8,8 @@ use tokio_postgres::{Client, NoTls};
 use crate::report::{Counts, DailyStats, RunStatus};
 use crate::window::Window;
 
-/// Advisory-lock key held for the length of a run (any constant; `hashtext('lms_etl.loader')`).
-const RUN_LOCK_KEY: i64 = 0x6c6d_735f_6574_6c;
+/// Advisory-lock key held for the length of a run: "lms_etl" in ASCII.
+const RUN_LOCK_KEY: i64 = 0x006c_6d73_5f65_746c;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

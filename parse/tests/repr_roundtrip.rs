@@ -209,7 +209,7 @@ fn is_printable_non_ascii(c: char) -> bool {
     let code = u32::from(c);
     for (lo, hi, printable) in NON_ASCII_RANGES {
         if (lo..=hi).contains(&code) {
-            return printable.unwrap_or_else(|| code >= 0xa1 && code != 0xad);
+            return printable.unwrap_or(code >= 0xa1 && code != 0xad);
         }
     }
     panic!(

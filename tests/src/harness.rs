@@ -20,12 +20,19 @@ pub struct TestDb {
     pub url: String,
 }
 
+impl Default for TestDb {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestDb {
     pub fn new() -> TestDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!("lms_etl_test_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
         let mut admin = Client::connect(&admin_url(), NoTls).expect("connect to PostgreSQL as admin (is it running?)");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}")).unwrap();
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let base = admin_url();
         let url = format!("{}/{name}", base.rsplit_once('/').expect("URL has a database part").0);
         let mut db = Client::connect(&url, NoTls).unwrap();

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 /// The test-only service-account key in `fixtures/` (see `fixtures/README.md`).
-pub const FIXTURE_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/test-service-account.json");
+pub const FIXTURE_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/test-service-account.json"
+);
 
 /// The fixture key as JSON (for assertions that its private key never leaks).
 pub fn fixture_key() -> Value {
@@ -64,19 +67,31 @@ pub struct SheetsEmulator {
 impl SheetsEmulator {
     /// Serves spreadsheet `spreadsheet_id` with a single empty tab `Sheet1`.
     pub async fn start(spreadsheet_id: &str) -> SheetsEmulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let inner = Arc::new(Mutex::new(Inner {
             spreadsheet_id: spreadsheet_id.to_owned(),
             token_uri: format!("http://{addr}/token"),
-            tabs: vec![Tab { id: 0, title: "Sheet1".into(), cells: Vec::new() }],
+            tabs: vec![Tab {
+                id: 0,
+                title: "Sheet1".into(),
+                cells: Vec::new(),
+            }],
             next_tab_id: 1_000,
             ..Inner::default()
         }));
         let app = Router::new()
             .route("/token", post(token))
-            .route("/v4/spreadsheets/{id}", get(spreadsheet_get).post(spreadsheet_post))
-            .route("/v4/spreadsheets/{id}/values/{range}", get(values_get).put(values_update).post(values_post))
+            .route(
+                "/v4/spreadsheets/{id}",
+                get(spreadsheet_get).post(spreadsheet_post),
+            )
+            .route(
+                "/v4/spreadsheets/{id}/values/{range}",
+                get(values_get).put(values_update).post(values_post),
+            )
             .with_state(inner.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -98,7 +113,8 @@ impl SheetsEmulator {
         let mut key = fixture_key();
         key["token_uri"] = Value::from(self.token_uri());
         let path = dir.join("service-account.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&key).unwrap()).expect("write the key file");
+        std::fs::write(&path, serde_json::to_vec_pretty(&key).unwrap())
+            .expect("write the key file");
         path
     }
 
@@ -106,7 +122,12 @@ impl SheetsEmulator {
     /// empty when the tab does not exist.
     pub fn cells(&self, sheet: &str) -> Vec<Vec<Value>> {
         let inner = self.inner.lock().unwrap();
-        inner.tabs.iter().find(|t| t.title == sheet).map(|t| trimmed(&t.cells)).unwrap_or_default()
+        inner
+            .tabs
+            .iter()
+            .find(|t| t.title == sheet)
+            .map(|t| trimmed(&t.cells))
+            .unwrap_or_default()
     }
 
     /// Creates (or overwrites) a tab with these cells, to start from an existing sheet.
@@ -117,13 +138,23 @@ impl SheetsEmulator {
             None => {
                 let id = inner.next_tab_id;
                 inner.next_tab_id += 1;
-                inner.tabs.push(Tab { id, title: sheet.into(), cells });
+                inner.tabs.push(Tab {
+                    id,
+                    title: sheet.into(),
+                    cells,
+                });
             }
         }
     }
 
     pub fn tab_titles(&self) -> Vec<String> {
-        self.inner.lock().unwrap().tabs.iter().map(|t| t.title.clone()).collect()
+        self.inner
+            .lock()
+            .unwrap()
+            .tabs
+            .iter()
+            .map(|t| t.title.clone())
+            .collect()
     }
 
     /// While on, every Sheets endpoint answers 503 UNAVAILABLE (the token endpoint still works).
@@ -161,7 +192,9 @@ impl Drop for SheetsEmulator {
 
 async fn token(State(inner): State<Shared>, body: Bytes) -> Response {
     let form: HashMap<String, String> = form_decode(&String::from_utf8_lossy(&body));
-    if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+    if form.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
         return oauth_error("unsupported_grant_type", "expected the JWT bearer grant");
     }
     let Some(claims) = form.get("assertion").and_then(|a| jwt_claims(a)) else {
@@ -178,22 +211,37 @@ async fn token(State(inner): State<Shared>, body: Bytes) -> Response {
         return oauth_error("invalid_grant", "Invalid JWT Signature.");
     }
     if request.audience != inner.token_uri {
-        return oauth_error("invalid_grant", "Invalid JWT: aud is not this token endpoint.");
+        return oauth_error(
+            "invalid_grant",
+            "Invalid JWT: aud is not this token endpoint.",
+        );
     }
-    let token = format!("ya29.emulator-token-{}-{}", inner.tokens.len() + 1, std::process::id());
+    let token = format!(
+        "ya29.emulator-token-{}-{}",
+        inner.tokens.len() + 1,
+        std::process::id()
+    );
     inner.tokens.push(token.clone());
-    json_response(StatusCode::OK, json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600}))
+    json_response(
+        StatusCode::OK,
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600}),
+    )
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    json_response(StatusCode::BAD_REQUEST, json!({"error": error, "error_description": description}))
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"error": error, "error_description": description}),
+    )
 }
 
 /// The claims (middle part) of a JWT; the signature is not checked.
 fn jwt_claims(jwt: &str) -> Option<Value> {
     let mut parts = jwt.split('.');
     let (_head, claims, _sig) = (parts.next()?, parts.next()?, parts.next()?);
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -234,39 +282,86 @@ fn percent_decode(s: &str) -> String {
 
 /// Google's error body: `{"error": {"code", "message", "status"}}`.
 fn api_error(status: StatusCode, google_status: &str, message: &str) -> Response {
-    json_response(status, json!({"error": {"code": status.as_u16(), "message": message, "status": google_status}}))
+    json_response(
+        status,
+        json!({"error": {"code": status.as_u16(), "message": message, "status": google_status}}),
+    )
+}
+
+/// An error answer, kept small until it becomes a [`Response`].
+#[derive(Debug)]
+struct Rejection {
+    status: StatusCode,
+    google_status: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        api_error(self.status, self.google_status, &self.message)
+    }
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Outage, bearer token and spreadsheet id checks shared by every Sheets endpoint.
-fn admit(inner: &Inner, headers: &HeaderMap, id: &str) -> Result<(), Response> {
+fn admit(inner: &Inner, headers: &HeaderMap, id: &str) -> Result<(), Rejection> {
+    let reject = |status, google_status, message: &str| Rejection {
+        status,
+        google_status,
+        message: message.into(),
+    };
     if inner.outage {
-        return Err(api_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "The service is currently unavailable."));
+        return Err(reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "The service is currently unavailable.",
+        ));
     }
-    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     if !bearer.is_some_and(|t| inner.tokens.iter().any(|issued| issued == t)) {
-        return Err(api_error(
+        return Err(reject(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "Request is missing required authentication credential. Expected OAuth 2 access token.",
         ));
     }
     if id != inner.spreadsheet_id {
-        return Err(api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "Requested entity was not found."));
+        return Err(reject(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "Requested entity was not found.",
+        ));
     }
     Ok(())
 }
 
-async fn spreadsheet_get(State(inner): State<Shared>, UrlPath(id): UrlPath<String>, headers: HeaderMap) -> Response {
+async fn spreadsheet_get(
+    State(inner): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
     let mut inner = inner.lock().unwrap();
     if let Err(r) = admit(&inner, &headers, &id) {
-        return r;
+        return r.into_response();
     }
     inner.calls.push("spreadsheets.get".into());
-    let sheets: Vec<Value> = inner.tabs.iter().enumerate().map(|(i, t)| sheet_json(t, i)).collect();
+    let sheets: Vec<Value> = inner
+        .tabs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| sheet_json(t, i))
+        .collect();
     json_response(
         StatusCode::OK,
         json!({"spreadsheetId": id, "properties": {"title": "lms-etl emulated"}, "sheets": sheets}),
@@ -288,24 +383,40 @@ async fn spreadsheet_post(
     body: Bytes,
 ) -> Response {
     let Some(id) = segment.strip_suffix(":batchUpdate") else {
-        return api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The emulator only knows :batchUpdate here.");
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The emulator only knows :batchUpdate here.",
+        );
     };
     let mut inner = inner.lock().unwrap();
     if let Err(r) = admit(&inner, &headers, id) {
-        return r;
+        return r.into_response();
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid JSON payload received.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload received.",
+        );
     };
     let requests = request["requests"].as_array().cloned().unwrap_or_default();
     if requests.is_empty() {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Must specify at least one request.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Must specify at least one request.",
+        );
     }
     // Validate everything first: a batch is applied all or nothing.
     let mut titles = Vec::new();
     for r in &requests {
         let Some(title) = r["addSheet"]["properties"]["title"].as_str() else {
-            return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "The emulator only supports addSheet with a title.");
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "The emulator only supports addSheet with a title.",
+            );
         };
         if inner.tabs.iter().any(|t| t.title == title) || titles.contains(&title) {
             let message = format!("Invalid requests[0].addSheet: A sheet with the name \"{title}\" already exists. Please enter another name.");
@@ -317,12 +428,21 @@ async fn spreadsheet_post(
     for title in titles {
         let id = inner.next_tab_id;
         inner.next_tab_id += 1;
-        let tab = Tab { id, title: title.to_owned(), cells: Vec::new() };
+        let tab = Tab {
+            id,
+            title: title.to_owned(),
+            cells: Vec::new(),
+        };
         replies.push(json!({"addSheet": sheet_json(&tab, inner.tabs.len())}));
-        inner.calls.push(format!("spreadsheets.batchUpdate addSheet {title}"));
+        inner
+            .calls
+            .push(format!("spreadsheets.batchUpdate addSheet {title}"));
         inner.tabs.push(tab);
     }
-    json_response(StatusCode::OK, json!({"spreadsheetId": inner.spreadsheet_id, "replies": replies}))
+    json_response(
+        StatusCode::OK,
+        json!({"spreadsheetId": inner.spreadsheet_id, "replies": replies}),
+    )
 }
 
 async fn values_get(
@@ -333,22 +453,30 @@ async fn values_get(
 ) -> Response {
     let mut inner = inner.lock().unwrap();
     if let Err(r) = admit(&inner, &headers, &id) {
-        return r;
+        return r.into_response();
     }
     let a1 = match A1::parse(&range, &inner.tabs) {
         Ok(a1) => a1,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if query.get("majorDimension").is_some_and(|d| d != "ROWS") {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "The emulator only supports majorDimension=ROWS.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "The emulator only supports majorDimension=ROWS.",
+        );
     }
-    let unformatted = query.get("valueRenderOption").is_some_and(|o| o == "UNFORMATTED_VALUE");
+    let unformatted = query
+        .get("valueRenderOption")
+        .is_some_and(|o| o == "UNFORMATTED_VALUE");
     inner.calls.push(format!("values.get {range}"));
     let tab = &inner.tabs[a1.tab];
     let last_row = a1.last_row.unwrap_or(tab.cells.len()).min(tab.cells.len());
     let mut rows = Vec::new();
     for r in a1.first_row..=last_row {
-        let Some(row) = r.checked_sub(1).and_then(|i| tab.cells.get(i)) else { continue };
+        let Some(row) = r.checked_sub(1).and_then(|i| tab.cells.get(i)) else {
+            continue;
+        };
         let end = a1.last_col.map_or(row.len(), |c| (c + 1).min(row.len()));
         let cells: Vec<Value> = row
             .get(a1.first_col..end.max(a1.first_col))
@@ -359,7 +487,8 @@ async fn values_get(
         rows.push(cells);
     }
     let rows = trimmed(&rows);
-    let mut body = json!({"range": a1.text(&tab.title, last_row.max(a1.first_row)), "majorDimension": "ROWS"});
+    let mut body =
+        json!({"range": a1.text(&tab.title, last_row.max(a1.first_row)), "majorDimension": "ROWS"});
     if !rows.is_empty() {
         body["values"] = Value::from(rows);
     }
@@ -385,32 +514,56 @@ async fn values_update(
 ) -> Response {
     let mut inner = inner.lock().unwrap();
     if let Err(r) = admit(&inner, &headers, &id) {
-        return r;
+        return r.into_response();
     }
     match query.get("valueInputOption").map(String::as_str) {
         Some("RAW" | "USER_ENTERED") => {}
-        _ => return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "'valueInputOption' is required but not specified"),
+        _ => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                "'valueInputOption' is required but not specified",
+            )
+        }
     }
     let a1 = match A1::parse(&range, &inner.tabs) {
         Ok(a1) => a1,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "Invalid JSON payload received.");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload received.",
+        );
     };
     if let Some(body_range) = request["range"].as_str() {
         if body_range != range {
-            let message = format!("Requested writing within range [{range}], but tried writing to [{body_range}]");
+            let message = format!(
+                "Requested writing within range [{range}], but tried writing to [{body_range}]"
+            );
             return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message);
         }
     }
-    if request["majorDimension"].as_str().is_some_and(|d| d != "ROWS") {
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "The emulator only supports majorDimension=ROWS.");
+    if request["majorDimension"]
+        .as_str()
+        .is_some_and(|d| d != "ROWS")
+    {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "The emulator only supports majorDimension=ROWS.",
+        );
     }
-    let values: Vec<Vec<Value>> = serde_json::from_value(request["values"].clone()).unwrap_or_default();
+    let values: Vec<Vec<Value>> =
+        serde_json::from_value(request["values"].clone()).unwrap_or_default();
     let width = values.iter().map(Vec::len).max().unwrap_or(0);
-    let fits_rows = a1.last_row.is_none_or(|last| a1.first_row + values.len() <= last + 1);
-    let fits_cols = a1.last_col.is_none_or(|last| a1.first_col + width <= last + 1);
+    let fits_rows = a1
+        .last_row
+        .is_none_or(|last| a1.first_row + values.len() <= last + 1);
+    let fits_cols = a1
+        .last_col
+        .is_none_or(|last| a1.first_col + width <= last + 1);
     if !fits_rows || !fits_cols {
         let message = format!("Requested writing within range [{range}], but tried writing {} rows of {width} columns", values.len());
         return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message);
@@ -425,7 +578,12 @@ async fn values_update(
             if value.is_null() {
                 continue;
             }
-            set_cell(&mut tab.cells, a1.first_row - 1 + i, a1.first_col + j, value.clone());
+            set_cell(
+                &mut tab.cells,
+                a1.first_row - 1 + i,
+                a1.first_col + j,
+                value.clone(),
+            );
             cells_written += 1;
         }
     }
@@ -449,27 +607,36 @@ async fn values_post(
     headers: HeaderMap,
 ) -> Response {
     let Some(range) = segment.strip_suffix(":clear") else {
-        return api_error(StatusCode::NOT_FOUND, "NOT_FOUND", "The emulator only knows values/{range}:clear here.");
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The emulator only knows values/{range}:clear here.",
+        );
     };
     let mut inner = inner.lock().unwrap();
     if let Err(r) = admit(&inner, &headers, &id) {
-        return r;
+        return r.into_response();
     }
     let a1 = match A1::parse(range, &inner.tabs) {
         Ok(a1) => a1,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     inner.calls.push(format!("values.clear {range}"));
     let tab = &mut inner.tabs[a1.tab];
     let last_row = a1.last_row.unwrap_or(tab.cells.len()).min(tab.cells.len());
     for r in a1.first_row..=last_row {
-        let Some(row) = r.checked_sub(1).and_then(|i| tab.cells.get_mut(i)) else { continue };
+        let Some(row) = r.checked_sub(1).and_then(|i| tab.cells.get_mut(i)) else {
+            continue;
+        };
         let end = a1.last_col.map_or(row.len(), |c| (c + 1).min(row.len()));
         for cell in row.iter_mut().take(end).skip(a1.first_col) {
             *cell = Value::Null;
         }
     }
-    json_response(StatusCode::OK, json!({"spreadsheetId": id, "clearedRange": range}))
+    json_response(
+        StatusCode::OK,
+        json!({"spreadsheetId": id, "clearedRange": range}),
+    )
 }
 
 fn set_cell(cells: &mut Vec<Vec<Value>>, row: usize, col: usize, value: Value) {
@@ -513,9 +680,11 @@ struct A1 {
 }
 
 impl A1 {
-    fn parse(range: &str, tabs: &[Tab]) -> Result<A1, Response> {
-        let bad = || {
-            api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &format!("Unable to parse range: {range}"))
+    fn parse(range: &str, tabs: &[Tab]) -> Result<A1, Rejection> {
+        let bad = || Rejection {
+            status: StatusCode::BAD_REQUEST,
+            google_status: "INVALID_ARGUMENT",
+            message: format!("Unable to parse range: {range}"),
         };
         let (title, cells) = if let Some(quoted) = range.strip_prefix('\'') {
             // 'It''s a tab'!A1:F
@@ -546,11 +715,20 @@ impl A1 {
         } else if tabs.iter().any(|t| t.title == range) {
             (range.to_owned(), None)
         } else {
-            (tabs.first().map(|t| t.title.clone()).unwrap_or_default(), Some(range))
+            (
+                tabs.first().map(|t| t.title.clone()).unwrap_or_default(),
+                Some(range),
+            )
         };
         let tab = tabs.iter().position(|t| t.title == title).ok_or_else(bad)?;
         let Some(cells) = cells else {
-            return Ok(A1 { tab, first_row: 1, last_row: None, first_col: 0, last_col: None });
+            return Ok(A1 {
+                tab,
+                first_row: 1,
+                last_row: None,
+                first_col: 0,
+                last_col: None,
+            });
         };
         let (start, end) = match cells.split_once(':') {
             Some((s, e)) => (s, Some(e)),
@@ -569,7 +747,13 @@ impl A1 {
         if last_row.is_some_and(|r| r < first_row) || last_col.is_some_and(|c| c < first_col) {
             return Err(bad());
         }
-        Ok(A1 { tab, first_row, last_row, first_col, last_col })
+        Ok(A1 {
+            tab,
+            first_row,
+            last_row,
+            first_col,
+            last_col,
+        })
     }
 
     fn text(&self, title: &str, last_row: usize) -> String {
@@ -594,16 +778,25 @@ fn cell_ref(s: &str) -> Option<(Option<usize>, Option<usize>)> {
     let s = s.trim().replace('$', "");
     let split = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
     let (letters, digits) = s.split_at(split);
-    if !letters.chars().all(|c| c.is_ascii_alphabetic()) || (letters.is_empty() && digits.is_empty()) {
+    if !letters.chars().all(|c| c.is_ascii_alphabetic())
+        || (letters.is_empty() && digits.is_empty())
+    {
         return None;
     }
     let col = if letters.is_empty() {
         None
     } else {
-        let n = letters.to_ascii_uppercase().bytes().fold(0usize, |n, b| n * 26 + (b - b'A' + 1) as usize);
+        let n = letters
+            .to_ascii_uppercase()
+            .bytes()
+            .fold(0usize, |n, b| n * 26 + (b - b'A' + 1) as usize);
         Some(n - 1)
     };
-    let row = if digits.is_empty() { None } else { Some(digits.parse::<usize>().ok().filter(|&r| r >= 1)?) };
+    let row = if digits.is_empty() {
+        None
+    } else {
+        Some(digits.parse::<usize>().ok().filter(|&r| r >= 1)?)
+    };
     Some((col, row))
 }
 
@@ -626,17 +819,31 @@ mod tests {
 
     fn tabs() -> Vec<Tab> {
         vec![
-            Tab { id: 0, title: "Sheet1".into(), cells: vec![] },
-            Tab { id: 1, title: "It's stats".into(), cells: vec![] },
+            Tab {
+                id: 0,
+                title: "Sheet1".into(),
+                cells: vec![],
+            },
+            Tab {
+                id: 1,
+                title: "It's stats".into(),
+                cells: vec![],
+            },
         ]
     }
 
     #[test]
     fn a1_ranges_parse() {
         let a = A1::parse("'It''s stats'!A1:F10", &tabs()).unwrap();
-        assert_eq!((a.tab, a.first_row, a.last_row, a.first_col, a.last_col), (1, 1, Some(10), 0, Some(5)));
+        assert_eq!(
+            (a.tab, a.first_row, a.last_row, a.first_col, a.last_col),
+            (1, 1, Some(10), 0, Some(5))
+        );
         let a = A1::parse("Sheet1!B:C", &tabs()).unwrap();
-        assert_eq!((a.tab, a.first_row, a.last_row, a.first_col, a.last_col), (0, 1, None, 1, Some(2)));
+        assert_eq!(
+            (a.tab, a.first_row, a.last_row, a.first_col, a.last_col),
+            (0, 1, None, 1, Some(2))
+        );
         let a = A1::parse("'It''s stats'!A5:F", &tabs()).unwrap();
         assert_eq!((a.first_row, a.last_row), (5, None));
         assert!(A1::parse("'Nope'!A1", &tabs()).is_err());
@@ -647,7 +854,19 @@ mod tests {
 
     #[test]
     fn trailing_empties_are_trimmed() {
-        let cells = vec![vec![json!("a"), Value::Null], vec![], vec![json!(1), json!(""), json!(2)], vec![Value::Null]];
-        assert_eq!(trimmed(&cells), vec![vec![json!("a")], vec![], vec![json!(1), json!(""), json!(2)]]);
+        let cells = vec![
+            vec![json!("a"), Value::Null],
+            vec![],
+            vec![json!(1), json!(""), json!(2)],
+            vec![Value::Null],
+        ];
+        assert_eq!(
+            trimmed(&cells),
+            vec![
+                vec![json!("a")],
+                vec![],
+                vec![json!(1), json!(""), json!(2)]
+            ]
+        );
     }
 }

@@ -87,7 +87,9 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub async fn start(options: SmtpOptions) -> SmtpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Mutex::new(Shared::default()));
         let options = Arc::new(options);
@@ -172,14 +174,21 @@ impl Session {
     async fn serve(&mut self) -> std::io::Result<()> {
         self.reply("220 smtp-stand-in ESMTP ready").await?;
         loop {
-            let Line::Text(raw) = self.read_line().await? else { return Ok(()) };
-            let line = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_owned();
+            let Line::Text(raw) = self.read_line().await? else {
+                return Ok(());
+            };
+            let line = String::from_utf8_lossy(&raw)
+                .trim_end_matches(['\r', '\n'])
+                .to_owned();
             let (verb, arg) = match line.split_once(' ') {
                 Some((v, a)) => (v.to_ascii_uppercase(), a.trim().to_owned()),
                 None => (line.to_ascii_uppercase(), String::new()),
             };
             let recorded = if verb == "AUTH" {
-                format!("AUTH {}", arg.split(' ').next().unwrap_or("").to_ascii_uppercase())
+                format!(
+                    "AUTH {}",
+                    arg.split(' ').next().unwrap_or("").to_ascii_uppercase()
+                )
             } else {
                 line.clone()
             };
@@ -189,7 +198,11 @@ impl Session {
                 "EHLO" => {
                     self.greeted = true;
                     self.reset();
-                    let mut lines = vec![format!("smtp-stand-in greets {arg}"), "8BITMIME".into(), "SMTPUTF8".into()];
+                    let mut lines = vec![
+                        format!("smtp-stand-in greets {arg}"),
+                        "8BITMIME".into(),
+                        "SMTPUTF8".into(),
+                    ];
                     if self.options.starttls == StartTls::Refused {
                         lines.push("STARTTLS".into());
                     }
@@ -219,8 +232,13 @@ impl Session {
                     self.reply("250 smtp-stand-in").await?;
                 }
                 "STARTTLS" => match self.options.starttls {
-                    StartTls::Refused => self.reply("454 4.7.0 TLS not available due to temporary reason").await?,
-                    StartTls::NotAdvertised => self.reply("502 5.5.1 STARTTLS not supported").await?,
+                    StartTls::Refused => {
+                        self.reply("454 4.7.0 TLS not available due to temporary reason")
+                            .await?
+                    }
+                    StartTls::NotAdvertised => {
+                        self.reply("502 5.5.1 STARTTLS not supported").await?
+                    }
                 },
                 "AUTH" => self.auth(&arg).await?,
                 "MAIL" => {
@@ -249,11 +267,14 @@ impl Session {
                 }
                 "DATA" => {
                     if self.from.is_none() || self.recipients.is_empty() {
-                        self.reply("503 5.5.1 Need MAIL and RCPT before DATA").await?;
+                        self.reply("503 5.5.1 Need MAIL and RCPT before DATA")
+                            .await?;
                         continue;
                     }
                     self.reply("354 End data with <CR><LF>.<CR><LF>").await?;
-                    let Some(data) = self.read_data().await? else { return Ok(()) };
+                    let Some(data) = self.read_data().await? else {
+                        return Ok(());
+                    };
                     let message = ReceivedMessage {
                         envelope_from: self.from.take().unwrap_or_default(),
                         recipients: std::mem::take(&mut self.recipients),
@@ -315,17 +336,26 @@ impl Session {
                     None => self.challenge("VXNlcm5hbWU6").await?, // "Username:"
                 };
                 let Some(user) = user else { return Ok(()) };
-                let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else { return Ok(()) }; // "Password:"
+                let Some(password) = self.challenge("UGFzc3dvcmQ6").await? else {
+                    return Ok(());
+                }; // "Password:"
                 decode(&user).zip(decode(&password))
             }
-            _ => return self.reply("504 5.5.4 Unrecognized authentication type").await,
+            _ => {
+                return self
+                    .reply("504 5.5.4 Unrecognized authentication type")
+                    .await
+            }
         };
         match credentials {
             Some((user, password)) if user == auth.user && password == auth.password => {
                 self.authenticated_as = Some(user);
                 self.reply("235 2.7.0 Authentication successful").await
             }
-            Some(_) => self.reply("535 5.7.8 Authentication credentials invalid").await,
+            Some(_) => {
+                self.reply("535 5.7.8 Authentication credentials invalid")
+                    .await
+            }
             None => self.reply("501 5.5.2 Cannot decode AUTH response").await,
         }
     }
@@ -333,7 +363,9 @@ impl Session {
     /// Sends `334 <challenge>` and returns the client's answer; `None` after `*` or EOF.
     async fn challenge(&mut self, challenge: &str) -> std::io::Result<Option<String>> {
         self.reply(&format!("334 {challenge}")).await?;
-        let Line::Text(raw) = self.read_line().await? else { return Ok(None) };
+        let Line::Text(raw) = self.read_line().await? else {
+            return Ok(None);
+        };
         let answer = String::from_utf8_lossy(&raw).trim().to_owned();
         if answer == "*" {
             self.reply("501 5.7.0 Authentication cancelled").await?;
@@ -346,30 +378,44 @@ impl Session {
     async fn read_data(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         let mut data = Vec::new();
         loop {
-            let Line::Text(line) = self.read_line().await? else { return Ok(None) };
+            let Line::Text(line) = self.read_line().await? else {
+                return Ok(None);
+            };
             if line == b".\r\n" || line == b".\n" {
                 return Ok(Some(data));
             }
             // Dot-unstuffing (RFC 5321 4.5.2).
-            let line = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+            let line = if line.starts_with(b"..") {
+                &line[1..]
+            } else {
+                &line[..]
+            };
             data.extend_from_slice(line);
         }
     }
 
     async fn read_line(&mut self) -> std::io::Result<Line> {
         let mut buf = Vec::new();
-        let n = (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut buf).await?;
+        let n = (&mut self.reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut buf)
+            .await?;
         if n == 0 {
             return Ok(Line::Eof);
         }
         if !buf.ends_with(b"\n") {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long or unterminated"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "line too long or unterminated",
+            ));
         }
         Ok(Line::Text(buf))
     }
 
     async fn reply(&mut self, text: &str) -> std::io::Result<()> {
-        self.writer.write_all(format!("{text}\r\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{text}\r\n").as_bytes())
+            .await?;
         self.writer.flush().await
     }
 }
@@ -387,7 +433,9 @@ fn path_arg(arg: &str, keyword: &str) -> Option<String> {
 }
 
 fn decode(b64: &str) -> Option<String> {
-    B64.decode(b64.trim()).ok().and_then(|b| String::from_utf8(b).ok())
+    B64.decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
 }
 
 // ---- reading the message -----------------------------------------------------------
@@ -417,7 +465,10 @@ impl Mail {
 
     /// The first header called `name` (case-insensitive), unfolded, encoded-words decoded.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| decode_words(v))
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| decode_words(v))
     }
 
     pub fn parts(&self) -> &[MailPart] {
@@ -426,7 +477,10 @@ impl Mail {
 
     /// The decoded body of the first leaf part whose type starts with `mime` (e.g. `text/html`).
     pub fn part(&self, mime: &str) -> Option<&str> {
-        self.parts.iter().find(|p| p.content_type.to_ascii_lowercase().starts_with(mime)).map(|p| p.body.as_str())
+        self.parts
+            .iter()
+            .find(|p| p.content_type.to_ascii_lowercase().starts_with(mime))
+            .map(|p| p.body.as_str())
     }
 
     pub fn text(&self) -> Option<&str> {
@@ -458,13 +512,20 @@ fn split_head(text: &str) -> (Vec<(String, String)>, &str) {
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 fn collect_parts(headers: &[(String, String)], body: &str, out: &mut Vec<MailPart>) {
-    let content_type = header(headers, "Content-Type").unwrap_or("text/plain").to_owned();
+    let content_type = header(headers, "Content-Type")
+        .unwrap_or("text/plain")
+        .to_owned();
     if content_type.to_ascii_lowercase().starts_with("multipart/") {
-        let Some(boundary) = param(&content_type, "boundary") else { return };
+        let Some(boundary) = param(&content_type, "boundary") else {
+            return;
+        };
         let delimiter = format!("--{boundary}");
         for chunk in body.split(&delimiter).skip(1) {
             if chunk.starts_with("--") {
@@ -476,7 +537,9 @@ fn collect_parts(headers: &[(String, String)], body: &str, out: &mut Vec<MailPar
             collect_parts(&part_headers, part_body, out);
         }
     } else {
-        let encoding = header(headers, "Content-Transfer-Encoding").unwrap_or("7bit").to_ascii_lowercase();
+        let encoding = header(headers, "Content-Transfer-Encoding")
+            .unwrap_or("7bit")
+            .to_ascii_lowercase();
         let body = match encoding.as_str() {
             "base64" => {
                 let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
@@ -492,7 +555,9 @@ fn collect_parts(headers: &[(String, String)], body: &str, out: &mut Vec<MailPar
 fn param(value: &str, name: &str) -> Option<String> {
     value.split(';').skip(1).find_map(|p| {
         let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().trim_matches('"').to_owned())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"').to_owned())
     })
 }
 
@@ -539,7 +604,9 @@ fn decode_words(value: &str) -> String {
             let (text, r) = r.split_once("?=")?;
             Some((enc.to_ascii_lowercase(), text, r))
         });
-        let Some((enc, text, remainder)) = word else { break };
+        let Some((enc, text, remainder)) = word else {
+            break;
+        };
         // Whitespace between two encoded-words is not part of the text.
         if !(last_was_word && before.trim().is_empty()) {
             out.push_str(before);
@@ -575,7 +642,10 @@ mod tests {
 
     #[test]
     fn path_arg_strips_brackets_and_parameters() {
-        assert_eq!(path_arg("FROM:<a@b.org> BODY=8BITMIME", "FROM:").unwrap(), "a@b.org");
+        assert_eq!(
+            path_arg("FROM:<a@b.org> BODY=8BITMIME", "FROM:").unwrap(),
+            "a@b.org"
+        );
         assert_eq!(path_arg("to: <c@d>", "TO:").unwrap(), "c@d");
         assert!(path_arg("FROM a@b", "FROM:").is_none());
     }

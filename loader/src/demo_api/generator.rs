@@ -1,7 +1,7 @@
 //! The demo data set as a pure function of the seed: users, courses and blocks, and the
 //! records of each one-minute bucket, so any window, whole or in pieces, holds the same records.
 
-use std::ops::RangeInclusive;
+use std::ops::Range;
 
 use super::faults::Malformation;
 
@@ -206,12 +206,11 @@ impl DataSet {
     }
 
     /// The buckets that hold records of [start, end) (microseconds); empty if start >= end.
-    pub fn buckets(start: i64, end: i64) -> RangeInclusive<i64> {
+    pub fn buckets(start: i64, end: i64) -> Range<i64> {
         if start >= end {
-            // An empty inclusive range.
-            return 1..=0;
+            return 0..0;
         }
-        start.div_euclid(BUCKET_MICROS)..=(end - 1).div_euclid(BUCKET_MICROS)
+        start.div_euclid(BUCKET_MICROS)..(end - 1).div_euclid(BUCKET_MICROS) + 1
     }
 
     /// Replaces `out` with the records of one bucket, in the (shuffled) order the API sends them.
@@ -341,8 +340,8 @@ mod tests {
 
     #[test]
     fn buckets_cover_a_half_open_window() {
-        assert_eq!(DataSet::buckets(0, BUCKET_MICROS), 0..=0);
-        assert_eq!(DataSet::buckets(-1, 1), -1..=0);
+        assert_eq!(DataSet::buckets(0, BUCKET_MICROS), 0..1);
+        assert_eq!(DataSet::buckets(-1, 1), -1..1);
         assert!(DataSet::buckets(5, 5).is_empty());
     }
 

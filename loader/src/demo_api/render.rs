@@ -164,6 +164,11 @@ pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut plain_from = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -214,7 +219,7 @@ pub struct JsonChunks {
     start: i64,
     end: i64,
     next_bucket: i64,
-    last_bucket: i64,
+    end_bucket: i64,
     records: Vec<Record>,
     renderer: Renderer,
     written: u64,
@@ -230,8 +235,8 @@ impl JsonChunks {
             data,
             start,
             end,
-            next_bucket: *buckets.start(),
-            last_bucket: *buckets.end(),
+            next_bucket: buckets.start,
+            end_bucket: buckets.end,
             records: Vec::new(),
             renderer: Renderer::default(),
             written: 0,
@@ -260,7 +265,7 @@ impl Iterator for JsonChunks {
         }
         let mut buckets = 0;
         while buf.len() < CHUNK_BYTES && buckets < MAX_BUCKETS_PER_CHUNK {
-            if self.next_bucket > self.last_bucket {
+            if self.next_bucket >= self.end_bucket {
                 buf.push(b']');
                 self.finished = true;
                 break;

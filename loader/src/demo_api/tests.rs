@@ -19,7 +19,10 @@ fn at(day: u32, hour: u32, minute: u32) -> NaiveDateTime {
 fn window_json(args: &DemoApiArgs, start: NaiveDateTime, end: NaiveDateTime) -> String {
     let data = Arc::new(args.data_set());
     let chunks = JsonChunks::new(data, start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros());
-    let bytes: Vec<u8> = chunks.flat_map(|chunk| chunk.to_vec()).collect();
+    let mut bytes = Vec::new();
+    for chunk in chunks {
+        bytes.extend_from_slice(&chunk);
+    }
     String::from_utf8(bytes).unwrap()
 }
 
@@ -440,4 +443,30 @@ mod http {
             assert_eq!(r.unwrap().created_at.hour(), 5);
         }
     }
+}
+
+#[test]
+#[ignore]
+fn scratch_speed() {
+    let a = args(50_000, 0.0);
+    let (start, end) = (at(1, 0, 0), at(2, 0, 0));
+    let t = std::time::Instant::now();
+    let data = Arc::new(a.data_set());
+    let total: usize = JsonChunks::new(data, start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros()).map(|c| c.len()).sum();
+    let el = t.elapsed();
+    println!("chunks only: {total} bytes in {el:?}");
+    let t = std::time::Instant::now();
+    let json = window_json(&a, start, end);
+    let el = t.elapsed();
+    let n = lms_etl_parse::split_records(&json).unwrap().len();
+    println!("json: {n} records, {} bytes in {el:?} = {:.0} rec/s, {:.0} ns/rec", json.len(), n as f64 / el.as_secs_f64(), el.as_nanos() as f64 / n as f64);
+    let mut out = Vec::new();
+    let t = std::time::Instant::now();
+    let rows = write_copy_rows(&a, start, end, &mut out).unwrap();
+    let el = t.elapsed();
+    println!("copy: {rows} rows, {} bytes in {el:?} = {:.0} rows/s", out.len(), rows as f64 / el.as_secs_f64());
+    println!("{}", &json[..1200]);
+    println!("{}", String::from_utf8_lossy(&out[..600]));
+    let m = window_json(&args(360, 0.5), at(24, 12, 0), at(24, 12, 10));
+    for r in lms_etl_parse::parse_chunk(&m).unwrap().iter().filter_map(|r| r.as_ref().err()).take(8) { println!("{}\n  -> {}", r.raw, r.reason); }
 }

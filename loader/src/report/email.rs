@@ -37,7 +37,12 @@ pub enum EmailError {
     #[error("cannot set up TLS for SMTP server {server}: {message}")]
     Tls { server: String, message: String },
     #[error("e-mail via SMTP server {server} (tls={tls}) failed: {stage}: {message}")]
-    Smtp { server: String, tls: &'static str, stage: &'static str, message: String },
+    Smtp {
+        server: String,
+        tls: &'static str,
+        stage: &'static str,
+        message: String,
+    },
     #[error("cannot write the e-mail into the outbox {dir}: {message}")]
     Outbox { dir: PathBuf, message: String },
 }
@@ -58,28 +63,48 @@ pub async fn send_report(cfg: &EmailConfig, report: &RunReport) -> Result<Delive
 }
 
 fn build_message(cfg: &EmailConfig, report: &RunReport) -> Result<Message, EmailError> {
-    let mut builder = Message::builder().from(cfg.from.clone()).subject(subject(report)).message_id(None);
+    let mut builder = Message::builder()
+        .from(cfg.from.clone())
+        .subject(subject(report))
+        .message_id(None);
     for to in &cfg.to {
         builder = builder.to(to.clone());
     }
-    Ok(builder.multipart(MultiPart::alternative_plain_html(render_text(report), render_html(report)))?)
+    Ok(builder.multipart(MultiPart::alternative_plain_html(
+        render_text(report),
+        render_html(report),
+    ))?)
 }
 
 async fn write_to_outbox(dir: &Path, message: Message) -> Result<Delivery, EmailError> {
-    let outbox_error = |e: &dyn std::fmt::Display| EmailError::Outbox { dir: dir.to_owned(), message: e.to_string() };
-    tokio::fs::create_dir_all(dir).await.map_err(|e| outbox_error(&e))?;
-    let id = AsyncFileTransport::<Tokio1Executor>::new(dir).send(message).await.map_err(|e| outbox_error(&e))?;
+    let outbox_error = |e: &dyn std::fmt::Display| EmailError::Outbox {
+        dir: dir.to_owned(),
+        message: e.to_string(),
+    };
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| outbox_error(&e))?;
+    let id = AsyncFileTransport::<Tokio1Executor>::new(dir)
+        .send(message)
+        .await
+        .map_err(|e| outbox_error(&e))?;
     // lettre's file transport names the file `<id>.eml`.
     let path = dir.join(format!("{id}.eml"));
     tracing::info!(path = %path.display(), "no SMTP server configured; e-mail written to the outbox");
     Ok(Delivery::WrittenToOutbox(path))
 }
 
-async fn send_smtp(smtp: &SmtpConfig, message: Message, recipients: usize) -> Result<Delivery, EmailError> {
+async fn send_smtp(
+    smtp: &SmtpConfig,
+    message: Message,
+    recipients: usize,
+) -> Result<Delivery, EmailError> {
     let server = format!("{}:{}", smtp.host, smtp.port);
     let tls_params = || {
-        TlsParameters::new(smtp.host.clone())
-            .map_err(|e| EmailError::Tls { server: server.clone(), message: e.to_string() })
+        TlsParameters::new(smtp.host.clone()).map_err(|e| EmailError::Tls {
+            server: server.clone(),
+            message: e.to_string(),
+        })
     };
     let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str());
     let mut builder = match smtp.tls {
@@ -90,7 +115,11 @@ async fn send_smtp(smtp: &SmtpConfig, message: Message, recipients: usize) -> Re
     }
     .port(smtp.port)
     .timeout(Some(smtp.timeout));
-    let password = smtp.password.as_ref().map(|p| p.expose_secret().to_owned()).unwrap_or_default();
+    let password = smtp
+        .password
+        .as_ref()
+        .map(|p| p.expose_secret().to_owned())
+        .unwrap_or_default();
     if let Some(user) = &smtp.user {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }
@@ -107,7 +136,12 @@ async fn send_smtp(smtp: &SmtpConfig, message: Message, recipients: usize) -> Re
                 // lettre never puts credentials in errors, but a server may echo what it got.
                 message = message.replace(&password, "[redacted]");
             }
-            Err(EmailError::Smtp { server, tls: tls_name(smtp.tls), stage: smtp_stage(&e), message })
+            Err(EmailError::Smtp {
+                server,
+                tls: tls_name(smtp.tls),
+                stage: smtp_stage(&e, smtp.tls),
+                message,
+            })
         }
     }
 }
@@ -120,18 +154,22 @@ fn tls_name(tls: SmtpTls) -> &'static str {
     }
 }
 
-/// lettre reports one error for the whole exchange; this names the likely step from its kind
-/// and reply code (RFC 4954 codes for authentication).
-fn smtp_stage(e: &lettre::transport::smtp::Error) -> &'static str {
+/// lettre reports one error for the whole exchange; this names the likely step from its kind,
+/// reply code (RFC 3207 / RFC 4954 codes) and the configured TLS mode.
+fn smtp_stage(e: &lettre::transport::smtp::Error, tls: SmtpTls) -> &'static str {
     let code = e.status().map(|c| c.to_string());
+    let mentions_tls = e.to_string().contains("TLS");
     match code.as_deref() {
         _ if e.is_timeout() => "timed out",
         _ if e.is_tls() => "TLS negotiation failed",
         Some("530" | "534" | "535" | "538") => "authentication rejected",
-        Some("454") => "server refused (TLS or authentication temporarily unavailable)",
+        Some("454") if tls == SmtpTls::StartTls && mentions_tls => "STARTTLS refused by the server",
         Some(_) if e.is_transient() => "server refused temporarily",
         Some(_) => "server rejected the request",
-        None if e.is_client() => "refused by the client",
+        None if e.is_client() && tls == SmtpTls::StartTls && mentions_tls => {
+            "STARTTLS required but not offered"
+        }
+        None if e.is_client() => "stopped before sending",
         None if e.is_response() => "invalid server response",
         None => "connection failed",
     }
@@ -147,8 +185,14 @@ pub fn subject(report: &RunReport) -> String {
         RunStatus::Succeeded => format!("[lms-etl] OK {date}: {loaded} loaded"),
         RunStatus::Partial => format!("[lms-etl] PARTIAL {date}: {loaded} loaded, Sheets failed"),
         RunStatus::Failed => {
-            let reason = report.error.as_deref().and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()));
-            format!("[lms-etl] FAILED {date}: {}", cut(reason.unwrap_or("unknown error"), SUBJECT_ERROR_CHARS))
+            let reason = report
+                .error
+                .as_deref()
+                .and_then(|e| e.lines().map(str::trim).find(|l| !l.is_empty()));
+            format!(
+                "[lms-etl] FAILED {date}: {}",
+                cut(reason.unwrap_or("unknown error"), SUBJECT_ERROR_CHARS)
+            )
         }
     }
 }
@@ -156,12 +200,21 @@ pub fn subject(report: &RunReport) -> String {
 /// The plain-text body.
 pub fn render_text(report: &RunReport) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "lms-etl run {}: {}", run_id(report), report.status.as_str());
+    let _ = writeln!(
+        t,
+        "lms-etl run {}: {}",
+        run_id(report),
+        report.status.as_str()
+    );
     let _ = writeln!(t);
     let _ = writeln!(t, "Run id:    {}", run_id(report));
     let _ = writeln!(t, "Status:    {}", report.status.as_str());
     let _ = writeln!(t, "Window:    {}", window(report));
-    let _ = writeln!(t, "Finished:  {}", report.finished_at.format("%Y-%m-%d %H:%M:%S UTC"));
+    let _ = writeln!(
+        t,
+        "Finished:  {}",
+        report.finished_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
     let _ = writeln!(t);
     let _ = writeln!(t, "Counts");
     for (name, n) in counts(report) {
@@ -179,7 +232,11 @@ pub fn render_text(report: &RunReport) -> String {
         let _ = writeln!(t, "Days: none touched");
     } else {
         let _ = writeln!(t, "Days");
-        let _ = writeln!(t, "  {:<12}{:>10}{:>12}{:>14}{:>14}", "date", "attempts", "successful", "unique users", "success rate");
+        let _ = writeln!(
+            t,
+            "  {:<12}{:>10}{:>12}{:>14}{:>14}",
+            "date", "attempts", "successful", "unique users", "success rate"
+        );
         for d in &report.days {
             let [date, a, s, u, r] = day_cells(d);
             let _ = writeln!(t, "  {date:<12}{a:>10}{s:>12}{u:>14}{r:>14}");
@@ -207,24 +264,52 @@ pub fn render_html(report: &RunReport) -> String {
     let e = escape;
     let mut h = String::new();
     let _ = writeln!(h, "<!DOCTYPE html>");
-    let _ = writeln!(h, "<html><head><meta charset=\"utf-8\"><title>{}</title></head>", e(&subject(report)));
-    let _ = writeln!(h, "<body style=\"font-family: sans-serif; font-size: 14px\">");
-    let _ = writeln!(h, "<h2>lms-etl run {}: {}</h2>", e(&run_id(report)), e(report.status.as_str()));
+    let _ = writeln!(
+        h,
+        "<html><head><meta charset=\"utf-8\"><title>{}</title></head>",
+        e(&subject(report))
+    );
+    let _ = writeln!(
+        h,
+        "<body style=\"font-family: sans-serif; font-size: 14px\">"
+    );
+    let _ = writeln!(
+        h,
+        "<h2>lms-etl run {}: {}</h2>",
+        e(&run_id(report)),
+        e(report.status.as_str())
+    );
     let _ = writeln!(h, "<table cellpadding=\"3\">");
     for (k, v) in [
         ("Run id", run_id(report)),
         ("Status", report.status.as_str().to_owned()),
         ("Window", window(report)),
-        ("Finished", report.finished_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        (
+            "Finished",
+            report
+                .finished_at
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+        ),
     ] {
-        let _ = writeln!(h, "<tr><th align=\"left\">{}</th><td>{}</td></tr>", e(k), e(&v));
+        let _ = writeln!(
+            h,
+            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+            e(k),
+            e(&v)
+        );
     }
     let _ = writeln!(h, "</table>");
 
     let _ = writeln!(h, "<h3>Counts</h3>");
     let _ = writeln!(h, "<table cellpadding=\"3\">");
     for (name, n) in counts(report) {
-        let _ = writeln!(h, "<tr><th align=\"left\">{}</th><td align=\"right\">{}</td></tr>", e(name), e(&thousands(n)));
+        let _ = writeln!(
+            h,
+            "<tr><th align=\"left\">{}</th><td align=\"right\">{}</td></tr>",
+            e(name),
+            e(&thousands(n))
+        );
     }
     let _ = writeln!(h, "</table>");
 
@@ -246,7 +331,10 @@ pub fn render_html(report: &RunReport) -> String {
     if report.days.is_empty() {
         let _ = writeln!(h, "<p>None touched.</p>");
     } else {
-        let _ = writeln!(h, "<table border=\"1\" cellpadding=\"3\" style=\"border-collapse: collapse\">");
+        let _ = writeln!(
+            h,
+            "<table border=\"1\" cellpadding=\"3\" style=\"border-collapse: collapse\">"
+        );
         let _ = writeln!(
             h,
             "<tr><th>date</th><th>attempts</th><th>successful</th><th>unique users</th><th>success rate</th></tr>"
@@ -271,7 +359,11 @@ pub fn render_html(report: &RunReport) -> String {
     if let Some(err) = &report.error {
         let _ = writeln!(h, "<h3>Error</h3>\n<pre>{}</pre>", e(err));
     }
-    let _ = writeln!(h, "<p>Log file: <code>{}</code></p>", e(&report.log_file.display().to_string()));
+    let _ = writeln!(
+        h,
+        "<p>Log file: <code>{}</code></p>",
+        e(&report.log_file.display().to_string())
+    );
     let _ = writeln!(h, "</body></html>");
     h
 }
@@ -282,7 +374,9 @@ fn report_date(report: &RunReport) -> NaiveDate {
 }
 
 fn run_id(report: &RunReport) -> String {
-    report.run_id.map_or_else(|| "-".to_owned(), |id| id.to_string())
+    report
+        .run_id
+        .map_or_else(|| "-".to_owned(), |id| id.to_string())
 }
 
 fn window(report: &RunReport) -> String {
@@ -295,7 +389,12 @@ fn window(report: &RunReport) -> String {
 
 fn counts(report: &RunReport) -> [(&'static str, i64); 4] {
     let c = &report.counts;
-    [("fetched", c.fetched), ("inserted", c.inserted), ("duplicates", c.duplicates), ("rejected", c.rejected)]
+    [
+        ("fetched", c.fetched),
+        ("inserted", c.inserted),
+        ("duplicates", c.duplicates),
+        ("rejected", c.rejected),
+    ]
 }
 
 /// date, attempts, successful, unique users, success rate, as displayed.
@@ -310,7 +409,11 @@ fn day_cells(d: &DailyStats) -> [String; 5] {
 }
 
 fn attempts(n: i64) -> String {
-    format!("{} {}", thousands(n), if n == 1 { "attempt" } else { "attempts" })
+    format!(
+        "{} {}",
+        thousands(n),
+        if n == 1 { "attempt" } else { "attempts" }
+    )
 }
 
 /// `12345` → `12 345`.
@@ -325,14 +428,14 @@ fn thousands(n: i64) -> String {
 
 fn thousands_u(n: u64) -> String {
     let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
+    // Groups of three from the right; the digits are ASCII, so every chunk is valid UTF-8.
+    let mut groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .map(|g| std::str::from_utf8(g).unwrap_or_default())
+        .collect();
+    groups.reverse();
+    groups.join(" ")
 }
 
 fn cut(text: &str, max_chars: usize) -> String {
@@ -375,7 +478,12 @@ mod tests {
             status,
             window_start: at("2026-11-24 00:00:00"),
             window_end: at("2026-11-25 00:00:00"),
-            counts: Counts { fetched: 12_400, inserted: 12_345, duplicates: 50, rejected: 5 },
+            counts: Counts {
+                fetched: 12_400,
+                inserted: 12_345,
+                duplicates: 50,
+                rejected: 5,
+            },
             stage_ms: vec![("fetch".into(), 1_234)],
             days: vec![],
             error: error.map(str::to_owned),
@@ -388,7 +496,10 @@ mod tests {
 
     #[test]
     fn subject_names_the_last_day_of_the_window_and_the_count() {
-        assert_eq!(subject(&report(RunStatus::Succeeded, None)), "[lms-etl] OK 2026-11-24: 12 345 attempts loaded");
+        assert_eq!(
+            subject(&report(RunStatus::Succeeded, None)),
+            "[lms-etl] OK 2026-11-24: 12 345 attempts loaded"
+        );
         assert_eq!(
             subject(&report(RunStatus::Partial, None)),
             "[lms-etl] PARTIAL 2026-11-24: 12 345 attempts loaded, Sheets failed"
@@ -399,9 +510,15 @@ mod tests {
     fn failed_subject_takes_the_first_error_line_cut_short() {
         let long = format!("\nfetch failed: {}\ncaused by: x", "y".repeat(300));
         let s = subject(&report(RunStatus::Failed, Some(&long)));
-        assert!(s.starts_with("[lms-etl] FAILED 2026-11-24: fetch failed: yyy"), "{s}");
+        assert!(
+            s.starts_with("[lms-etl] FAILED 2026-11-24: fetch failed: yyy"),
+            "{s}"
+        );
         assert!(s.ends_with("...") && !s.contains("caused by"), "{s}");
-        assert_eq!(s.len(), "[lms-etl] FAILED 2026-11-24: ".len() + SUBJECT_ERROR_CHARS);
+        assert_eq!(
+            s.len(),
+            "[lms-etl] FAILED 2026-11-24: ".len() + SUBJECT_ERROR_CHARS
+        );
     }
 
     #[test]
@@ -415,7 +532,10 @@ mod tests {
 
     #[test]
     fn html_escapes_interpolated_text() {
-        let r = report(RunStatus::Failed, Some("bad <script>alert('x')</script> & more"));
+        let r = report(
+            RunStatus::Failed,
+            Some("bad <script>alert('x')</script> & more"),
+        );
         let html = render_html(&r);
         assert!(!html.contains("<script>"));
         assert!(html.contains("bad &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));

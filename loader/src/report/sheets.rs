@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use google_sheets4::api::{
-    AddSheetRequest, BatchUpdateSpreadsheetRequest, ClearValuesRequest, Request, SheetProperties, ValueRange,
+    AddSheetRequest, BatchUpdateSpreadsheetRequest, ClearValuesRequest, Request, SheetProperties,
+    ValueRange,
 };
 use google_sheets4::Sheets;
 use hyper_rustls::HttpsConnector;
@@ -20,12 +21,20 @@ use yup_oauth2::ServiceAccountKey;
 
 use super::DailyStats;
 use crate::config::SheetsConfig;
+use crate::error_chain;
 
 /// The only OAuth scope asked for: read and write spreadsheets.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 
 /// Row 1 of the tab.
-pub const HEADER: [&str; 6] = ["date", "attempts", "successful_attempts", "unique_users", "success_rate", "updated_at"];
+pub const HEADER: [&str; 6] = [
+    "date",
+    "attempts",
+    "successful_attempts",
+    "unique_users",
+    "success_rate",
+    "updated_at",
+];
 
 /// Columns A..F hold [`HEADER`]; cells right of F are left alone.
 const LAST_COLUMN: char = 'F';
@@ -48,33 +57,69 @@ pub struct SheetsOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum SheetsError {
     #[error("cannot read the Sheets service-account key file {path}: {source}")]
-    KeyFile { path: PathBuf, source: std::io::Error },
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the Sheets service-account key file {path} is not a usable key: {message}")]
     KeyInvalid { path: PathBuf, message: String },
     #[error("sheets.api_root {root:?} is not an http:// or https:// URL ending in `/`")]
     ApiRoot { root: String },
     #[error("cannot set up TLS for the Sheets client: {message}")]
     Tls { message: String },
-    #[error("Google authentication as {client_email} (token endpoint {token_uri}) failed: {message}")]
-    Auth { client_email: String, token_uri: String, message: String },
-    #[error("Sheets API {call} on spreadsheet {spreadsheet_id} failed with HTTP {status}: {message}")]
-    Api { call: &'static str, spreadsheet_id: String, status: u16, message: String },
-    #[error("Sheets API {call} on spreadsheet {spreadsheet_id}: cannot reach {api_root}: {message}")]
-    Connect { call: &'static str, spreadsheet_id: String, api_root: String, message: String },
+    #[error(
+        "Google authentication as {client_email} (token endpoint {token_uri}) failed: {message}"
+    )]
+    Auth {
+        client_email: String,
+        token_uri: String,
+        message: String,
+    },
+    #[error(
+        "Sheets API {call} on spreadsheet {spreadsheet_id} failed with HTTP {status}: {message}"
+    )]
+    Api {
+        call: &'static str,
+        spreadsheet_id: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "Sheets API {call} on spreadsheet {spreadsheet_id}: cannot reach {api_root}: {message}"
+    )]
+    Connect {
+        call: &'static str,
+        spreadsheet_id: String,
+        api_root: String,
+        message: String,
+    },
     #[error("Sheets API {call} on spreadsheet {spreadsheet_id} timed out after {} s", REQUEST_TIMEOUT.as_secs())]
-    Timeout { call: &'static str, spreadsheet_id: String },
+    Timeout {
+        call: &'static str,
+        spreadsheet_id: String,
+    },
     #[error("Sheets API {call} on spreadsheet {spreadsheet_id} failed: {message}")]
-    Other { call: &'static str, spreadsheet_id: String, message: String },
+    Other {
+        call: &'static str,
+        spreadsheet_id: String,
+        message: String,
+    },
 }
 
 /// `https://docs.google.com/spreadsheets/d/<id>`.
 pub fn spreadsheet_url(cfg: &SheetsConfig) -> String {
-    format!("https://docs.google.com/spreadsheets/d/{}", cfg.spreadsheet_id)
+    format!(
+        "https://docs.google.com/spreadsheets/d/{}",
+        cfg.spreadsheet_id
+    )
 }
 
 /// Writes `days` into the tab `cfg.sheet`, creating the tab if needed. Days already in the
 /// tab are replaced, new days are added, other days are kept; rows stay sorted by date.
-pub async fn push_days(cfg: &SheetsConfig, days: &[DailyStats]) -> Result<SheetsOutcome, SheetsError> {
+pub async fn push_days(
+    cfg: &SheetsConfig,
+    days: &[DailyStats],
+) -> Result<SheetsOutcome, SheetsError> {
     let started = Instant::now();
     check_api_root(&cfg.api_root)?;
     let key = read_key(cfg).await?;
@@ -84,16 +129,29 @@ pub async fn push_days(cfg: &SheetsConfig, days: &[DailyStats]) -> Result<Sheets
     // Fetch the token up front: an auth failure is reported as such, not as an API error,
     // and knowing the token lets us scrub it from any error text a server echoes back.
     let token = match tokio::time::timeout(REQUEST_TIMEOUT, auth.token(&[SCOPE])).await {
-        Err(_) => return Err(auth_error(&key, format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))),
+        Err(_) => {
+            return Err(auth_error(
+                &key,
+                format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+            ))
+        }
         Ok(Err(e)) => return Err(auth_error(&key, error_chain(&e))),
-        Ok(Ok(t)) => t.token().map(str::to_owned).ok_or_else(|| auth_error(&key, "no access token in the response".into()))?,
+        Ok(Ok(t)) => t
+            .token()
+            .map(str::to_owned)
+            .ok_or_else(|| auth_error(&key, "no access token in the response".into()))?,
     };
 
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
     let mut hub = Sheets::new(client, auth);
     hub.root_url(cfg.api_root.clone());
     hub.base_url(cfg.api_root.clone());
-    let api = Api { hub: &hub, cfg, key: &key, token: &token };
+    let api = Api {
+        hub: &hub,
+        cfg,
+        key: &key,
+        token: &token,
+    };
 
     if !api.tab_exists().await? {
         api.add_tab().await?;
@@ -115,48 +173,77 @@ pub async fn push_days(cfg: &SheetsConfig, days: &[DailyStats]) -> Result<Sheets
         elapsed_ms = started.elapsed().as_millis() as u64,
         "pushed daily stats to Google Sheets"
     );
-    Ok(SheetsOutcome { rows_written: rows, url: spreadsheet_url(cfg) })
+    Ok(SheetsOutcome {
+        rows_written: rows,
+        url: spreadsheet_url(cfg),
+    })
 }
 
 // ---- set-up ----------------------------------------------------------------------
 
 fn check_api_root(root: &str) -> Result<(), SheetsError> {
     let ok = root.ends_with('/')
-        && reqwest::Url::parse(root).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        && reqwest::Url::parse(root)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
     if ok {
         Ok(())
     } else {
-        Err(SheetsError::ApiRoot { root: root.to_owned() })
+        Err(SheetsError::ApiRoot {
+            root: root.to_owned(),
+        })
     }
 }
 
 async fn read_key(cfg: &SheetsConfig) -> Result<ServiceAccountKey, SheetsError> {
     let path = &cfg.key_file;
-    let bytes = tokio::fs::read(path).await.map_err(|source| SheetsError::KeyFile { path: path.clone(), source })?;
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| SheetsError::KeyFile {
+            path: path.clone(),
+            source,
+        })?;
     // Not `yup_oauth2::parse_service_account_key`: serde's message can quote the offending
     // value, which may be the private key. Only the position is reported.
     serde_json::from_slice::<ServiceAccountKey>(&bytes).map_err(|e| SheetsError::KeyInvalid {
         path: path.clone(),
-        message: format!("{:?} JSON error at line {} column {}", e.classify(), e.line(), e.column()),
+        message: format!(
+            "{} at line {} column {}",
+            match e.classify() {
+                serde_json::error::Category::Io => "read error",
+                serde_json::error::Category::Syntax => "not valid JSON",
+                serde_json::error::Category::Data => "a field is missing or has the wrong type",
+                serde_json::error::Category::Eof => "the JSON ends early",
+            },
+            e.line(),
+            e.column()
+        ),
     })
 }
 
 fn connector() -> Result<Connector, SheetsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_provider_and_native_roots(provider.clone()) {
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(provider.clone())
+    {
         Ok(b) => b,
         Err(e) => {
             // A machine without CA certificates can still talk to an http:// emulator.
             tracing::warn!(error = %e, "no native root certificates; https to Google will fail");
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map_err(|e| SheetsError::Tls { message: e.to_string() })?
+                .map_err(|e| SheetsError::Tls {
+                    message: e.to_string(),
+                })?
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth();
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
         }
     };
-    Ok(builder.https_or_http().enable_http1().enable_http2().build())
+    Ok(builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build())
 }
 
 async fn authenticator(
@@ -164,16 +251,27 @@ async fn authenticator(
     key: &ServiceAccountKey,
     connector: Connector,
 ) -> Result<Authenticator<Connector>, SheetsError> {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build::<_, String>(connector);
-    yup_oauth2::ServiceAccountAuthenticator::with_client(key.clone(), yup_oauth2::CustomHyperClientBuilder::from(client))
-        .build()
-        .await
-        // The message is yup-oauth2's own ("Error reading key from PEM"), never the key.
-        .map_err(|e| SheetsError::KeyInvalid { path: cfg.key_file.clone(), message: e.to_string() })
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, String>(connector);
+    yup_oauth2::ServiceAccountAuthenticator::with_client(
+        key.clone(),
+        yup_oauth2::CustomHyperClientBuilder::from(client),
+    )
+    .build()
+    .await
+    // The message is yup-oauth2's own ("Error reading key from PEM"), never the key.
+    .map_err(|e| SheetsError::KeyInvalid {
+        path: cfg.key_file.clone(),
+        message: e.to_string(),
+    })
 }
 
 fn auth_error(key: &ServiceAccountKey, message: String) -> SheetsError {
-    SheetsError::Auth { client_email: key.client_email.clone(), token_uri: key.token_uri.clone(), message }
+    SheetsError::Auth {
+        client_email: key.client_email.clone(),
+        token_uri: key.token_uri.clone(),
+        message,
+    }
 }
 
 // ---- the calls -------------------------------------------------------------------
@@ -222,14 +320,24 @@ impl Api<'_> {
         let request = BatchUpdateSpreadsheetRequest {
             requests: Some(vec![Request {
                 add_sheet: Some(AddSheetRequest {
-                    properties: Some(SheetProperties { title: Some(self.cfg.sheet.clone()), ..Default::default() }),
+                    properties: Some(SheetProperties {
+                        title: Some(self.cfg.sheet.clone()),
+                        ..Default::default()
+                    }),
                 }),
                 ..Default::default()
             }]),
             ..Default::default()
         };
-        let call = self.hub.spreadsheets().batch_update(request, &self.id()).add_scope(SCOPE).doit();
-        self.finish("spreadsheets.batchUpdate(addSheet)", call).await.map(drop)
+        let call = self
+            .hub
+            .spreadsheets()
+            .batch_update(request, &self.id())
+            .add_scope(SCOPE)
+            .doit();
+        self.finish("spreadsheets.batchUpdate(addSheet)", call)
+            .await
+            .map(drop)
     }
 
     /// Columns A..F of every row, numbers as numbers (UNFORMATTED_VALUE).
@@ -249,7 +357,11 @@ impl Api<'_> {
 
     async fn write_rows(&self, rows: &[Vec<Value>]) -> Result<(), SheetsError> {
         let (a1, range) = self.range(1, Some(rows.len()));
-        let body = ValueRange { range: Some(a1), major_dimension: Some("ROWS".into()), values: Some(rows.to_vec()) };
+        let body = ValueRange {
+            range: Some(a1),
+            major_dimension: Some("ROWS".into()),
+            values: Some(rows.to_vec()),
+        };
         let call = self
             .hub
             .spreadsheets()
@@ -257,14 +369,22 @@ impl Api<'_> {
             .value_input_option("RAW")
             .add_scope(SCOPE)
             .doit();
-        self.finish("spreadsheets.values.update", call).await.map(drop)
+        self.finish("spreadsheets.values.update", call)
+            .await
+            .map(drop)
     }
 
     async fn clear_rows(&self, first: usize, last: usize) -> Result<(), SheetsError> {
         let (_, range) = self.range(first, Some(last));
-        let call =
-            self.hub.spreadsheets().values_clear(ClearValuesRequest::default(), &self.id(), &range).add_scope(SCOPE).doit();
-        self.finish("spreadsheets.values.clear", call).await.map(drop)
+        let call = self
+            .hub
+            .spreadsheets()
+            .values_clear(ClearValuesRequest::default(), &self.id(), &range)
+            .add_scope(SCOPE)
+            .doit();
+        self.finish("spreadsheets.values.clear", call)
+            .await
+            .map(drop)
     }
 
     /// Runs one call under [`REQUEST_TIMEOUT`] and turns its error into a [`SheetsError`].
@@ -275,7 +395,12 @@ impl Api<'_> {
     ) -> Result<T, SheetsError> {
         let spreadsheet_id = self.cfg.spreadsheet_id.clone();
         let result = match tokio::time::timeout(REQUEST_TIMEOUT, future).await {
-            Err(_) => return Err(SheetsError::Timeout { call, spreadsheet_id }),
+            Err(_) => {
+                return Err(SheetsError::Timeout {
+                    call,
+                    spreadsheet_id,
+                })
+            }
             Ok(r) => r,
         };
         let error = match result {
@@ -287,22 +412,37 @@ impl Api<'_> {
             google_sheets4::Error::BadRequest(body) => {
                 // Google's JSON error body: {"error": {"code", "message", "status"}}.
                 let e = &body["error"];
-                let status = e["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(0);
+                let status = e["code"]
+                    .as_u64()
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(0);
                 let mut message = e["message"].as_str().unwrap_or("(no message)").to_owned();
                 if let Some(s) = e["status"].as_str() {
                     message = format!("{s}: {message}");
                 }
-                SheetsError::Api { call, spreadsheet_id, status, message: scrub(message) }
+                SheetsError::Api {
+                    call,
+                    spreadsheet_id,
+                    status,
+                    message: scrub(message),
+                }
             }
             google_sheets4::Error::Failure(response) => {
                 let status = response.status().as_u16();
-                let bytes = google_sheets4::common::to_bytes(response.into_body()).await.unwrap_or_default();
+                let bytes = google_sheets4::common::to_bytes(response.into_body())
+                    .await
+                    .unwrap_or_default();
                 let text = String::from_utf8_lossy(&bytes);
                 let mut message: String = text.trim().chars().take(200).collect();
                 if message.is_empty() {
                     message = "(empty body)".into();
                 }
-                SheetsError::Api { call, spreadsheet_id, status, message: scrub(message) }
+                SheetsError::Api {
+                    call,
+                    spreadsheet_id,
+                    status,
+                    message: scrub(message),
+                }
             }
             google_sheets4::Error::HttpError(e) => SheetsError::Connect {
                 call,
@@ -310,10 +450,15 @@ impl Api<'_> {
                 api_root: self.cfg.api_root.clone(),
                 message: scrub(error_chain(&e)),
             },
-            google_sheets4::Error::MissingToken(e) => {
-                auth_error(self.key, scrub(format!("while calling {call}: {}", error_chain(&*e))))
-            }
-            other => SheetsError::Other { call, spreadsheet_id, message: scrub(error_chain(&other).trim().to_owned()) },
+            google_sheets4::Error::MissingToken(e) => auth_error(
+                self.key,
+                scrub(format!("while calling {call}: {}", error_chain(&*e))),
+            ),
+            other => SheetsError::Other {
+                call,
+                spreadsheet_id,
+                message: scrub(error_chain(&other).trim().to_owned()),
+            },
         })
     }
 }
@@ -343,7 +488,10 @@ fn merge(existing: &[Vec<Value>], days: &[DailyStats]) -> Vec<Vec<Value>> {
         }
     }
     if !unrecognised.is_empty() {
-        tracing::warn!(rows = unrecognised.len(), "Sheets tab has rows without a date in column A; kept below the days");
+        tracing::warn!(
+            rows = unrecognised.len(),
+            "Sheets tab has rows without a date in column A; kept below the days"
+        );
     }
     for day in days {
         by_day.insert(day.day, day_row(day));
@@ -377,7 +525,8 @@ fn cell_day(cell: &Value) -> Option<NaiveDate> {
             if !(25_569.0..=109_574.0).contains(&serial) {
                 return None;
             }
-            NaiveDate::from_ymd_opt(1899, 12, 30)?.checked_add_signed(chrono::Duration::days(serial.floor() as i64))
+            NaiveDate::from_ymd_opt(1899, 12, 30)?
+                .checked_add_signed(chrono::Duration::days(serial.floor() as i64))
         }
         _ => None,
     }
@@ -403,20 +552,6 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -451,16 +586,25 @@ mod tests {
             vec![],
             vec![Value::from("2026-11-21"), Value::from(5)],
         ];
-        let block = merge(&existing, &[day("2026-11-23", 9, 9), day("2026-11-22", 4, 0)]);
+        let block = merge(
+            &existing,
+            &[day("2026-11-23", 9, 9), day("2026-11-22", 4, 0)],
+        );
         let dates: Vec<_> = block.iter().map(|r| r[0].clone()).collect();
-        assert_eq!(dates, ["date", "2026-11-21", "2026-11-22", "2026-11-23"].map(Value::from));
+        assert_eq!(
+            dates,
+            ["date", "2026-11-21", "2026-11-22", "2026-11-23"].map(Value::from)
+        );
         assert_eq!(block[3][1], Value::from(9));
         assert_eq!(block[1], existing[3], "a day not pushed is kept as it was");
     }
 
     #[test]
     fn merge_keeps_undated_rows_below_and_reads_date_serials() {
-        let existing = vec![vec![Value::from(46_350)], vec![Value::from("note"), Value::from("x")]];
+        let existing = vec![
+            vec![Value::from(46_350)],
+            vec![Value::from("note"), Value::from("x")],
+        ];
         let block = merge(&existing, &[]);
         assert_eq!(block.len(), 3);
         assert_eq!(cell_day(&block[1][0]), "2026-11-24".parse().ok());
