@@ -470,3 +470,16 @@ fn scratch_speed() {
     let m = window_json(&args(360, 0.5), at(24, 12, 0), at(24, 12, 10));
     for r in lms_etl_parse::parse_chunk(&m).unwrap().iter().filter_map(|r| r.as_ref().err()).take(8) { println!("{}\n  -> {}", r.raw, r.reason); }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scratch_http_speed() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = bind(DemoApiArgs { listen: "127.0.0.1:0".parse().unwrap(), records_per_hour: 50_000, ..DemoApiArgs::default() }).await.unwrap();
+    let base = format!("http://{}/api/statistics?client=demo&client_key=demo&start=2026-11-01&end=2026-11-02", api.local_addr());
+    tokio::spawn(api.serve(std::future::pending()));
+    let t = std::time::Instant::now();
+    let body = reqwest::get(&base).await.unwrap().bytes().await.unwrap();
+    let el = t.elapsed();
+    println!("http: {} bytes in {el:?} = {:.0} MB/s", body.len(), body.len() as f64 / el.as_secs_f64() / 1e6);
+}

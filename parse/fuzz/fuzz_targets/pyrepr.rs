@@ -14,11 +14,16 @@ fuzz_target!(|data: &[u8]| {
             let Ok(json) = to_json(&value) else { return }; // a container as a dict key
             let mut de = serde_json::Deserializer::from_str(&json);
             de.disable_recursion_limit(); // nesting is bounded by MAX_DEPTH
-            IgnoredAny::deserialize(&mut de).and_then(|_| de.end()).unwrap_or_else(|e| panic!("invalid JSON ({e}): {json}"));
+            IgnoredAny::deserialize(&mut de)
+                .and_then(|_| de.end())
+                .unwrap_or_else(|e| panic!("invalid JSON ({e}): {json}"));
         }
         Err(e) => {
             assert!(e.pos <= input.len(), "error past the end: {e}");
-            assert!(input.is_char_boundary(e.pos), "error inside a character: {e}");
+            assert!(
+                input.is_char_boundary(e.pos),
+                "error inside a character: {e}"
+            );
         }
     }
 });

@@ -8,10 +8,18 @@ use lms_etl_parse::{parse_chunk, split_records};
 fuzz_target!(|data: &[u8]| {
     let chunk = String::from_utf8_lossy(data);
     let Ok(results) = parse_chunk(&chunk) else {
-        assert!(split_records(&chunk).is_err(), "parse_chunk failed where split_records did not");
+        assert!(
+            split_records(&chunk).is_err(),
+            "parse_chunk failed where split_records did not"
+        );
         return;
     };
-    assert_eq!(results.len(), split_records(&chunk).expect("split as parse_chunk did").len());
+    assert_eq!(
+        results.len(),
+        split_records(&chunk)
+            .expect("split as parse_chunk did")
+            .len()
+    );
     let range = chunk.as_bytes().as_ptr_range();
     for (i, result) in results.iter().enumerate() {
         match result {
@@ -22,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
             Err(rejection) => {
                 assert_eq!(rejection.index, i);
                 let raw = rejection.raw.as_bytes().as_ptr_range();
-                assert!(range.start <= raw.start && raw.end <= range.end, "raw is not a slice of the chunk");
+                assert!(
+                    range.start <= raw.start && raw.end <= range.end,
+                    "raw is not a slice of the chunk"
+                );
                 assert!(!rejection.reason.is_empty());
             }
         }
