@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::demo_api::DemoApiArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "lms-etl", version, about = "Load LMS attempt records into PostgreSQL, aggregate per day, report")]
+#[command(
+    name = "lms-etl",
+    version,
+    about = "Load LMS attempt records into PostgreSQL, aggregate per day, report"
+)]
 pub struct Cli {
     /// TOML configuration file; environment variables override it (see lms-etl.example.toml).
     #[arg(long, short, global = true, env = "LMS_ETL_CONFIG")]

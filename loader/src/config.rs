@@ -13,11 +13,18 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}` (env {env}): {message}")]
-    Invalid { key: String, env: String, message: String },
+    Invalid {
+        key: String,
+        env: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -222,19 +229,51 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("api.client", "LMS_ETL_CLIENT", Kind::Str),
     ("api.client_key", "LMS_ETL_CLIENT_KEY", Kind::Str),
     ("logs.dir", "LMS_ETL_LOG_DIR", Kind::Str),
-    ("api.connect_timeout_secs", "LMS_ETL_API_CONNECT_TIMEOUT_SECS", Kind::Int),
-    ("api.request_timeout_secs", "LMS_ETL_API_REQUEST_TIMEOUT_SECS", Kind::Int),
+    (
+        "api.connect_timeout_secs",
+        "LMS_ETL_API_CONNECT_TIMEOUT_SECS",
+        Kind::Int,
+    ),
+    (
+        "api.request_timeout_secs",
+        "LMS_ETL_API_REQUEST_TIMEOUT_SECS",
+        Kind::Int,
+    ),
     ("api.max_retries", "LMS_ETL_API_MAX_RETRIES", Kind::Int),
     ("api.retry_budget", "LMS_ETL_API_RETRY_BUDGET", Kind::Int),
-    ("api.backoff_initial_ms", "LMS_ETL_API_BACKOFF_INITIAL_MS", Kind::Int),
-    ("api.backoff_max_ms", "LMS_ETL_API_BACKOFF_MAX_MS", Kind::Int),
-    ("api.source_timezone", "LMS_ETL_API_SOURCE_TIMEZONE", Kind::Str),
-    ("window.chunk_minutes", "LMS_ETL_WINDOW_CHUNK_MINUTES", Kind::Int),
+    (
+        "api.backoff_initial_ms",
+        "LMS_ETL_API_BACKOFF_INITIAL_MS",
+        Kind::Int,
+    ),
+    (
+        "api.backoff_max_ms",
+        "LMS_ETL_API_BACKOFF_MAX_MS",
+        Kind::Int,
+    ),
+    (
+        "api.source_timezone",
+        "LMS_ETL_API_SOURCE_TIMEZONE",
+        Kind::Str,
+    ),
+    (
+        "window.chunk_minutes",
+        "LMS_ETL_WINDOW_CHUNK_MINUTES",
+        Kind::Int,
+    ),
     ("window.prefetch", "LMS_ETL_WINDOW_PREFETCH", Kind::Int),
-    ("window.first_run_lookback_hours", "LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS", Kind::Int),
+    (
+        "window.first_run_lookback_hours",
+        "LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS",
+        Kind::Int,
+    ),
     ("logs.keep_days", "LMS_ETL_LOGS_KEEP_DAYS", Kind::Int),
     ("logs.level", "LMS_ETL_LOGS_LEVEL", Kind::Str),
-    ("sheets.spreadsheet_id", "LMS_ETL_SHEETS_SPREADSHEET_ID", Kind::Str),
+    (
+        "sheets.spreadsheet_id",
+        "LMS_ETL_SHEETS_SPREADSHEET_ID",
+        Kind::Str,
+    ),
     ("sheets.sheet", "LMS_ETL_SHEETS_SHEET", Kind::Str),
     ("sheets.key_file", "LMS_ETL_SHEETS_KEY_FILE", Kind::Str),
     ("sheets.api_root", "LMS_ETL_SHEETS_API_ROOT", Kind::Str),
@@ -242,9 +281,21 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("email.smtp_port", "LMS_ETL_EMAIL_SMTP_PORT", Kind::Int),
     ("email.smtp_tls", "LMS_ETL_EMAIL_SMTP_TLS", Kind::Str),
     ("email.smtp_user", "LMS_ETL_EMAIL_SMTP_USER", Kind::Str),
-    ("email.smtp_password", "LMS_ETL_EMAIL_SMTP_PASSWORD", Kind::Str),
-    ("email.smtp_password_file", "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE", Kind::Str),
-    ("email.smtp_timeout_secs", "LMS_ETL_EMAIL_SMTP_TIMEOUT_SECS", Kind::Int),
+    (
+        "email.smtp_password",
+        "LMS_ETL_EMAIL_SMTP_PASSWORD",
+        Kind::Str,
+    ),
+    (
+        "email.smtp_password_file",
+        "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE",
+        Kind::Str,
+    ),
+    (
+        "email.smtp_timeout_secs",
+        "LMS_ETL_EMAIL_SMTP_TIMEOUT_SECS",
+        Kind::Int,
+    ),
     ("email.from", "LMS_ETL_EMAIL_FROM", Kind::Str),
     ("email.to", "LMS_ETL_EMAIL_TO", Kind::List),
     ("email.send_on", "LMS_ETL_EMAIL_SEND_ON", Kind::Str),
@@ -252,11 +303,19 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
 ];
 
 fn env_of(key: &str) -> &'static str {
-    ENV_KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, e, _)| *e).unwrap_or("-")
+    ENV_KEYS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, e, _)| *e)
+        .unwrap_or("-")
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), env: env_of(key).to_owned(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        env: env_of(key).to_owned(),
+        message: message.into(),
+    }
 }
 
 impl Config {
@@ -267,27 +326,43 @@ impl Config {
     }
 
     /// The pure form of [`Config::load`], for tests: the environment is passed in.
-    pub fn from_sources(file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
         let mut table = match file {
             None => toml::Table::new(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
                 text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?
+                    .map_err(|e| ConfigError::Syntax {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
             }
         };
         for (key, var, kind) in ENV_KEYS {
-            let Some(value) = env.get(*var).filter(|v| !v.is_empty()) else { continue };
-            let value = match kind {
-                Kind::Str => toml::Value::String(value.clone()),
-                Kind::Int => toml::Value::Integer(
-                    value.trim().parse().map_err(|_| invalid(key, format!("expected an integer, found {value:?}")))?,
-                ),
-                Kind::List => toml::Value::Array(
-                    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.to_owned().into()).collect(),
-                ),
+            let Some(value) = env.get(*var).filter(|v| !v.is_empty()) else {
+                continue;
             };
+            let value =
+                match kind {
+                    Kind::Str => toml::Value::String(value.clone()),
+                    Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                        invalid(key, format!("expected an integer, found {value:?}"))
+                    })?),
+                    Kind::List => toml::Value::Array(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.to_owned().into())
+                            .collect(),
+                    ),
+                };
             let (section, field) = key.split_once('.').expect("keys are section.field");
             let section = table
                 .entry(section)
@@ -296,15 +371,22 @@ impl Config {
                 .ok_or_else(|| invalid(key, format!("[{section}] must be a table")))?;
             section.insert(field.to_owned(), value);
         }
-        let raw: RawConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Invalid { key: "(file)".into(), env: "-".into(), message: e.message().to_owned() }
-        })?;
+        let raw: RawConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    key: "(file)".into(),
+                    env: "-".into(),
+                    message: e.message().to_owned(),
+                })?;
         raw.validate()
     }
 }
 
 fn required(key: &str, value: Option<String>) -> Result<String, ConfigError> {
-    value.filter(|v| !v.trim().is_empty()).ok_or_else(|| invalid(key, "missing"))
+    value
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| invalid(key, "missing"))
 }
 
 fn positive(key: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
@@ -316,11 +398,14 @@ fn positive(key: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigEr
 
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
-        let database = DatabaseConfig { url: required("database.url", self.database.url)?.into() };
+        let database = DatabaseConfig {
+            url: required("database.url", self.database.url)?.into(),
+        };
 
         let a = self.api;
-        let mut url: reqwest::Url =
-            required("api.url", a.url)?.parse().map_err(|e| invalid("api.url", format!("not a URL: {e}")))?;
+        let mut url: reqwest::Url = required("api.url", a.url)?
+            .parse()
+            .map_err(|e| invalid("api.url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("api.url", "must be an http:// or https:// URL"));
         }
@@ -332,31 +417,51 @@ impl RawConfig {
         let backoff_initial = positive("api.backoff_initial_ms", a.backoff_initial_ms, 500)?;
         let backoff_max = positive("api.backoff_max_ms", a.backoff_max_ms, 30_000)?;
         if backoff_max < backoff_initial {
-            return Err(invalid("api.backoff_max_ms", "must not be less than api.backoff_initial_ms"));
+            return Err(invalid(
+                "api.backoff_max_ms",
+                "must not be less than api.backoff_initial_ms",
+            ));
         }
         let api = ApiConfig {
             url,
             client: required("api.client", a.client)?,
             client_key: required("api.client_key", a.client_key)?.into(),
-            connect_timeout: Duration::from_secs(positive("api.connect_timeout_secs", a.connect_timeout_secs, 10)?),
-            request_timeout: Duration::from_secs(positive("api.request_timeout_secs", a.request_timeout_secs, 600)?),
+            connect_timeout: Duration::from_secs(positive(
+                "api.connect_timeout_secs",
+                a.connect_timeout_secs,
+                10,
+            )?),
+            request_timeout: Duration::from_secs(positive(
+                "api.request_timeout_secs",
+                a.request_timeout_secs,
+                600,
+            )?),
             max_retries: a.max_retries.unwrap_or(5),
             retry_budget: a.retry_budget.unwrap_or(30),
             backoff_initial: Duration::from_millis(backoff_initial),
             backoff_max: Duration::from_millis(backoff_max),
-            source_timezone: source_timezone
-                .parse()
-                .map_err(|_| invalid("api.source_timezone", format!("unknown time zone {source_timezone:?}")))?,
+            source_timezone: source_timezone.parse().map_err(|_| {
+                invalid(
+                    "api.source_timezone",
+                    format!("unknown time zone {source_timezone:?}"),
+                )
+            })?,
         };
 
         let w = self.window;
         let chunk_minutes = w.chunk_minutes.unwrap_or(60);
         if !(1..=7 * 24 * 60).contains(&chunk_minutes) {
-            return Err(invalid("window.chunk_minutes", "must be between 1 and 10080 (one week)"));
+            return Err(invalid(
+                "window.chunk_minutes",
+                "must be between 1 and 10080 (one week)",
+            ));
         }
         let lookback = w.first_run_lookback_hours.unwrap_or(24);
         if lookback < 1 {
-            return Err(invalid("window.first_run_lookback_hours", "must be at least 1"));
+            return Err(invalid(
+                "window.first_run_lookback_hours",
+                "must be at least 1",
+            ));
         }
         let window = WindowConfig {
             chunk: chrono::Duration::minutes(chunk_minutes),
@@ -374,28 +479,56 @@ impl RawConfig {
         let sheets = match s.spreadsheet_id.filter(|id| !id.trim().is_empty()) {
             None => None,
             Some(spreadsheet_id) => {
-                let key_file = s.key_file.ok_or_else(|| invalid("sheets.key_file", "missing (needed with sheets.spreadsheet_id)"))?;
-                let mut api_root = s.api_root.unwrap_or_else(|| "https://sheets.googleapis.com/".into());
+                let key_file = s.key_file.ok_or_else(|| {
+                    invalid(
+                        "sheets.key_file",
+                        "missing (needed with sheets.spreadsheet_id)",
+                    )
+                })?;
+                let mut api_root = s
+                    .api_root
+                    .unwrap_or_else(|| "https://sheets.googleapis.com/".into());
                 if !api_root.ends_with('/') {
                     api_root.push('/');
                 }
-                Some(SheetsConfig { spreadsheet_id, sheet: s.sheet.unwrap_or_else(|| "daily_stats".into()), key_file, api_root })
+                Some(SheetsConfig {
+                    spreadsheet_id,
+                    sheet: s.sheet.unwrap_or_else(|| "daily_stats".into()),
+                    key_file,
+                    api_root,
+                })
             }
         };
 
         let email = self.email.validate()?;
-        Ok(Config { database, api, window, logs, sheets, email })
+        Ok(Config {
+            database,
+            api,
+            window,
+            logs,
+            sheets,
+            email,
+        })
     }
 }
 
 impl RawEmail {
     fn validate(self) -> Result<EmailConfig, ConfigError> {
         let mailbox = |key: &str, text: &str| {
-            text.parse::<Mailbox>().map_err(|e| invalid(key, format!("not an e-mail address {text:?}: {e}")))
+            text.parse::<Mailbox>()
+                .map_err(|e| invalid(key, format!("not an e-mail address {text:?}: {e}")))
         };
-        let from = mailbox("email.from", self.from.as_deref().unwrap_or("lms-etl <lms-etl@localhost>"))?;
+        let from = mailbox(
+            "email.from",
+            self.from
+                .as_deref()
+                .unwrap_or("lms-etl <lms-etl@localhost>"),
+        )?;
         let to = match self.to {
-            Some(list) if !list.is_empty() => list.iter().map(|t| mailbox("email.to", t)).collect::<Result<_, _>>()?,
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .map(|t| mailbox("email.to", t))
+                .collect::<Result<_, _>>()?,
             _ => vec![mailbox("email.to", "data-team <data-team@localhost>")?],
         };
         let send_on = match self.send_on.as_deref().unwrap_or("both") {
@@ -403,7 +536,12 @@ impl RawEmail {
             "success" => SendOn::Success,
             "failure" => SendOn::Failure,
             "never" => SendOn::Never,
-            other => return Err(invalid("email.send_on", format!("expected both, success, failure or never, found {other:?}"))),
+            other => {
+                return Err(invalid(
+                    "email.send_on",
+                    format!("expected both, success, failure or never, found {other:?}"),
+                ))
+            }
         };
         let smtp = match self.smtp_host.filter(|h| !h.trim().is_empty()) {
             None => None,
@@ -412,15 +550,25 @@ impl RawEmail {
                     "none" => SmtpTls::None,
                     "starttls" => SmtpTls::StartTls,
                     "tls" => SmtpTls::Implicit,
-                    other => return Err(invalid("email.smtp_tls", format!("expected none, starttls or tls, found {other:?}"))),
+                    other => {
+                        return Err(invalid(
+                            "email.smtp_tls",
+                            format!("expected none, starttls or tls, found {other:?}"),
+                        ))
+                    }
                 };
                 let password = match (self.smtp_password, self.smtp_password_file) {
                     (Some(p), _) => Some(SecretString::from(p)),
                     (None, Some(path)) => {
                         let text = std::fs::read_to_string(&path).map_err(|e| {
-                            invalid("email.smtp_password_file", format!("cannot read {}: {e}", path.display()))
+                            invalid(
+                                "email.smtp_password_file",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
                         })?;
-                        Some(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned()))
+                        Some(SecretString::from(
+                            text.trim_end_matches(['\r', '\n']).to_owned(),
+                        ))
                     }
                     (None, None) => None,
                 };
@@ -435,11 +583,21 @@ impl RawEmail {
                     tls,
                     user: self.smtp_user.filter(|u| !u.is_empty()),
                     password,
-                    timeout: Duration::from_secs(positive("email.smtp_timeout_secs", self.smtp_timeout_secs, 30)?),
+                    timeout: Duration::from_secs(positive(
+                        "email.smtp_timeout_secs",
+                        self.smtp_timeout_secs,
+                        30,
+                    )?),
                 })
             }
         };
-        Ok(EmailConfig { smtp, from, to, send_on, outbox_dir: self.outbox_dir.unwrap_or_else(|| PathBuf::from("./outbox")) })
+        Ok(EmailConfig {
+            smtp,
+            from,
+            to,
+            send_on,
+            outbox_dir: self.outbox_dir.unwrap_or_else(|| PathBuf::from("./outbox")),
+        })
     }
 }
 
@@ -454,7 +612,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const MINIMAL: &[(&str, &str)] = &[
@@ -496,7 +657,10 @@ mod tests {
         let mut e = env(MINIMAL);
         e.remove("LMS_ETL_CLIENT_KEY");
         let err = Config::from_sources(None, &e).unwrap_err().to_string();
-        assert_eq!(err, "config key `api.client_key` (env LMS_ETL_CLIENT_KEY): missing");
+        assert_eq!(
+            err,
+            "config key `api.client_key` (env LMS_ETL_CLIENT_KEY): missing"
+        );
 
         let mut e = env(MINIMAL);
         e.insert("LMS_ETL_WINDOW_CHUNK_MINUTES".into(), "soon".into());
@@ -505,7 +669,10 @@ mod tests {
 
         let mut e = env(MINIMAL);
         e.insert("LMS_ETL_API_SOURCE_TIMEZONE".into(), "Mars/Olympus".into());
-        assert!(Config::from_sources(None, &e).unwrap_err().to_string().contains("api.source_timezone"));
+        assert!(Config::from_sources(None, &e)
+            .unwrap_err()
+            .to_string()
+            .contains("api.source_timezone"));
     }
 
     #[test]
@@ -513,7 +680,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "[api]\nclinet = \"typo\"\n").unwrap();
-        let err = Config::from_sources(Some(&path), &env(MINIMAL)).unwrap_err().to_string();
+        let err = Config::from_sources(Some(&path), &env(MINIMAL))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `clinet`"), "{err}");
     }
 

@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 
 use crate::config::ApiConfig;
-use crate::window::Window;
 use crate::error_chain;
+use crate::window::Window;
 
 /// A complete, well-formed chunk: a JSON array and how many records it holds.
 #[derive(Debug)]
@@ -24,21 +24,40 @@ pub struct ChunkBody {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("the API refused the credentials (HTTP 401) for {url}: check api.client and api.client_key")]
+    #[error(
+        "the API refused the credentials (HTTP 401) for {url}: check api.client and api.client_key"
+    )]
     Unauthorized { url: String },
     #[error("the API rejected the request (HTTP {status}) for {url}: {message}")]
-    Rejected { status: u16, url: String, message: String },
+    Rejected {
+        status: u16,
+        url: String,
+        message: String,
+    },
     #[error("giving up on {url} after {attempts} attempts: {last}")]
-    Exhausted { url: String, attempts: u32, last: String },
-    #[error("retry budget of {budget} retries for this run is used up; last failure on {url}: {last}")]
-    BudgetSpent { url: String, budget: u32, last: String },
+    Exhausted {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error(
+        "retry budget of {budget} retries for this run is used up; last failure on {url}: {last}"
+    )]
+    BudgetSpent {
+        url: String,
+        budget: u32,
+        last: String,
+    },
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
 }
 
 /// Why one attempt failed, and whether another attempt may help.
 enum Attempt {
-    Retry { reason: String, wait_at_least: Option<Duration> },
+    Retry {
+        reason: String,
+        wait_at_least: Option<Duration>,
+    },
     Fatal(FetchError),
 }
 
@@ -56,7 +75,11 @@ impl Fetcher {
             .user_agent(concat!("lms-etl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Client(e.without_url().to_string()))?;
-        Ok(Fetcher { http, cfg: cfg.clone(), retries_left: AtomicU32::new(cfg.retry_budget) })
+        Ok(Fetcher {
+            http,
+            cfg: cfg.clone(),
+            retries_left: AtomicU32::new(cfg.retry_budget),
+        })
     }
 
     /// The request URL with `client_key` masked: the only form that may be logged.
@@ -65,7 +88,11 @@ impl Fetcher {
     }
 
     fn url(&self, window: &Window, key: &str) -> reqwest::Url {
-        let mut url = self.cfg.url.join("api/statistics").expect("a base URL joins a relative path");
+        let mut url = self
+            .cfg
+            .url
+            .join("api/statistics")
+            .expect("a base URL joins a relative path");
         url.query_pairs_mut()
             .append_pair("client", &self.cfg.client)
             .append_pair("client_key", key)
@@ -88,14 +115,29 @@ impl Fetcher {
                     return Ok(body);
                 }
                 Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry { reason, wait_at_least }) => (reason, wait_at_least),
+                Err(Attempt::Retry {
+                    reason,
+                    wait_at_least,
+                }) => (reason, wait_at_least),
             };
             let (last, wait_at_least) = reason;
             if attempt > self.cfg.max_retries {
-                return Err(FetchError::Exhausted { url: shown, attempts: attempt, last });
+                return Err(FetchError::Exhausted {
+                    url: shown,
+                    attempts: attempt,
+                    last,
+                });
             }
-            if self.retries_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_err() {
-                return Err(FetchError::BudgetSpent { url: shown, budget: self.cfg.retry_budget, last });
+            if self
+                .retries_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+            {
+                return Err(FetchError::BudgetSpent {
+                    url: shown,
+                    budget: self.cfg.retry_budget,
+                    last,
+                });
             }
             let wait = self.backoff(attempt).max(wait_at_least.unwrap_or_default());
             tracing::warn!(url = %shown, attempt, error = %last, wait_ms = wait.as_millis() as u64, "download failed, retrying");
@@ -105,7 +147,11 @@ impl Fetcher {
 
     /// Full-jitter exponential backoff: uniform in [base/2, base], base doubling per attempt.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.cfg.backoff_initial.saturating_mul(1u32 << (attempt - 1).min(16)).min(self.cfg.backoff_max);
+        let base = self
+            .cfg
+            .backoff_initial
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.cfg.backoff_max);
         let half = base / 2;
         half + half.mul_f64(rand::rng().random::<f64>())
     }
@@ -113,20 +159,33 @@ impl Fetcher {
     async fn attempt(&self, window: &Window, shown: &str) -> Result<ChunkBody, Attempt> {
         let url = self.url(window, self.cfg.client_key.expose_secret());
         // `without_url` everywhere: reqwest errors would otherwise print the key.
-        let response = self.http.get(url).send().await.map_err(|e| Attempt::Retry {
-            reason: error_chain(&e.without_url()),
-            wait_at_least: None,
-        })?;
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Attempt::Retry {
+                reason: error_chain(&e.without_url()),
+                wait_at_least: None,
+            })?;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after(response.headers()).map(|w| w.min(self.cfg.backoff_max * 10));
-            return Err(Attempt::Retry { reason: "HTTP 429 Too Many Requests".into(), wait_at_least: wait });
+            return Err(Attempt::Retry {
+                reason: "HTTP 429 Too Many Requests".into(),
+                wait_at_least: wait,
+            });
         }
         if status.is_server_error() {
-            return Err(Attempt::Retry { reason: format!("HTTP {status}"), wait_at_least: None });
+            return Err(Attempt::Retry {
+                reason: format!("HTTP {status}"),
+                wait_at_least: None,
+            });
         }
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Attempt::Fatal(FetchError::Unauthorized { url: shown.to_owned() }));
+            return Err(Attempt::Fatal(FetchError::Unauthorized {
+                url: shown.to_owned(),
+            }));
         }
         if !status.is_success() {
             let message = response.text().await.unwrap_or_default();
@@ -141,24 +200,41 @@ impl Fetcher {
             reason: format!("body cut off: {}", error_chain(&e.without_url())),
             wait_at_least: None,
         })?;
-        let json = String::from_utf8(bytes.to_vec())
-            .map_err(|e| Attempt::Retry { reason: format!("body is not UTF-8: {e}"), wait_at_least: None })?;
+        let json = String::from_utf8(bytes.to_vec()).map_err(|e| Attempt::Retry {
+            reason: format!("body is not UTF-8: {e}"),
+            wait_at_least: None,
+        })?;
         // A body that is not one complete JSON array (e.g. truncated by a proxy) is a failed request.
         let records = lms_etl_parse::split_records(&json)
-            .map_err(|e| Attempt::Retry { reason: format!("incomplete or invalid body: {e}"), wait_at_least: None })?
+            .map_err(|e| Attempt::Retry {
+                reason: format!("incomplete or invalid body: {e}"),
+                wait_at_least: None,
+            })?
             .len();
-        Ok(ChunkBody { bytes: json.len(), json, records, attempts: 0, elapsed: Duration::ZERO })
+        Ok(ChunkBody {
+            bytes: json.len(),
+            json,
+            records,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+        })
     }
 }
 
 /// `Retry-After` as seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
 }
 
 /// Masks every occurrence of `secret` (no-op for an empty secret).
@@ -179,13 +255,19 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), None); // in the past
     }
 
     #[test]
     fn redact_masks_the_key() {
-        assert_eq!(redact("GET /x?client_key=abc&y=abc", "abc"), "GET /x?client_key=***&y=***");
+        assert_eq!(
+            redact("GET /x?client_key=abc&y=abc", "abc"),
+            "GET /x?client_key=***&y=***"
+        );
         assert_eq!(redact("nothing", ""), "nothing");
     }
 }

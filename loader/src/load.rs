@@ -45,7 +45,9 @@ pub struct Database {
 impl Database {
     /// Connects and checks that the extension is there. The connection task runs in the background.
     pub async fn connect(url: &str) -> Result<Database, LoadError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(LoadError::Connect)?;
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(LoadError::Connect)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::error!(error = %e, "PostgreSQL connection closed with an error");
@@ -77,7 +79,10 @@ impl Database {
     pub async fn watermark(&self) -> Result<Option<NaiveDateTime>, LoadError> {
         let row = self
             .client
-            .query_opt("SELECT loaded_until FROM lms_etl.watermark WHERE source = 'statistics_api'", &[])
+            .query_opt(
+                "SELECT loaded_until FROM lms_etl.watermark WHERE source = 'statistics_api'",
+                &[],
+            )
             .await
             .map_err(query_err("reading the watermark"))?;
         Ok(row.map(|r| r.get(0)))
@@ -110,10 +115,17 @@ impl Database {
         let started = std::time::Instant::now();
         let tx = self.client.transaction().await.map_err(query_err(what()))?;
         let row = tx
-            .query_one("SELECT inserted, duplicates, rejected FROM lms_etl.ingest_chunk($1, $2)", &[&json, &run_id])
+            .query_one(
+                "SELECT inserted, duplicates, rejected FROM lms_etl.ingest_chunk($1, $2)",
+                &[&json, &run_id],
+            )
             .await
             .map_err(query_err(what()))?;
-        let counts = ChunkCounts { inserted: row.get(0), duplicates: row.get(1), rejected: row.get(2) };
+        let counts = ChunkCounts {
+            inserted: row.get(0),
+            duplicates: row.get(1),
+            rejected: row.get(2),
+        };
         let load_ms = started.elapsed().as_millis() as i64;
         tx.execute(
             "INSERT INTO lms_etl.run_chunks (run_id, chunk_start, chunk_end, fetched, inserted, duplicates, rejected, fetch_ms, load_ms)
@@ -126,7 +138,13 @@ impl Database {
             "UPDATE lms_etl.runs SET fetched = fetched + $2, inserted = inserted + $3,
                     duplicates = duplicates + $4, rejected = rejected + $5
               WHERE run_id = $1",
-            &[&run_id, &fetched, &counts.inserted, &counts.duplicates, &counts.rejected],
+            &[
+                &run_id,
+                &fetched,
+                &counts.inserted,
+                &counts.duplicates,
+                &counts.rejected,
+            ],
         )
         .await
         .map_err(query_err(what()))?;
@@ -145,7 +163,11 @@ impl Database {
     }
 
     /// Recomputes `daily_stats` for every day in [from, to] with `lms_etl.refresh_daily_stats`.
-    pub async fn aggregate(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyStats>, LoadError> {
+    pub async fn aggregate(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DailyStats>, LoadError> {
         let rows = self
             .client
             .query(
@@ -159,7 +181,11 @@ impl Database {
     }
 
     /// Stored `daily_stats` for [from, to], without recomputing.
-    pub async fn daily_stats(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyStats>, LoadError> {
+    pub async fn daily_stats(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DailyStats>, LoadError> {
         let rows = self
             .client
             .query(
@@ -189,7 +215,12 @@ impl Database {
             )
             .await
             .map_err(query_err("closing the run"))?;
-        Ok(Counts { fetched: row.get(0), inserted: row.get(1), duplicates: row.get(2), rejected: row.get(3) })
+        Ok(Counts {
+            fetched: row.get(0),
+            inserted: row.get(1),
+            duplicates: row.get(2),
+            rejected: row.get(3),
+        })
     }
 
     pub fn client(&self) -> &Client {

@@ -14,7 +14,10 @@ use tracing_subscriber::{fmt, EnvFilter};
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("cannot create log directory {dir}: {source}")]
-    CreateDir { dir: PathBuf, source: std::io::Error },
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open a log file in {dir}: {message}")]
     Open { dir: PathBuf, message: String },
     #[error("invalid log level {level:?}: {message}")]
@@ -41,26 +44,48 @@ pub fn file_name(day: NaiveDate) -> String {
 /// Installs the global subscriber: human-readable lines on stderr, the same (without
 /// colours) in the dated file. `level` is an `EnvFilter` directive; `RUST_LOG` wins if set.
 pub fn init(dir: &Path, level: &str) -> Result<Logging, LogError> {
-    std::fs::create_dir_all(dir).map_err(|source| LogError::CreateDir { dir: dir.to_owned(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| LogError::CreateDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_suffix("log")
         .build(dir)
-        .map_err(|e| LogError::Open { dir: dir.to_owned(), message: e.to_string() })?;
+        .map_err(|e| LogError::Open {
+            dir: dir.to_owned(),
+            message: e.to_string(),
+        })?;
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     let filter = match std::env::var("RUST_LOG") {
         Ok(directive) if !directive.is_empty() => EnvFilter::try_new(directive),
         _ => EnvFilter::try_new(level),
     }
-    .map_err(|e| LogError::Level { level: level.to_owned(), message: e.to_string() })?;
+    .map_err(|e| LogError::Level {
+        level: level.to_owned(),
+        message: e.to_string(),
+    })?;
     let stderr_is_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr).with_ansi(stderr_is_tty).with_target(false))
-        .with(fmt::layer().with_writer(file_writer).with_ansi(false).with_target(false))
+        .with(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(stderr_is_tty)
+                .with_target(false),
+        )
+        .with(
+            fmt::layer()
+                .with_writer(file_writer)
+                .with_ansi(false)
+                .with_target(false),
+        )
         .init();
     install_panic_hook();
-    Ok(Logging { _guard: guard, dir: dir.to_owned() })
+    Ok(Logging {
+        _guard: guard,
+        dir: dir.to_owned(),
+    })
 }
 
 /// A panic is an error like any other: it goes to the log file before the process dies.
@@ -79,7 +104,9 @@ pub fn prune(dir: &Path, today: NaiveDate, keep_days: u32) -> std::io::Result<Ve
     let mut deleted = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         let Some(day) = log_day(name) else { continue };
         if day < oldest_kept && path.is_file() {
             std::fs::remove_file(&path)?;
@@ -122,19 +149,35 @@ mod tests {
         }
         let today = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
         let deleted = prune(dir.path(), today, 3).unwrap();
-        let deleted: Vec<_> = deleted.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_owned()).collect();
+        let deleted: Vec<_> = deleted
+            .iter()
+            .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+            .collect();
         assert_eq!(deleted, ["2026-11-20.log", "2026-11-22.log"]);
-        let mut left: Vec<_> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         left.sort();
         assert_eq!(
             left,
-            ["2026-11-01.log.gz", "2026-11-1.log", "2026-11-23.log", "2026-11-24.log", "2026-11-25.log", "app.2026-11-01.log", "notes.txt"]
+            [
+                "2026-11-01.log.gz",
+                "2026-11-1.log",
+                "2026-11-23.log",
+                "2026-11-24.log",
+                "2026-11-25.log",
+                "app.2026-11-01.log",
+                "notes.txt"
+            ]
         );
     }
 
     #[test]
     fn file_is_named_by_date() {
-        assert_eq!(file_name(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()), "2026-01-02.log");
+        assert_eq!(
+            file_name(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
+            "2026-01-02.log"
+        );
     }
 }

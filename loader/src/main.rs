@@ -16,7 +16,10 @@ fn main() -> ExitCode {
     // Two TLS stacks meet here (reqwest, yup-oauth2, lettre): choose one provider for all.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lms-etl: cannot start the async runtime: {e}");
@@ -63,14 +66,20 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
         }
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), log_file = %logging.current_file().display(), "config loaded");
-    match logs::prune(&config.logs.dir, chrono::Utc::now().date_naive(), config.logs.keep_days) {
+    match logs::prune(
+        &config.logs.dir,
+        chrono::Utc::now().date_naive(),
+        config.logs.keep_days,
+    ) {
         Ok(deleted) if deleted.is_empty() => {}
         Ok(deleted) => {
             for path in &deleted {
                 tracing::info!(path = %path.display(), "deleted old log file");
             }
         }
-        Err(e) => tracing::warn!(error = %e, dir = %config.logs.dir.display(), "could not prune old log files"),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %config.logs.dir.display(), "could not prune old log files")
+        }
     }
 
     let result = match command {
@@ -87,7 +96,9 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
         Command::Status(args) => show_status(&config, args.runs, args.days).await,
         Command::SheetsSync(range) => sheets_sync(&config, range.from, range.to).await,
         Command::Aggregate(range) => aggregate(&config, range.from, range.to).await,
-        Command::DemoApi(_) | Command::ExportDemoCopy(_) => unreachable!("handled without configuration"),
+        Command::DemoApi(_) | Command::ExportDemoCopy(_) => {
+            unreachable!("handled without configuration")
+        }
     };
     match result {
         Ok(()) => Exit::Success,
@@ -100,15 +111,31 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
 
 fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions> {
     if let Some(minutes) = args.chunk_minutes {
-        anyhow::ensure!((1..=10_080).contains(&minutes), "--chunk-minutes must be between 1 and 10080");
+        anyhow::ensure!(
+            (1..=10_080).contains(&minutes),
+            "--chunk-minutes must be between 1 and 10080"
+        );
         config.window.chunk = chrono::Duration::minutes(minutes);
     }
-    let start = args.start.as_deref().map(|s| parse_time("--start", s)).transpose()?;
-    let end = args.end.as_deref().map(|s| parse_time("--end", s)).transpose()?;
+    let start = args
+        .start
+        .as_deref()
+        .map(|s| parse_time("--start", s))
+        .transpose()?;
+    let end = args
+        .end
+        .as_deref()
+        .map(|s| parse_time("--end", s))
+        .transpose()?;
     if let (Some(s), Some(e)) = (start, end) {
         anyhow::ensure!(s < e, "--start ({s}) must be before --end ({e})");
     }
-    Ok(RunOptions { start, end, skip_sheets: args.no_sheets, skip_email: args.no_email })
+    Ok(RunOptions {
+        start,
+        end,
+        skip_sheets: args.no_sheets,
+        skip_email: args.no_email,
+    })
 }
 
 async fn show_status(config: &Config, runs: i64, days: i64) -> anyhow::Result<()> {
@@ -117,17 +144,30 @@ async fn show_status(config: &Config, runs: i64, days: i64) -> anyhow::Result<()
     Ok(())
 }
 
-async fn sheets_sync(config: &Config, from: chrono::NaiveDate, to: chrono::NaiveDate) -> anyhow::Result<()> {
-    let sheets = config.sheets.as_ref().context("Google Sheets is not configured (sheets.spreadsheet_id, sheets.key_file)")?;
+async fn sheets_sync(
+    config: &Config,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    let sheets = config
+        .sheets
+        .as_ref()
+        .context("Google Sheets is not configured (sheets.spreadsheet_id, sheets.key_file)")?;
     let db = Database::connect(config.database.url()).await?;
     let days = db.daily_stats(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
-    let outcome = report::sheets::push_days(sheets, &days).await.context("pushing to Google Sheets")?;
+    let outcome = report::sheets::push_days(sheets, &days)
+        .await
+        .context("pushing to Google Sheets")?;
     tracing::info!(rows = outcome.rows_written, url = %outcome.url, "sheets sync finished");
     Ok(())
 }
 
-async fn aggregate(config: &Config, from: chrono::NaiveDate, to: chrono::NaiveDate) -> anyhow::Result<()> {
+async fn aggregate(
+    config: &Config,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> anyhow::Result<()> {
     let db = Database::connect(config.database.url()).await?;
     let days = db.aggregate(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "aggregation finished");

@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::Config;
+use crate::error_chain as chain;
 use crate::fetch::{redact, ChunkBody, FetchError, Fetcher};
 use crate::load::{Database, LoadError};
 use crate::report::{email, sheets, Counts, DailyStats, RunReport, RunStatus};
 use crate::window::Window;
-use crate::error_chain as chain;
 
 /// Process exit codes (documented in the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,11 @@ impl Stages {
     }
 
     fn json(&self) -> serde_json::Value {
-        self.0.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>().into()
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 }
 
@@ -82,7 +86,8 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
     let total = Instant::now();
     let mut stages = Stages::default();
     let secrets = [cfg.api.client_key.expose_secret().to_owned()];
-    let clean = |e: &dyn std::error::Error| secrets.iter().fold(chain(e), |text, s| redact(&text, s));
+    let clean =
+        |e: &dyn std::error::Error| secrets.iter().fold(chain(e), |text, s| redact(&text, s));
 
     let started = Instant::now();
     info!("connecting to PostgreSQL");
@@ -91,7 +96,10 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
         Err(e) => {
             let message = clean(&e);
             error!(error = %message, "run failed");
-            let window = opts.start.zip(opts.end).map(|(s, e)| Window { start: s, end: e });
+            let window = opts
+                .start
+                .zip(opts.end)
+                .map(|(s, e)| Window { start: s, end: e });
             let report = failure_report(window, &message, log_file, stages);
             notify(cfg, opts, &report).await;
             return Exit::Failed;
@@ -129,7 +137,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
         Err(e) => {
             let message = clean(&e);
             error!(error = %message, "run failed");
-            notify(cfg, opts, &failure_report(Some(window), &message, log_file, stages)).await;
+            notify(
+                cfg,
+                opts,
+                &failure_report(Some(window), &message, log_file, stages),
+            )
+            .await;
             return Exit::Failed;
         }
     };
@@ -221,8 +234,14 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
 }
 
 /// `--start/--end` if given; otherwise from the watermark (or `first_run_lookback` ago) to now.
-async fn choose_window(cfg: &Config, opts: &RunOptions, db: &Database) -> Result<Option<Window>, RunError> {
-    let now = Utc::now().with_timezone(&cfg.api.source_timezone).naive_local();
+async fn choose_window(
+    cfg: &Config,
+    opts: &RunOptions,
+    db: &Database,
+) -> Result<Option<Window>, RunError> {
+    let now = Utc::now()
+        .with_timezone(&cfg.api.source_timezone)
+        .naive_local();
     let end = opts.end.unwrap_or(now);
     let start = match opts.start {
         Some(s) => s,
@@ -246,7 +265,8 @@ async fn fetch_and_load(
     progress: &mut Progress,
 ) -> Result<(), RunError> {
     let fetcher = std::sync::Arc::new(Fetcher::new(&cfg.api)?);
-    let (tx, mut rx) = mpsc::channel::<(Window, Result<ChunkBody, FetchError>)>(cfg.window.prefetch);
+    let (tx, mut rx) =
+        mpsc::channel::<(Window, Result<ChunkBody, FetchError>)>(cfg.window.prefetch);
     let producer = {
         let chunks = chunks.to_vec();
         let fetcher = fetcher.clone();
@@ -303,8 +323,10 @@ fn progress_bar(chunks: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(chunks);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} chunks, eta {eta}")
-            .expect("the template is valid"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} chunks, eta {eta}",
+        )
+        .expect("the template is valid"),
     );
     bar
 }
@@ -324,7 +346,12 @@ async fn shutdown_signal() {
 }
 
 /// Pushes the touched days to Sheets when configured; returns the error text on failure.
-async fn push_sheets(cfg: &Config, opts: &RunOptions, days: &[DailyStats], stages: &mut Stages) -> Option<String> {
+async fn push_sheets(
+    cfg: &Config,
+    opts: &RunOptions,
+    days: &[DailyStats],
+    stages: &mut Stages,
+) -> Option<String> {
     let Some(sheets_cfg) = cfg.sheets.as_ref().filter(|_| !opts.skip_sheets) else {
         if cfg.sheets.is_none() {
             info!("Google Sheets not configured (set sheets.spreadsheet_id and sheets.key_file); skipping");
@@ -359,7 +386,11 @@ async fn notify(cfg: &Config, opts: &RunOptions, report: &RunReport) -> bool {
     let started = Instant::now();
     match email::send_report(&cfg.email, report).await {
         Ok(email::Delivery::Sent { recipients }) => {
-            info!(recipients, elapsed_ms = started.elapsed().as_millis() as u64, "e-mail sent");
+            info!(
+                recipients,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "e-mail sent"
+            );
             true
         }
         Ok(email::Delivery::WrittenToOutbox(path)) => {
@@ -377,7 +408,12 @@ async fn notify(cfg: &Config, opts: &RunOptions, report: &RunReport) -> bool {
     }
 }
 
-fn failure_report(window: Option<Window>, message: &str, log_file: PathBuf, mut stages: Stages) -> RunReport {
+fn failure_report(
+    window: Option<Window>,
+    message: &str,
+    log_file: PathBuf,
+    mut stages: Stages,
+) -> RunReport {
     let now = Utc::now().naive_utc();
     stages.0.push(("total".into(), 0));
     RunReport {

@@ -6,7 +6,8 @@ use crate::load::{Database, LoadError};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     t
 }
 
@@ -28,7 +29,18 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
         )
         .await
         .map_err(|source| LoadError::Query { what: "reading lms_etl.runs".into(), source })?;
-    let mut t = table(&["run", "started (UTC)", "window", "status", "fetched", "inserted", "dupes", "rejected", "ms", "error"]);
+    let mut t = table(&[
+        "run",
+        "started (UTC)",
+        "window",
+        "status",
+        "fetched",
+        "inserted",
+        "dupes",
+        "rejected",
+        "ms",
+        "error",
+    ]);
     for r in &run_rows {
         let error: String = r.get(9);
         t.add_row(vec![
@@ -54,7 +66,13 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
         )
         .await
         .map_err(|source| LoadError::Query { what: "reading lms_etl.daily_stats".into(), source })?;
-    let mut d = table(&["day", "attempts", "successful", "unique users", "success rate"]);
+    let mut d = table(&[
+        "day",
+        "attempts",
+        "successful",
+        "unique users",
+        "success rate",
+    ]);
     for r in &day_rows {
         d.add_row(vec![
             Cell::new(r.get::<_, String>(0)),

@@ -18,20 +18,31 @@ pub enum WindowError {
     #[error("{flag}: cannot read {value:?} as a date (YYYY-MM-DD) or timestamp (YYYY-MM-DD HH:MM:SS[.ffffff])")]
     BadTime { flag: &'static str, value: String },
     #[error("--start ({start}) must be before --end ({end})")]
-    Empty { start: NaiveDateTime, end: NaiveDateTime },
+    Empty {
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    },
 }
 
 /// Reads a date (midnight) or a timestamp, as the API accepts them; `T` may separate.
 pub fn parse_time(flag: &'static str, value: &str) -> Result<NaiveDateTime, WindowError> {
     let v = value.trim();
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(v, format) {
             return Ok(t);
         }
     }
     NaiveDate::parse_from_str(v, "%Y-%m-%d")
         .map(|d| d.and_time(NaiveTime::MIN))
-        .map_err(|_| WindowError::BadTime { flag, value: value.to_owned() })
+        .map_err(|_| WindowError::BadTime {
+            flag,
+            value: value.to_owned(),
+        })
 }
 
 impl Window {
@@ -51,7 +62,8 @@ impl Window {
         while start < self.end {
             let midnight = start.date().and_time(NaiveTime::MIN);
             let since = start - midnight;
-            let steps = since.num_microseconds().unwrap_or(0) / size.num_microseconds().unwrap_or(i64::MAX).max(1);
+            let steps = since.num_microseconds().unwrap_or(0)
+                / size.num_microseconds().unwrap_or(i64::MAX).max(1);
             let aligned_end = midnight + size * (steps as i32 + 1);
             let end = aligned_end.min(self.end);
             out.push(Window { start, end });
@@ -63,7 +75,11 @@ impl Window {
     /// Every calendar day with at least one instant in the window, in order.
     pub fn days(&self) -> Vec<NaiveDate> {
         let last = (self.end - Duration::microseconds(1)).date();
-        self.start.date().iter_days().take_while(|d| *d <= last).collect()
+        self.start
+            .date()
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .collect()
     }
 
     pub fn api_start(&self) -> String {
@@ -77,7 +93,12 @@ impl Window {
 
 impl std::fmt::Display for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}, {})", self.start.format("%Y-%m-%d %H:%M:%S%.f"), self.end.format("%Y-%m-%d %H:%M:%S%.f"))
+        write!(
+            f,
+            "[{}, {})",
+            self.start.format("%Y-%m-%d %H:%M:%S%.f"),
+            self.end.format("%Y-%m-%d %H:%M:%S%.f")
+        )
     }
 }
 
@@ -91,12 +112,23 @@ mod tests {
 
     #[test]
     fn parses_dates_and_timestamps() {
-        assert_eq!(t("2026-11-24"), NaiveDate::from_ymd_opt(2026, 11, 24).unwrap().and_time(NaiveTime::MIN));
-        assert_eq!(t("2026-11-24 10:11:12.5").to_string(), "2026-11-24 10:11:12.500");
+        assert_eq!(
+            t("2026-11-24"),
+            NaiveDate::from_ymd_opt(2026, 11, 24)
+                .unwrap()
+                .and_time(NaiveTime::MIN)
+        );
+        assert_eq!(
+            t("2026-11-24 10:11:12.5").to_string(),
+            "2026-11-24 10:11:12.500"
+        );
         assert_eq!(t("2026-11-24T10:11").to_string(), "2026-11-24 10:11:00");
         assert_eq!(
             parse_time("--end", "tomorrow"),
-            Err(WindowError::BadTime { flag: "--end", value: "tomorrow".into() })
+            Err(WindowError::BadTime {
+                flag: "--end",
+                value: "tomorrow".into()
+            })
         );
     }
 
@@ -121,7 +153,13 @@ mod tests {
     #[test]
     fn days_touched_exclude_the_end_instant() {
         let w = Window::new(t("2026-11-23 22:00"), t("2026-11-25")).unwrap();
-        assert_eq!(w.days(), [NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(), NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()]);
+        assert_eq!(
+            w.days(),
+            [
+                NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+                NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()
+            ]
+        );
     }
 
     #[test]
@@ -132,6 +170,12 @@ mod tests {
     #[test]
     fn formats_for_the_api() {
         let w = Window::new(t("2026-11-24"), t("2026-11-24 01:00")).unwrap();
-        assert_eq!((w.api_start(), w.api_end()), ("2026-11-24 00:00:00.000000".into(), "2026-11-24 01:00:00.000000".into()));
+        assert_eq!(
+            (w.api_start(), w.api_end()),
+            (
+                "2026-11-24 00:00:00.000000".into(),
+                "2026-11-24 01:00:00.000000".into()
+            )
+        );
     }
 }

@@ -7,7 +7,9 @@ use crate::pyrepr::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonError {
-    #[error("a dict key of type {0} has no JSON form (keys must be str, int, float, bool or None)")]
+    #[error(
+        "a dict key of type {0} has no JSON form (keys must be str, int, float, bool or None)"
+    )]
     UnsupportedKey(&'static str),
 }
 
@@ -123,17 +125,29 @@ mod tests {
 
     #[test]
     fn renders_like_json_dumps() {
-        assert_eq!(json("{'a': [1, 2.5, None, True, False], 'b': ('x',)}"), r#"{"a":[1,2.5,null,true,false],"b":["x"]}"#);
-        assert_eq!(json("{1: 'one', None: 0, 1.5: 2}"), r#"{"1":"one","null":0,"1.5":2}"#);
+        assert_eq!(
+            json("{'a': [1, 2.5, None, True, False], 'b': ('x',)}"),
+            r#"{"a":[1,2.5,null,true,false],"b":["x"]}"#
+        );
+        assert_eq!(
+            json("{1: 'one', None: 0, 1.5: 2}"),
+            r#"{"1":"one","null":0,"1.5":2}"#
+        );
         assert_eq!(json("1e-05"), "1e-5");
-        assert_eq!(json("[inf, -inf, nan]"), r#"["Infinity","-Infinity","NaN"]"#);
+        assert_eq!(
+            json("[inf, -inf, nan]"),
+            r#"["Infinity","-Infinity","NaN"]"#
+        );
         assert_eq!(json(r#"'a\nb\x01\"'"#), r#""a\nb\u0001\"""#);
         assert_eq!(json("99999999999999999999999"), "99999999999999999999999");
     }
 
     #[test]
     fn rejects_container_keys() {
-        assert_eq!(to_json(&parse("{(1, 2): 3}").unwrap()), Err(JsonError::UnsupportedKey("tuple")));
+        assert_eq!(
+            to_json(&parse("{(1, 2): 3}").unwrap()),
+            Err(JsonError::UnsupportedKey("tuple"))
+        );
     }
 
     #[test]

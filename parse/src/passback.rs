@@ -19,7 +19,10 @@ pub enum PassbackError {
     #[error("at byte 0: expected a dict, found {0}")]
     NotADict(&'static str),
     #[error("key '{key}': expected str or None, found {found}")]
-    NotAString { key: &'static str, found: &'static str },
+    NotAString {
+        key: &'static str,
+        found: &'static str,
+    },
 }
 
 impl PassbackError {
@@ -33,7 +36,11 @@ impl PassbackError {
     }
 }
 
-const KEYS: [&str; 3] = ["oauth_consumer_key", "lis_result_sourcedid", "lis_outcome_service_url"];
+const KEYS: [&str; 3] = [
+    "oauth_consumer_key",
+    "lis_result_sourcedid",
+    "lis_outcome_service_url",
+];
 
 /// Parses a `passback_params` string. Extra keys are ignored; for a repeated key the
 /// last one wins, as in Python.
@@ -45,15 +52,26 @@ pub fn parse_passback_params(input: &str) -> Result<PassbackParams<'_>, Passback
     let mut fields: [Option<Cow<'_, str>>; 3] = Default::default();
     for (key, value) in entries {
         let Value::Str(key) = key else { continue };
-        let Some(slot) = KEYS.iter().position(|k| *k == key) else { continue };
+        let Some(slot) = KEYS.iter().position(|k| *k == key) else {
+            continue;
+        };
         fields[slot] = match value {
             Value::Str(s) => Some(s),
             Value::None => None,
-            other => return Err(PassbackError::NotAString { key: KEYS[slot], found: other.type_name() }),
+            other => {
+                return Err(PassbackError::NotAString {
+                    key: KEYS[slot],
+                    found: other.type_name(),
+                })
+            }
         };
     }
     let [oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url] = fields;
-    Ok(PassbackParams { oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url })
+    Ok(PassbackParams {
+        oauth_consumer_key,
+        lis_result_sourcedid,
+        lis_outcome_service_url,
+    })
 }
 
 #[cfg(test)]
@@ -70,15 +88,21 @@ mod tests {
 
     #[test]
     fn none_values_and_repeated_keys() {
-        let p = parse_passback_params("{'oauth_consumer_key': 'a', 'oauth_consumer_key': None}").unwrap();
+        let p = parse_passback_params("{'oauth_consumer_key': 'a', 'oauth_consumer_key': None}")
+            .unwrap();
         assert_eq!(p, PassbackParams::default());
     }
 
     #[test]
     fn names_the_problem() {
-        assert_eq!(parse_passback_params("['a']").unwrap_err().to_string(), "at byte 0: expected a dict, found list");
         assert_eq!(
-            parse_passback_params("{'lis_outcome_service_url': 5}").unwrap_err().to_string(),
+            parse_passback_params("['a']").unwrap_err().to_string(),
+            "at byte 0: expected a dict, found list"
+        );
+        assert_eq!(
+            parse_passback_params("{'lis_outcome_service_url': 5}")
+                .unwrap_err()
+                .to_string(),
             "key 'lis_outcome_service_url': expected str or None, found int"
         );
         let e = parse_passback_params("{'oauth_consumer_key': ''").unwrap_err();

@@ -69,7 +69,9 @@ pub enum ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ErrorKind::Unexpected { expected, found } => write!(f, "expected {expected}, found {found}"),
+            ErrorKind::Unexpected { expected, found } => {
+                write!(f, "expected {expected}, found {found}")
+            }
             ErrorKind::UnterminatedString => f.write_str("unterminated string literal"),
             ErrorKind::BadEscape(e) => write!(f, "invalid escape sequence {e}"),
             ErrorKind::BadNumber(n) => write!(f, "invalid number {n}"),
@@ -98,7 +100,11 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str) -> Self {
-        Parser { src, bytes: src.as_bytes(), pos: 0 }
+        Parser {
+            src,
+            bytes: src.as_bytes(),
+            pos: 0,
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -113,14 +119,24 @@ impl<'a> Parser<'a> {
 
     /// Describes the input at the cursor for an error message.
     fn found(&self) -> String {
-        match self.src.get(self.pos..).and_then(|rest| rest.chars().next()) {
+        match self
+            .src
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
+        {
             None => "end of input".to_owned(),
             Some(c) => format!("{c:?}"),
         }
     }
 
     fn unexpected(&self, expected: &'static str) -> ParseError {
-        ParseError { pos: self.pos, kind: ErrorKind::Unexpected { expected, found: self.found() } }
+        ParseError {
+            pos: self.pos,
+            kind: ErrorKind::Unexpected {
+                expected,
+                found: self.found(),
+            },
+        }
     }
 
     fn err(&self, pos: usize, kind: ErrorKind) -> ParseError {
@@ -176,9 +192,10 @@ impl<'a> Parser<'a> {
                     "False" => Ok(Value::Bool(false)),
                     "inf" => Ok(Value::Float(f64::INFINITY)),
                     "nan" => Ok(Value::Float(f64::NAN)),
-                    _ if matches!(self.peek(), Some(b'\'' | b'"')) => {
-                        Err(self.err(start, ErrorKind::Unsupported("string prefixes (b'', r'', f'', u'')")))
-                    }
+                    _ if matches!(self.peek(), Some(b'\'' | b'"')) => Err(self.err(
+                        start,
+                        ErrorKind::Unsupported("string prefixes (b'', r'', f'', u'')"),
+                    )),
                     _ => Err(self.err(start, ErrorKind::NotALiteral(name.to_owned()))),
                 }
             }
@@ -310,7 +327,10 @@ impl<'a> Parser<'a> {
             let Some(b) = self.peek() else {
                 return Err(self.err(start, ErrorKind::UnterminatedString));
             };
-            if b == quote && (!triple || self.bytes.get(self.pos..self.pos + 3) == Some(&[quote, quote, quote][..])) {
+            if b == quote
+                && (!triple
+                    || self.bytes.get(self.pos..self.pos + 3) == Some(&[quote, quote, quote][..]))
+            {
                 let run = &self.src[run_start..self.pos];
                 self.pos += if triple { 3 } else { 1 };
                 return Ok(match owned {
@@ -328,7 +348,9 @@ impl<'a> Parser<'a> {
                     self.escape(out)?;
                     run_start = self.pos;
                 }
-                b'\n' | b'\r' if !triple => return Err(self.err(start, ErrorKind::UnterminatedString)),
+                b'\n' | b'\r' if !triple => {
+                    return Err(self.err(start, ErrorKind::UnterminatedString))
+                }
                 _ => self.pos += 1,
             }
         }
@@ -368,8 +390,9 @@ impl<'a> Parser<'a> {
                 let ch = if (0xD800..0xDC00).contains(&cp) {
                     self.low_surrogate(at, cp)?
                 } else {
-                    char::from_u32(cp)
-                        .ok_or_else(|| self.err(at, ErrorKind::BadEscape(self.src[at..self.pos].to_owned())))?
+                    char::from_u32(cp).ok_or_else(|| {
+                        self.err(at, ErrorKind::BadEscape(self.src[at..self.pos].to_owned()))
+                    })?
                 };
                 out.push(ch);
             }
@@ -397,7 +420,10 @@ impl<'a> Parser<'a> {
     }
 
     fn hex_digits(&mut self, esc_start: usize, n: usize) -> Result<u32, ParseError> {
-        let digits = self.bytes.get(self.pos..self.pos + n).filter(|d| d.iter().all(u8::is_ascii_hexdigit));
+        let digits = self
+            .bytes
+            .get(self.pos..self.pos + n)
+            .filter(|d| d.iter().all(u8::is_ascii_hexdigit));
         let Some(digits) = digits else {
             let end = (self.pos + n).min(self.bytes.len());
             let shown = String::from_utf8_lossy(&self.bytes[esc_start..end]).into_owned();
@@ -410,7 +436,12 @@ impl<'a> Parser<'a> {
 
     /// Python keeps lone surrogates; JSON and Rust strings cannot, so only a proper pair is accepted.
     fn low_surrogate(&mut self, esc_start: usize, high: u32) -> Result<char, ParseError> {
-        let bad = |p: &Self| p.err(esc_start, ErrorKind::BadEscape(format!("\\u{high:04x} (a lone surrogate)")));
+        let bad = |p: &Self| {
+            p.err(
+                esc_start,
+                ErrorKind::BadEscape(format!("\\u{high:04x} (a lone surrogate)")),
+            )
+        };
         if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
             return Err(bad(self));
         }
@@ -442,7 +473,11 @@ impl<'a> Parser<'a> {
         if matches!(self.peek(), Some(b'i' | b'n')) {
             let name = self.name();
             return match name {
-                "inf" => Ok(Value::Float(if negative { f64::NEG_INFINITY } else { f64::INFINITY })),
+                "inf" => Ok(Value::Float(if negative {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                })),
                 "nan" => Ok(Value::Float(f64::NAN)),
                 _ => Err(self.err(start, ErrorKind::NotALiteral(name.to_owned()))),
             };
@@ -471,7 +506,11 @@ impl<'a> Parser<'a> {
         }
         let literal = &self.src[digits_start..self.pos];
         let bad = |p: &Self| p.err(start, ErrorKind::BadNumber(p.src[start..p.pos].to_owned()));
-        if !saw_digit || literal.starts_with('_') || literal.ends_with('_') || literal.contains("__") {
+        if !saw_digit
+            || literal.starts_with('_')
+            || literal.ends_with('_')
+            || literal.contains("__")
+        {
             return Err(bad(self));
         }
         if matches!(self.peek(), Some(b) if b.is_ascii_alphanumeric() || b == b'_') {
@@ -479,7 +518,11 @@ impl<'a> Parser<'a> {
             self.name();
             return Err(bad(self));
         }
-        let clean: Cow<'_, str> = if literal.contains('_') { Cow::Owned(literal.replace('_', "")) } else { Cow::Borrowed(literal) };
+        let clean: Cow<'_, str> = if literal.contains('_') {
+            Cow::Owned(literal.replace('_', ""))
+        } else {
+            Cow::Borrowed(literal)
+        };
         if is_float {
             let parsed: f64 = clean.parse().map_err(|_| bad(self))?;
             return Ok(Value::Float(if negative { -parsed } else { parsed }));
@@ -510,7 +553,9 @@ mod tests {
     #[test]
     fn parses_the_seed_passback_dict() {
         let input = "{'oauth_consumer_key': '', 'lis_result_sourcedid': 'course-v1:SkillFactory+DST-3.0+28FEB2021:lms.skillfactory.ru-ca3ecf8e5f284c329eb7bd529e1a9f7e:3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52', 'lis_outcome_service_url': 'https://lms.skillfactory.ru/courses/course-v1:SkillFactory+DST-3.0+28FEB2021/xblock/block-v1:SkillFactory+DST-3.0+28FEB2021+type@lti+block@ca3ecf8e5f284c329eb7bd529e1a9f7e/handler_noauth/grade_handler'}";
-        let Value::Dict(entries) = parse(input).unwrap() else { panic!("not a dict") };
+        let Value::Dict(entries) = parse(input).unwrap() else {
+            panic!("not a dict")
+        };
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[0], (s("oauth_consumer_key"), s("")));
     }
@@ -524,8 +569,14 @@ mod tests {
     #[test]
     fn accepts_both_quote_kinds_and_apostrophes() {
         assert_eq!(parse(r#""it's""#).unwrap(), s("it's"));
-        assert_eq!(parse(r"'say \'hi\''").unwrap(), Value::Str(Cow::Owned("say 'hi'".into())));
-        assert_eq!(parse("'a' \"b\"").unwrap(), Value::Str(Cow::Owned("ab".into())));
+        assert_eq!(
+            parse(r"'say \'hi\''").unwrap(),
+            Value::Str(Cow::Owned("say 'hi'".into()))
+        );
+        assert_eq!(
+            parse("'a' \"b\"").unwrap(),
+            Value::Str(Cow::Owned("ab".into()))
+        );
         assert_eq!(parse("'''x'y'''").unwrap(), s("x'y"));
     }
 
@@ -533,13 +584,22 @@ mod tests {
     fn parses_numbers_like_python() {
         assert_eq!(parse("-12").unwrap(), Value::Int(Cow::Owned("-12".into())));
         assert_eq!(parse("0").unwrap(), Value::Int(Cow::Borrowed("0")));
-        assert_eq!(parse("123456789012345678901234567890").unwrap(), Value::Int(Cow::Borrowed("123456789012345678901234567890")));
+        assert_eq!(
+            parse("123456789012345678901234567890").unwrap(),
+            Value::Int(Cow::Borrowed("123456789012345678901234567890"))
+        );
         assert_eq!(parse("1e-05").unwrap(), Value::Float(1e-05));
         assert_eq!(parse("1.5").unwrap(), Value::Float(1.5));
         assert_eq!(parse("-inf").unwrap(), Value::Float(f64::NEG_INFINITY));
         assert!(matches!(parse("nan").unwrap(), Value::Float(f) if f.is_nan()));
-        assert_eq!(parse("1_000").unwrap(), Value::Int(Cow::Owned("1000".into())));
-        assert_eq!(parse("007").unwrap_err().kind, ErrorKind::BadNumber("007".into()));
+        assert_eq!(
+            parse("1_000").unwrap(),
+            Value::Int(Cow::Owned("1000".into()))
+        );
+        assert_eq!(
+            parse("007").unwrap_err().kind,
+            ErrorKind::BadNumber("007".into())
+        );
         assert_eq!(parse("0x1f").unwrap_err().pos, 0);
         assert!(parse("1j").is_err());
         assert!(parse("-").is_err());
@@ -548,36 +608,75 @@ mod tests {
 
     #[test]
     fn parses_containers_with_trailing_commas() {
-        assert_eq!(parse("[1, 2,]").unwrap(), Value::List(vec![Value::Int("1".into()), Value::Int("2".into())]));
-        assert_eq!(parse("(1,)").unwrap(), Value::Tuple(vec![Value::Int("1".into())]));
+        assert_eq!(
+            parse("[1, 2,]").unwrap(),
+            Value::List(vec![Value::Int("1".into()), Value::Int("2".into())])
+        );
+        assert_eq!(
+            parse("(1,)").unwrap(),
+            Value::Tuple(vec![Value::Int("1".into())])
+        );
         assert_eq!(parse("()").unwrap(), Value::Tuple(vec![]));
         assert_eq!(parse("(1)").unwrap(), Value::Int("1".into()));
-        assert_eq!(parse("{1, 2}").unwrap(), Value::Set(vec![Value::Int("1".into()), Value::Int("2".into())]));
-        assert_eq!(parse("{'a': None,}").unwrap(), Value::Dict(vec![(s("a"), Value::None)]));
-        assert_eq!(parse(" {'a': [True, (False,)]} ").unwrap().type_name(), "dict");
+        assert_eq!(
+            parse("{1, 2}").unwrap(),
+            Value::Set(vec![Value::Int("1".into()), Value::Int("2".into())])
+        );
+        assert_eq!(
+            parse("{'a': None,}").unwrap(),
+            Value::Dict(vec![(s("a"), Value::None)])
+        );
+        assert_eq!(
+            parse(" {'a': [True, (False,)]} ").unwrap().type_name(),
+            "dict"
+        );
     }
 
     #[test]
     fn rejects_code_without_evaluating_it() {
         let e = parse("__import__('os').system('id')").unwrap_err();
-        assert_eq!(e, ParseError { pos: 0, kind: ErrorKind::NotALiteral("__import__".into()) });
+        assert_eq!(
+            e,
+            ParseError {
+                pos: 0,
+                kind: ErrorKind::NotALiteral("__import__".into())
+            }
+        );
         let e = parse("{'a': os}").unwrap_err();
         assert_eq!(e.pos, 6);
         let e = parse("1 + 2").unwrap_err();
         assert_eq!(e.pos, 2);
-        assert!(matches!(parse("b'x'").unwrap_err().kind, ErrorKind::Unsupported(_)));
+        assert!(matches!(
+            parse("b'x'").unwrap_err().kind,
+            ErrorKind::Unsupported(_)
+        ));
     }
 
     #[test]
     fn reports_positions_of_malformed_input() {
-        assert_eq!(parse("").unwrap_err().to_string(), "at byte 0: expected a value, found end of input");
-        assert_eq!(parse("{'a' 1}").unwrap_err().to_string(), "at byte 5: expected ':', ',' or '}', found '1'");
-        assert_eq!(parse("{'a': 'b'").unwrap_err().to_string(), "at byte 9: expected ',' or '}', found end of input");
-        assert_eq!(parse("{'a': 'b").unwrap_err().to_string(), "at byte 6: unterminated string literal");
+        assert_eq!(
+            parse("").unwrap_err().to_string(),
+            "at byte 0: expected a value, found end of input"
+        );
+        assert_eq!(
+            parse("{'a' 1}").unwrap_err().to_string(),
+            "at byte 5: expected ':', ',' or '}', found '1'"
+        );
+        assert_eq!(
+            parse("{'a': 'b'").unwrap_err().to_string(),
+            "at byte 9: expected ',' or '}', found end of input"
+        );
+        assert_eq!(
+            parse("{'a': 'b").unwrap_err().to_string(),
+            "at byte 6: unterminated string literal"
+        );
         assert_eq!(parse(r"'\x4'").unwrap_err().pos, 1);
         assert_eq!(parse(r"'\ud800'").unwrap_err().pos, 1);
         assert_eq!(parse("[1] x").unwrap_err().pos, 4);
-        assert_eq!(parse("'é' é").unwrap_err().to_string(), "at byte 5: expected end of input, found 'é'");
+        assert_eq!(
+            parse("'é' é").unwrap_err().to_string(),
+            "at byte 5: expected end of input, found 'é'"
+        );
     }
 
     #[test]
@@ -590,8 +689,17 @@ mod tests {
 
     #[test]
     fn keeps_unknown_escapes_verbatim_and_joins_surrogate_pairs() {
-        assert_eq!(parse(r"'\d'").unwrap(), Value::Str(Cow::Owned("\\d".into())));
-        assert_eq!(parse(r"'\ud83d\ude00'").unwrap(), Value::Str(Cow::Owned("😀".into())));
-        assert_eq!(parse(r"'\101'").unwrap(), Value::Str(Cow::Owned("A".into())));
+        assert_eq!(
+            parse(r"'\d'").unwrap(),
+            Value::Str(Cow::Owned("\\d".into()))
+        );
+        assert_eq!(
+            parse(r"'\ud83d\ude00'").unwrap(),
+            Value::Str(Cow::Owned("😀".into()))
+        );
+        assert_eq!(
+            parse(r"'\101'").unwrap(),
+            Value::Str(Cow::Owned("A".into()))
+        );
     }
 }

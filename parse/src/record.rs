@@ -60,7 +60,11 @@ pub fn parse_chunk(json: &str) -> Result<Vec<Result<Attempt<'_>, Rejection<'_>>>
         .into_iter()
         .enumerate()
         .map(|(index, raw)| {
-            parse_record(raw).map_err(|reason| Rejection { index, raw: raw.get(), reason })
+            parse_record(raw).map_err(|reason| Rejection {
+                index,
+                raw: raw.get(),
+                reason,
+            })
         })
         .collect())
 }
@@ -84,7 +88,9 @@ const TIMESTAMP_FORMATS: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S
 
 fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
     let wire: WireRecord<'_> = serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => format!("expected a JSON object with the attempt fields: {e}"),
+        serde_json::error::Category::Data => {
+            format!("expected a JSON object with the attempt fields: {e}")
+        }
         _ => format!("malformed JSON: {e}"),
     })?;
 
@@ -96,18 +102,32 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
     let attempt_type = match required_str("attempt_type", wire.attempt_type)?.as_ref() {
         "run" => AttemptType::Run,
         "submit" => AttemptType::Submit,
-        other => return Err(format!("field `attempt_type`: expected 'run' or 'submit', found {}", shown(other))),
+        other => {
+            return Err(format!(
+                "field `attempt_type`: expected 'run' or 'submit', found {}",
+                shown(other)
+            ))
+        }
     };
 
     let is_correct = match wire.is_correct.map(RawValue::get) {
         None => None,
         Some("1" | "true") => Some(true),
         Some("0" | "false") => Some(false),
-        Some(other) => return Err(format!("field `is_correct`: expected 0, 1, true, false or null, found {}", shown(other))),
+        Some(other) => {
+            return Err(format!(
+                "field `is_correct`: expected 0, 1, true, false or null, found {}",
+                shown(other)
+            ))
+        }
     };
     match (attempt_type, is_correct) {
-        (AttemptType::Run, Some(_)) => return Err("field `is_correct`: must be null for a run".to_owned()),
-        (AttemptType::Submit, None) => return Err("field `is_correct`: missing or null for a submit".to_owned()),
+        (AttemptType::Run, Some(_)) => {
+            return Err("field `is_correct`: must be null for a run".to_owned())
+        }
+        (AttemptType::Submit, None) => {
+            return Err("field `is_correct`: missing or null for a submit".to_owned())
+        }
         _ => {}
     }
 
@@ -116,7 +136,10 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(&created_text, f).ok())
         .ok_or_else(|| {
-            format!("field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found {}", shown(&created_text))
+            format!(
+                "field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found {}",
+                shown(&created_text)
+            )
         })?;
 
     // A null or absent passback_params loads as NULL columns: the three columns are optional.
@@ -124,7 +147,10 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
         None => PassbackParams::default(),
         Some(raw) => {
             let text = json_str(raw).ok_or_else(|| {
-                format!("field `passback_params`: expected a string, found {}", shown(raw.get()))
+                format!(
+                    "field `passback_params`: expected a string, found {}",
+                    shown(raw.get())
+                )
             })?;
             match text {
                 Cow::Borrowed(text) => parse_passback_params(text),
@@ -135,7 +161,13 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
         }
     };
 
-    Ok(Attempt { user_id, passback, is_correct, attempt_type, created_at })
+    Ok(Attempt {
+        user_id,
+        passback,
+        is_correct,
+        attempt_type,
+        created_at,
+    })
 }
 
 fn into_owned(p: PassbackParams<'_>) -> PassbackParams<'static> {
@@ -149,7 +181,12 @@ fn into_owned(p: PassbackParams<'_>) -> PassbackParams<'static> {
 
 fn required_str<'a>(field: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
     let raw = raw.ok_or_else(|| format!("field `{field}`: missing or null"))?;
-    json_str(raw).ok_or_else(|| format!("field `{field}`: expected a string, found {}", shown(raw.get())))
+    json_str(raw).ok_or_else(|| {
+        format!(
+            "field `{field}`: expected a string, found {}",
+            shown(raw.get())
+        )
+    })
 }
 
 /// The string a JSON string literal holds, borrowed when it has no escapes.
@@ -193,26 +230,53 @@ mod tests {
         assert_eq!(a.is_correct, Some(true));
         assert_eq!(a.attempt_type, AttemptType::Submit);
         assert_eq!(a.created_at.to_string(), "2026-11-24 10:11:12.123456");
-        assert_eq!(a.passback.lis_result_sourcedid.as_deref(), Some("course-v1:SF+DST+1:lms-b:3f4a"));
+        assert_eq!(
+            a.passback.lis_result_sourcedid.as_deref(),
+            Some("course-v1:SF+DST+1:lms-b:3f4a")
+        );
     }
 
     #[test]
     fn accepts_booleans_and_runs_with_null() {
         let r = GOOD.replace("\"is_correct\": 1", "\"is_correct\": false");
         assert!(parse_chunk(&format!("[{r}]")).unwrap()[0].is_ok());
-        let r = GOOD.replace("\"is_correct\": 1", "\"is_correct\": null").replace("submit", "run");
-        assert_eq!(parse_chunk(&format!("[{r}]")).unwrap()[0].as_ref().unwrap().is_correct, None);
+        let r = GOOD
+            .replace("\"is_correct\": 1", "\"is_correct\": null")
+            .replace("submit", "run");
+        assert_eq!(
+            parse_chunk(&format!("[{r}]")).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .is_correct,
+            None
+        );
     }
 
     #[test]
     fn names_the_bad_field() {
-        assert_eq!(reason(&GOOD.replace("\"3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52\"", "null")), "field `lti_user_id`: missing or null");
-        assert_eq!(reason(&GOOD.replace("submit", "peek")), "field `attempt_type`: expected 'run' or 'submit', found \"peek\"");
-        assert_eq!(reason(&GOOD.replace("\"is_correct\": 1", "\"is_correct\": 2")), "field `is_correct`: expected 0, 1, true, false or null, found \"2\"");
-        assert!(reason(&GOOD.replace("2026-11-24 10", "2026-13-24 10")).starts_with("field `created_at`: expected a timestamp"));
-        assert!(reason(&GOOD.replace("'oauth_consumer_key': ''", "'oauth_consumer_key' 5")).starts_with("field `passback_params`: at byte 22: expected ':'"));
+        assert_eq!(
+            reason(&GOOD.replace("\"3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52\"", "null")),
+            "field `lti_user_id`: missing or null"
+        );
+        assert_eq!(
+            reason(&GOOD.replace("submit", "peek")),
+            "field `attempt_type`: expected 'run' or 'submit', found \"peek\""
+        );
+        assert_eq!(
+            reason(&GOOD.replace("\"is_correct\": 1", "\"is_correct\": 2")),
+            "field `is_correct`: expected 0, 1, true, false or null, found \"2\""
+        );
+        assert!(reason(&GOOD.replace("2026-11-24 10", "2026-13-24 10"))
+            .starts_with("field `created_at`: expected a timestamp"));
+        assert!(
+            reason(&GOOD.replace("'oauth_consumer_key': ''", "'oauth_consumer_key' 5"))
+                .starts_with("field `passback_params`: at byte 22: expected ':'")
+        );
         assert_eq!(reason("42"), "expected a JSON object with the attempt fields: invalid type: integer `42`, expected struct WireRecord at line 1 column 2");
-        assert_eq!(reason(&GOOD.replace("\"is_correct\": 1, ", "")), "field `is_correct`: missing or null for a submit");
+        assert_eq!(
+            reason(&GOOD.replace("\"is_correct\": 1, ", "")),
+            "field `is_correct`: missing or null for a submit"
+        );
     }
 
     #[test]
@@ -228,7 +292,15 @@ mod tests {
         let r = GOOD.replace("course-v1:SF", "course-v1:S\\u0046");
         let chunk = format!("[{r}]");
         let out = parse_chunk(&chunk).unwrap();
-        assert_eq!(out[0].as_ref().unwrap().passback.lis_result_sourcedid.as_deref(), Some("course-v1:SF+DST+1:lms-b:3f4a"));
+        assert_eq!(
+            out[0]
+                .as_ref()
+                .unwrap()
+                .passback
+                .lis_result_sourcedid
+                .as_deref(),
+            Some("course-v1:SF+DST+1:lms-b:3f4a")
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tests {
     }
 
     fn day_row(sql: &str) -> (i64, i64, i64) {
-        let (a, s, u) = Spi::get_three::<i64, i64, i64>(sql).expect("query").into();
+        let (a, s, u) = Spi::get_three::<i64, i64, i64>(sql).expect("query");
         (a.unwrap(), s.unwrap(), u.unwrap())
     }
 
@@ -56,7 +56,12 @@ mod tests {
             "SELECT string_agg(day || ':' || attempts || '/' || successful_attempts || '/' || unique_users, ' ' ORDER BY day)
                FROM lms_etl.refresh_daily_stats('2026-11-20', '2026-11-22')",
         );
-        assert_eq!(days, Ok(Some("2026-11-20:3/1/2 2026-11-21:0/0/0 2026-11-22:2/2/2".into())));
+        assert_eq!(
+            days,
+            Ok(Some(
+                "2026-11-20:3/1/2 2026-11-21:0/0/0 2026-11-22:2/2/2".into()
+            ))
+        );
         insert("u9", "2026-11-21 09:00:00", "submit", Some(true));
         Spi::run("SELECT lms_etl.refresh_daily_stats('2026-11-20', '2026-11-22')").unwrap();
         assert_eq!(
@@ -67,7 +72,12 @@ mod tests {
             day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.daily_stats WHERE day = '2026-11-21'"),
             (1, 1, 1)
         );
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM lms_etl.refresh_daily_stats('2026-11-22', '2026-11-20')"), Ok(Some(0)));
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM lms_etl.refresh_daily_stats('2026-11-22', '2026-11-20')"
+            ),
+            Ok(Some(0))
+        );
     }
 
     #[pg_test]
@@ -86,17 +96,23 @@ mod tests {
     #[pg_test]
     fn pg_cron_runs_the_daily_refresh() {
         Spi::run("CREATE EXTENSION IF NOT EXISTS dblink").unwrap();
-        let conn = "format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
+        let conn =
+            "format('dbname=%s port=%s host=%s', current_database(), current_setting('port'),
                            split_part(current_setting('unix_socket_directories'), ',', 1))";
         let side = |sql: &str| {
-            Spi::run_with_args(&format!("SELECT dblink_exec({conn}, $1)"), &[sql.into()]).expect("dblink_exec");
+            Spi::run_with_args(&format!("SELECT dblink_exec({conn}, $1)"), &[sql.into()])
+                .expect("dblink_exec");
         };
         side("CREATE EXTENSION IF NOT EXISTS pg_cron");
         side("DELETE FROM lms_etl.daily_stats WHERE day = '2026-01-01'");
         side("INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ('cron-u', 'submit', true, '2026-01-01 10:00') ON CONFLICT DO NOTHING");
         // Same call as sql/pg_cron.sql, every minute, on the fixed day planted above.
         let schedule = "SELECT cron.schedule('lms_etl_test', '* * * * *', $$SELECT count(*) FROM lms_etl.refresh_daily_stats('2026-01-01', '2026-01-01')$$)::text";
-        Spi::run_with_args(&format!("SELECT * FROM dblink({conn}, $1) AS t(job text)"), &[schedule.into()]).expect("schedule");
+        Spi::run_with_args(
+            &format!("SELECT * FROM dblink({conn}, $1) AS t(job text)"),
+            &[schedule.into()],
+        )
+        .expect("schedule");
         let mut done = false;
         for _ in 0..150 {
             let n = Spi::get_one::<i64>(&format!(
@@ -115,6 +131,9 @@ mod tests {
             .expect("unschedule");
         side("DELETE FROM lms_etl.attempts WHERE user_id = 'cron-u'");
         side("DELETE FROM lms_etl.daily_stats WHERE day = '2026-01-01'");
-        assert!(done, "pg_cron did not refresh daily_stats within 75 s; job runs: {details:?}");
+        assert!(
+            done,
+            "pg_cron did not refresh daily_stats within 75 s; job runs: {details:?}"
+        );
     }
 }

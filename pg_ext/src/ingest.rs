@@ -28,15 +28,30 @@ const INSERT_REJECTED: &str = "
 fn ingest_chunk(
     records: &str,
     run_id: default!(Option<i64>, "NULL"),
-) -> TableIterator<'static, (name!(inserted, i64), name!(duplicates, i64), name!(rejected, i64))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(inserted, i64),
+        name!(duplicates, i64),
+        name!(rejected, i64),
+    ),
+> {
     let parsed = parse_chunk(records).unwrap_or_else(|e| {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION, e.to_string());
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            e.to_string()
+        );
     });
     let (good, bad): (Vec<_>, Vec<_>) = parsed.into_iter().partition(Result::is_ok);
     let good: Vec<Attempt<'_>> = good.into_iter().filter_map(Result::ok).collect();
     let bad: Vec<Rejection<'_>> = bad.into_iter().filter_map(Result::err).collect();
 
-    let inserted = if good.is_empty() { 0 } else { insert_attempts(&good, run_id) };
+    let inserted = if good.is_empty() {
+        0
+    } else {
+        insert_attempts(&good, run_id)
+    };
     if !bad.is_empty() {
         insert_rejected(&bad, run_id);
     }
@@ -46,14 +61,24 @@ fn ingest_chunk(
 
 fn insert_attempts(attempts: &[Attempt<'_>], run_id: Option<i64>) -> i64 {
     let user_id: Vec<&str> = attempts.iter().map(|a| a.user_id.as_ref()).collect();
-    let consumer_key: Vec<Option<&str>> = attempts.iter().map(|a| a.passback.oauth_consumer_key.as_deref()).collect();
-    let sourcedid: Vec<Option<&str>> = attempts.iter().map(|a| a.passback.lis_result_sourcedid.as_deref()).collect();
-    let outcome_url: Vec<Option<&str>> =
-        attempts.iter().map(|a| a.passback.lis_outcome_service_url.as_deref()).collect();
+    let consumer_key: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|a| a.passback.oauth_consumer_key.as_deref())
+        .collect();
+    let sourcedid: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|a| a.passback.lis_result_sourcedid.as_deref())
+        .collect();
+    let outcome_url: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|a| a.passback.lis_outcome_service_url.as_deref())
+        .collect();
     let attempt_type: Vec<&str> = attempts.iter().map(|a| a.attempt_type.as_str()).collect();
     let is_correct: Vec<Option<bool>> = attempts.iter().map(|a| a.is_correct).collect();
-    let created_at: Vec<String> =
-        attempts.iter().map(|a| a.created_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()).collect();
+    let created_at: Vec<String> = attempts
+        .iter()
+        .map(|a| a.created_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        .collect();
 
     Spi::get_one_with_args::<i64>(
         INSERT_ATTEMPTS,
@@ -73,11 +98,20 @@ fn insert_attempts(attempts: &[Attempt<'_>], run_id: Option<i64>) -> i64 {
 }
 
 fn insert_rejected(rejections: &[Rejection<'_>], run_id: Option<i64>) {
-    let index: Vec<i32> = rejections.iter().map(|r| i32::try_from(r.index).unwrap_or(i32::MAX)).collect();
+    let index: Vec<i32> = rejections
+        .iter()
+        .map(|r| i32::try_from(r.index).unwrap_or(i32::MAX))
+        .collect();
     let raw: Vec<&str> = rejections.iter().map(|r| r.raw).collect();
-    let reason: Vec<String> = rejections.iter().map(|r| format!("record {}: {}", r.index, r.reason)).collect();
-    Spi::run_with_args(INSERT_REJECTED, &[run_id.into(), index.into(), raw.into(), reason.into()])
-        .unwrap_or_else(|e| error!("inserting rejected records: {e}"));
+    let reason: Vec<String> = rejections
+        .iter()
+        .map(|r| format!("record {}: {}", r.index, r.reason))
+        .collect();
+    Spi::run_with_args(
+        INSERT_REJECTED,
+        &[run_id.into(), index.into(), raw.into(), reason.into()],
+    )
+    .unwrap_or_else(|e| error!("inserting rejected records: {e}"));
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -101,7 +135,9 @@ mod tests {
     }
 
     fn count(sql: &str) -> i64 {
-        Spi::get_one::<i64>(sql).expect("query runs").expect("not null")
+        Spi::get_one::<i64>(sql)
+            .expect("query runs")
+            .expect("not null")
     }
 
     #[pg_test]
@@ -115,7 +151,10 @@ mod tests {
         assert_eq!(ingest(&chunk), (3, 0, 0));
         assert_eq!(ingest(&chunk), (0, 3, 0));
         // Only this test's users: the pg_cron test commits rows of its own on the side.
-        assert_eq!(count("SELECT count(*) FROM lms_etl.attempts WHERE user_id IN ('u1', 'u2')"), 3);
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id IN ('u1', 'u2')"),
+            3
+        );
         let (kind, correct) = Spi::get_two::<String, bool>(
             "SELECT attempt_type, is_correct FROM lms_etl.attempts WHERE created_at = '2026-11-24 10:00:05.5'",
         )
@@ -155,10 +194,15 @@ mod tests {
              record 3: expected a JSON object with the attempt fields: invalid type: integer `17`, expected struct WireRecord at line 1 column 2 | \
              record 4: field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found \"yesterday\""
         );
-        assert_eq!(count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE raw_record = '17'"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE raw_record = '17'"),
+            1
+        );
     }
 
-    #[pg_test(error = "chunk is not a JSON array of records: EOF while parsing a list at line 1 column 1")]
+    #[pg_test(
+        error = "chunk is not a JSON array of records: EOF while parsing a list at line 1 column 1"
+    )]
     fn a_truncated_chunk_is_an_error() {
         ingest("[");
     }

@@ -9,8 +9,16 @@ mod passback;
 
 // Tables and types first: the Rust functions' signatures refer to them.
 pgrx::extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!("../../sql/aggregate.sql", name = "aggregate", requires = ["schema"]);
-pgrx::extension_sql_file!("../../sql/pyrepr_jsonb.sql", name = "pyrepr_jsonb", requires = [passback::pyrepr_to_json_text]);
+pgrx::extension_sql_file!(
+    "../../sql/aggregate.sql",
+    name = "aggregate",
+    requires = ["schema"]
+);
+pgrx::extension_sql_file!(
+    "../../sql/pyrepr_jsonb.sql",
+    name = "pyrepr_jsonb",
+    requires = [passback::pyrepr_to_json_text]
+);
 
 /// Runs `cargo pgrx test`'s one-off set-up and tells it how to configure its cluster.
 #[cfg(test)]

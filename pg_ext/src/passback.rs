@@ -7,7 +7,11 @@ use pgrx::PgSqlErrorCode;
 
 /// 22P02 `invalid_text_representation`, the SQLSTATE of every malformed-literal error.
 fn invalid_literal(what: &str, detail: impl std::fmt::Display) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION, format!("invalid {what}: {detail}"));
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+        format!("invalid {what}: {detail}")
+    );
 }
 
 /// Python literal (as `repr()` writes it) → JSON text (exact integer digits).
@@ -22,13 +26,20 @@ fn pyrepr_to_json_text(literal: &str) -> String {
 fn to_row(p: PassbackParams<'_>) -> pgrx::composite_type!('static, "passback_params") {
     let mut row = PgHeapTuple::new_composite_type("lms_etl.passback_params")
         .expect("type lms_etl.passback_params is created by the extension");
-    for (i, field) in [p.oauth_consumer_key, p.lis_result_sourcedid, p.lis_outcome_service_url]
-        .into_iter()
-        .enumerate()
+    for (i, field) in [
+        p.oauth_consumer_key,
+        p.lis_result_sourcedid,
+        p.lis_outcome_service_url,
+    ]
+    .into_iter()
+    .enumerate()
     {
         if let Some(text) = field {
-            row.set_by_index(std::num::NonZeroUsize::new(i + 1).expect("index + 1 > 0"), text.as_ref())
-                .expect("passback_params attributes are text");
+            row.set_by_index(
+                std::num::NonZeroUsize::new(i + 1).expect("index + 1 > 0"),
+                text.as_ref(),
+            )
+            .expect("passback_params attributes are text");
         }
     }
     row
@@ -37,13 +48,17 @@ fn to_row(p: PassbackParams<'_>) -> pgrx::composite_type!('static, "passback_par
 /// `passback_params` text → (oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url).
 /// Missing keys are NULL, extra keys ignored; malformed input raises SQLSTATE 22P02.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn parse_passback_params(passback_params: &str) -> pgrx::composite_type!('static, "passback_params") {
+fn parse_passback_params(
+    passback_params: &str,
+) -> pgrx::composite_type!('static, "passback_params") {
     to_row(parse(passback_params).unwrap_or_else(|e| invalid_literal("passback_params", e)))
 }
 
 /// Like `parse_passback_params`, but NULL for malformed input.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn try_parse_passback_params(passback_params: &str) -> Option<pgrx::composite_type!('static, "passback_params")> {
+fn try_parse_passback_params(
+    passback_params: &str,
+) -> Option<pgrx::composite_type!('static, "passback_params")> {
     parse(passback_params).ok().map(to_row)
 }
 
@@ -53,9 +68,12 @@ mod tests {
     use pgrx::prelude::*;
 
     fn jsonb(literal: &str) -> String {
-        Spi::get_one_with_args::<String>("SELECT lms_etl.pyrepr_to_jsonb($1)::text", &[literal.into()])
-            .expect("query runs")
-            .expect("not null")
+        Spi::get_one_with_args::<String>(
+            "SELECT lms_etl.pyrepr_to_jsonb($1)::text",
+            &[literal.into()],
+        )
+        .expect("query runs")
+        .expect("not null")
     }
 
     fn fields(literal: &str) -> (Option<String>, Option<String>, Option<String>) {
@@ -98,14 +116,17 @@ mod tests {
     fn parses_the_seed_example() {
         let (key, sourcedid, url) = fields(SEED);
         assert_eq!(key.as_deref(), Some(""));
-        assert!(sourcedid.unwrap().ends_with(":3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52"));
+        assert!(sourcedid
+            .unwrap()
+            .ends_with(":3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52"));
         assert!(url.unwrap().ends_with("/handler_noauth/grade_handler"));
     }
 
     #[pg_test]
     fn handles_apostrophes_and_both_quote_kinds() {
-        let (key, sourcedid, url) =
-            fields(r#"{"oauth_consumer_key": "it's", 'lis_result_sourcedid': 'say \'hi\'', 'lis_outcome_service_url': "a\"b"}"#);
+        let (key, sourcedid, url) = fields(
+            r#"{"oauth_consumer_key": "it's", 'lis_result_sourcedid': 'say \'hi\'', 'lis_outcome_service_url': "a\"b"}"#,
+        );
         assert_eq!(key.as_deref(), Some("it's"));
         assert_eq!(sourcedid.as_deref(), Some("say 'hi'"));
         assert_eq!(url.as_deref(), Some("a\"b"));
@@ -113,20 +134,38 @@ mod tests {
 
     #[pg_test]
     fn decodes_every_escape_and_unicode() {
-        assert_eq!(jsonb(r#"'\\ \' \" \n \r \t \x41 \u00e9 \U0001F600 ü'"#), r#""\\ ' \" \n \r \t A é 😀 ü""#);
+        assert_eq!(
+            jsonb(r#"'\\ \' \" \n \r \t \x41 \u00e9 \U0001F600 ü'"#),
+            r#""\\ ' \" \n \r \t A é 😀 ü""#
+        );
     }
 
     #[pg_test]
     fn converts_scalars_numbers_and_nesting() {
-        assert_eq!(jsonb("{'a': None, 'b': True, 'c': False}"), r#"{"a": null, "b": true, "c": false}"#);
-        assert_eq!(jsonb("[1, -2, 3.5, 1e-05, 123456789012345678901234567890]"), "[1, -2, 3.5, 0.00001, 123456789012345678901234567890]");
-        assert_eq!(jsonb("[inf, -inf, nan]"), r#"["Infinity", "-Infinity", "NaN"]"#);
-        assert_eq!(jsonb("{'x': [(1, 2,), {'y': ['z',]}],}"), r#"{"x": [[1, 2], {"y": ["z"]}]}"#);
+        assert_eq!(
+            jsonb("{'a': None, 'b': True, 'c': False}"),
+            r#"{"a": null, "b": true, "c": false}"#
+        );
+        assert_eq!(
+            jsonb("[1, -2, 3.5, 1e-05, 123456789012345678901234567890]"),
+            "[1, -2, 3.5, 0.00001, 123456789012345678901234567890]"
+        );
+        assert_eq!(
+            jsonb("[inf, -inf, nan]"),
+            r#"["Infinity", "-Infinity", "NaN"]"#
+        );
+        assert_eq!(
+            jsonb("{'x': [(1, 2,), {'y': ['z',]}],}"),
+            r#"{"x": [[1, 2], {"y": ["z"]}]}"#
+        );
     }
 
     #[pg_test]
     fn missing_keys_are_null_and_extra_keys_ignored() {
-        assert_eq!(fields("{'lis_result_sourcedid': 's', 'other': [1, 2]}"), (None, Some("s".into()), None));
+        assert_eq!(
+            fields("{'lis_result_sourcedid': 's', 'other': [1, 2]}"),
+            (None, Some("s".into()), None)
+        );
         assert_eq!(fields("{}"), (None, None, None));
     }
 
@@ -135,11 +174,23 @@ mod tests {
         let sql = "SELECT lms_etl.parse_passback_params($1)";
         assert_eq!(
             error_of(sql, "{'oauth_consumer_key' 1}"),
-            ("22P02".into(), "invalid passback_params: at byte 22: expected ':', ',' or '}', found '1'".into())
+            (
+                "22P02".into(),
+                "invalid passback_params: at byte 22: expected ':', ',' or '}', found '1'".into()
+            )
         );
-        assert_eq!(error_of(sql, "").1, "invalid passback_params: at byte 0: expected a value, found end of input");
-        assert_eq!(error_of(sql, "{'a': 'b").1, "invalid passback_params: at byte 6: unterminated string literal");
-        assert_eq!(error_of(sql, "[1]").1, "invalid passback_params: at byte 0: expected a dict, found list");
+        assert_eq!(
+            error_of(sql, "").1,
+            "invalid passback_params: at byte 0: expected a value, found end of input"
+        );
+        assert_eq!(
+            error_of(sql, "{'a': 'b").1,
+            "invalid passback_params: at byte 6: unterminated string literal"
+        );
+        assert_eq!(
+            error_of(sql, "[1]").1,
+            "invalid passback_params: at byte 0: expected a dict, found list"
+        );
     }
 
     #[pg_test]
@@ -147,14 +198,23 @@ mod tests {
         let deep = "[".repeat(100_000);
         let (state, message) = error_of("SELECT lms_etl.pyrepr_to_jsonb($1)", &deep);
         assert_eq!(state, "22P02");
-        assert_eq!(message, "invalid Python literal: at byte 256: nesting deeper than 256 levels");
+        assert_eq!(
+            message,
+            "invalid Python literal: at byte 256: nesting deeper than 256 levels"
+        );
     }
 
     #[pg_test]
     fn code_is_refused_not_evaluated() {
-        let (state, message) = error_of("SELECT lms_etl.pyrepr_to_jsonb($1)", "__import__('os').system('touch /tmp/pwned')");
+        let (state, message) = error_of(
+            "SELECT lms_etl.pyrepr_to_jsonb($1)",
+            "__import__('os').system('touch /tmp/pwned')",
+        );
         assert_eq!(state, "22P02");
-        assert!(message.contains("`__import__` is not a literal"), "{message}");
+        assert!(
+            message.contains("`__import__` is not a literal"),
+            "{message}"
+        );
         assert!(!std::path::Path::new("/tmp/pwned").exists());
     }
 
@@ -170,6 +230,9 @@ mod tests {
             &[SEED.into()],
         );
         assert!(ok.unwrap().unwrap().starts_with("course-v1:"));
-        assert_eq!(Spi::get_one::<bool>("SELECT lms_etl.try_parse_passback_params(NULL) IS NULL"), Ok(Some(true)));
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT lms_etl.try_parse_passback_params(NULL) IS NULL"),
+            Ok(Some(true))
+        );
     }
 }

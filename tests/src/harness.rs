@@ -11,7 +11,8 @@ use postgres::{Client, NoTls};
 
 /// Where the tests find PostgreSQL (the admin connection creates and drops databases).
 pub fn admin_url() -> String {
-    std::env::var("LMS_ETL_TEST_ADMIN_URL").unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("LMS_ETL_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database created for one test, with `CREATE EXTENSION lms_etl`, dropped afterwards.
@@ -29,14 +30,27 @@ impl Default for TestDb {
 impl TestDb {
     pub fn new() -> TestDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!("lms_etl_test_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        let mut admin = Client::connect(&admin_url(), NoTls).expect("connect to PostgreSQL as admin (is it running?)");
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let name = format!(
+            "lms_etl_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut admin = Client::connect(&admin_url(), NoTls)
+            .expect("connect to PostgreSQL as admin (is it running?)");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
         let base = admin_url();
-        let url = format!("{}/{name}", base.rsplit_once('/').expect("URL has a database part").0);
+        let url = format!(
+            "{}/{name}",
+            base.rsplit_once('/').expect("URL has a database part").0
+        );
         let mut db = Client::connect(&url, NoTls).unwrap();
-        db.batch_execute("CREATE EXTENSION lms_etl").expect("CREATE EXTENSION lms_etl (is the extension installed? `make install-ext`)");
+        db.batch_execute("CREATE EXTENSION lms_etl")
+            .expect("CREATE EXTENSION lms_etl (is the extension installed? `make install-ext`)");
         TestDb { name, url }
     }
 
@@ -66,7 +80,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -74,16 +91,28 @@ impl Drop for TestDb {
 /// The `lms-etl` binary, built once per test process.
 pub fn lms_etl_bin() -> PathBuf {
     static BUILD: Once = Once::new();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_owned();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned();
     BUILD.call_once(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--quiet", "-p", "lms-etl-loader", "--bin", "lms-etl"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "lms-etl-loader",
+                "--bin",
+                "lms-etl",
+            ])
             .current_dir(&workspace)
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building lms-etl failed");
     });
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace.join("target"));
     target.join("debug").join("lms-etl")
 }
 
@@ -105,7 +134,9 @@ impl DemoApi {
             .expect("start lms-etl demo-api");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let url = line
             .trim()
             .strip_prefix("demo API listening on ")
@@ -133,7 +164,12 @@ pub struct Etl {
 impl Etl {
     pub fn new(db: &TestDb, api_url: &str) -> Etl {
         let dir = tempfile::tempdir().unwrap();
-        Etl { db_url: db.url.clone(), api_url: api_url.to_owned(), dir, env: Vec::new() }
+        Etl {
+            db_url: db.url.clone(),
+            api_url: api_url.to_owned(),
+            dir,
+            env: Vec::new(),
+        }
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -180,11 +216,19 @@ impl Etl {
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
         files.sort();
-        files.iter().filter(|p| p.extension().is_some_and(|e| e == "log")).map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 }
 
 /// Exit code and stderr, for assertion messages.
 pub fn describe(out: &Output) -> String {
-    format!("exit {:?}\nstderr:\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "exit {:?}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -3,4 +3,3 @@
 pub mod harness;
 pub mod sheets_emulator;
 pub mod smtp_server;
-

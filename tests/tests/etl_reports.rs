@@ -21,7 +21,12 @@ impl Outputs {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let sheets = rt.block_on(SheetsEmulator::start(SPREADSHEET));
         let smtp = rt.block_on(SmtpServer::start(smtp));
-        Outputs { rt, sheets, smtp, keys: tempfile::tempdir().unwrap() }
+        Outputs {
+            rt,
+            sheets,
+            smtp,
+            keys: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn configure(&self, etl: Etl) -> Etl {
@@ -40,10 +45,17 @@ impl Outputs {
 
 /// What the sheet must hold for the days in `daily_stats`, computed from the database.
 fn expected_cells(db: &TestDb) -> Vec<Vec<Value>> {
-    let mut cells = vec![["date", "attempts", "successful_attempts", "unique_users", "success_rate", "updated_at"]
-        .iter()
-        .map(|h| json!(h))
-        .collect::<Vec<_>>()];
+    let mut cells = vec![[
+        "date",
+        "attempts",
+        "successful_attempts",
+        "unique_users",
+        "success_rate",
+        "updated_at",
+    ]
+    .iter()
+    .map(|h| json!(h))
+    .collect::<Vec<_>>()];
     for r in db
         .client()
         .query(
@@ -55,8 +67,19 @@ fn expected_cells(db: &TestDb) -> Vec<Vec<Value>> {
         .unwrap()
     {
         let (a, s): (i64, i64) = (r.get(1), r.get(2));
-        let rate = if a == 0 { 0.0 } else { (s as f64 / a as f64 * 10_000.0).round() / 10_000.0 };
-        cells.push(vec![json!(r.get::<_, String>(0)), json!(a), json!(s), json!(r.get::<_, i64>(3)), json!(rate), json!(r.get::<_, String>(4))]);
+        let rate = if a == 0 {
+            0.0
+        } else {
+            (s as f64 / a as f64 * 10_000.0).round() / 10_000.0
+        };
+        cells.push(vec![
+            json!(r.get::<_, String>(0)),
+            json!(a),
+            json!(s),
+            json!(r.get::<_, i64>(3)),
+            json!(rate),
+            json!(r.get::<_, String>(4)),
+        ]);
     }
     cells
 }
@@ -73,34 +96,66 @@ fn runs_push_touched_days_to_the_sheet_in_place_and_mail_each_outcome() {
     let cells = out.sheets.cells("daily");
     assert_eq!(cells, expected_cells(&db));
     assert_eq!(cells.len(), 3, "header + 2 days");
-    assert_eq!((cells[1][0].as_str(), cells[2][0].as_str()), (Some("2026-11-20"), Some("2026-11-21")));
+    assert_eq!(
+        (cells[1][0].as_str(), cells[2][0].as_str()),
+        (Some("2026-11-20"), Some("2026-11-21"))
+    );
 
     let again = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
     assert!(again.status.success(), "{}", describe(&again));
-    assert_eq!(out.sheets.cells("daily"), expected_cells(&db), "re-run updates in place, appends nothing");
+    assert_eq!(
+        out.sheets.cells("daily"),
+        expected_cells(&db),
+        "re-run updates in place, appends nothing"
+    );
     assert_eq!(out.sheets.cells("daily").len(), 3);
 
     let more = etl.run(&["run", "--start", "2026-11-22", "--end", "2026-11-23"]);
     assert!(more.status.success(), "{}", describe(&more));
     let cells = out.sheets.cells("daily");
     assert_eq!(cells, expected_cells(&db));
-    assert_eq!(cells.iter().skip(1).map(|r| r[0].as_str().unwrap().to_owned()).collect::<Vec<_>>(), ["2026-11-20", "2026-11-21", "2026-11-22"]);
+    assert_eq!(
+        cells
+            .iter()
+            .skip(1)
+            .map(|r| r[0].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        ["2026-11-20", "2026-11-21", "2026-11-22"]
+    );
 
     let mails = out.smtp.messages();
     assert_eq!(mails.len(), 3, "one e-mail per run");
     let first_mail = mails[0].mail();
     let inserted = db.count("SELECT inserted FROM lms_etl.runs WHERE run_id = 1");
     let subject = first_mail.header("Subject").unwrap();
-    assert!(subject.starts_with("[lms-etl] OK 2026-11-21: "), "{subject}");
-    let digits: String = subject.chars().filter(char::is_ascii_digit).skip(8).collect();
-    assert_eq!(digits, inserted.to_string(), "headline count is the inserted attempts: {subject}");
+    assert!(
+        subject.starts_with("[lms-etl] OK 2026-11-21: "),
+        "{subject}"
+    );
+    let digits: String = subject
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip(8)
+        .collect();
+    assert_eq!(
+        digits,
+        inserted.to_string(),
+        "headline count is the inserted attempts: {subject}"
+    );
     assert_eq!(mails[0].recipients.len(), 2);
     let text = first_mail.text().unwrap();
-    assert!(text.contains("docs.google.com/spreadsheets/d/sheet-e2e"), "{text}");
+    assert!(
+        text.contains("docs.google.com/spreadsheets/d/sheet-e2e"),
+        "{text}"
+    );
     assert!(text.contains(".log"), "log path in the mail: {text}");
     assert!(first_mail.html().unwrap().contains("<table"));
     assert!(!String::from_utf8_lossy(&mails[0].data).contains("client_key=demo"));
-    assert!(mails[1].mail().header("Subject").unwrap().contains(": 0 attempts loaded"));
+    assert!(mails[1]
+        .mail()
+        .header("Subject")
+        .unwrap()
+        .contains(": 0 attempts loaded"));
     drop(out.rt);
 }
 
@@ -113,11 +168,21 @@ fn a_sheets_outage_keeps_the_data_marks_the_run_partial_and_says_so() {
     let etl = out.configure(Etl::new(&db, &api.url));
     let run = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-21"]);
     assert_eq!(run.status.code(), Some(4), "{}", describe(&run));
-    let status: String = db.client().query_one("SELECT status FROM lms_etl.runs", &[]).unwrap().get(0);
+    let status: String = db
+        .client()
+        .query_one("SELECT status FROM lms_etl.runs", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(status, "partial");
-    assert!(db.count("SELECT count(*) FROM lms_etl.attempts") > 500, "data kept");
+    assert!(
+        db.count("SELECT count(*) FROM lms_etl.attempts") > 500,
+        "data kept"
+    );
     let mail = out.smtp.messages()[0].mail();
-    assert!(mail.header("Subject").unwrap().starts_with("[lms-etl] PARTIAL 2026-11-20:"));
+    assert!(mail
+        .header("Subject")
+        .unwrap()
+        .starts_with("[lms-etl] PARTIAL 2026-11-20:"));
     assert!(etl.log_text().contains("sheets push failed"));
 }
 
@@ -125,7 +190,10 @@ fn a_sheets_outage_keeps_the_data_marks_the_run_partial_and_says_so() {
 fn the_api_being_down_sends_a_failure_mail_without_secrets() {
     let out = Outputs::start(SmtpOptions::default());
     let db = TestDb::new();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let etl = out
         .configure(Etl::new(&db, &format!("http://{closed}")))
         .with_env("LMS_ETL_CLIENT_KEY", "top-secret-key")
@@ -136,15 +204,30 @@ fn the_api_being_down_sends_a_failure_mail_without_secrets() {
     assert_eq!(messages.len(), 1);
     let raw = String::from_utf8_lossy(&messages[0].data).into_owned();
     let subject = messages[0].mail().header("Subject").unwrap();
-    assert!(subject.starts_with("[lms-etl] FAILED 2026-11-20: "), "{subject}");
-    assert!(!raw.contains("top-secret-key"), "the key leaked into the mail");
-    assert!(!etl.log_text().contains("top-secret-key"), "the key leaked into the log");
-    assert!(out.sheets.calls().is_empty(), "nothing to push after a failed load");
+    assert!(
+        subject.starts_with("[lms-etl] FAILED 2026-11-20: "),
+        "{subject}"
+    );
+    assert!(
+        !raw.contains("top-secret-key"),
+        "the key leaked into the mail"
+    );
+    assert!(
+        !etl.log_text().contains("top-secret-key"),
+        "the key leaked into the log"
+    );
+    assert!(
+        out.sheets.calls().is_empty(),
+        "nothing to push after a failed load"
+    );
 }
 
 #[test]
 fn a_mail_failure_exits_4_and_keeps_the_data() {
-    let out = Outputs::start(SmtpOptions { auth: Some(SmtpAuth::new("etl", "right-password")), ..SmtpOptions::default() });
+    let out = Outputs::start(SmtpOptions {
+        auth: Some(SmtpAuth::new("etl", "right-password")),
+        ..SmtpOptions::default()
+    });
     let db = TestDb::new();
     let api = DemoApi::start(&["--records-per-hour", "50"]);
     let etl = out
@@ -153,8 +236,15 @@ fn a_mail_failure_exits_4_and_keeps_the_data() {
         .with_env("LMS_ETL_EMAIL_SMTP_PASSWORD", "wrong-password");
     let run = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-21"]);
     assert_eq!(run.status.code(), Some(4), "{}", describe(&run));
-    let status: String = db.client().query_one("SELECT status FROM lms_etl.runs", &[]).unwrap().get(0);
-    assert_eq!(status, "succeeded", "a mail failure does not change the run");
+    let status: String = db
+        .client()
+        .query_one("SELECT status FROM lms_etl.runs", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        status, "succeeded",
+        "a mail failure does not change the run"
+    );
     assert!(db.count("SELECT count(*) FROM lms_etl.attempts") > 500);
     let log = etl.log_text();
     assert!(log.contains("e-mail failed"), "{log}");
@@ -169,7 +259,10 @@ fn without_smtp_the_mail_lands_in_the_outbox() {
     let etl = Etl::new(&db, &api.url);
     let run = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-21"]);
     assert!(run.status.success(), "{}", describe(&run));
-    let files: Vec<_> = std::fs::read_dir(etl.outbox()).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(etl.outbox())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].extension().unwrap(), "eml");
     let eml = std::fs::read_to_string(&files[0]).unwrap();

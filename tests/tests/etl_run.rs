@@ -24,26 +24,55 @@ fn happy_path_loads_aggregates_and_logs_every_stage() {
 
     let (status, fetched, inserted, duplicates, rejected) = runs_row(&db, 1);
     assert_eq!(status, "succeeded");
-    assert!(fetched > 3000, "a two-day window at ~200/h has thousands of records, got {fetched}");
+    assert!(
+        fetched > 3000,
+        "a two-day window at ~200/h has thousands of records, got {fetched}"
+    );
     assert_eq!((inserted, duplicates, rejected), (fetched, 0, 0));
     assert_eq!(db.count("SELECT count(*) FROM lms_etl.attempts"), fetched);
-    assert_eq!(db.count("SELECT count(*) FROM lms_etl.run_chunks WHERE run_id = 1"), 48);
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.run_chunks WHERE run_id = 1"),
+        48
+    );
     // Daily stats of both days match the table.
-    assert_eq!(db.count("SELECT count(*) FROM lms_etl.daily_stats WHERE day IN ('2026-11-20', '2026-11-21')"), 2);
-    assert_eq!(db.count("SELECT sum(attempts)::bigint FROM lms_etl.daily_stats"), fetched);
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM lms_etl.daily_stats WHERE day IN ('2026-11-20', '2026-11-21')"
+        ),
+        2
+    );
+    assert_eq!(
+        db.count("SELECT sum(attempts)::bigint FROM lms_etl.daily_stats"),
+        fetched
+    );
     assert_eq!(
         db.count("SELECT successful_attempts FROM lms_etl.daily_stats WHERE day = '2026-11-20'"),
         db.count("SELECT count(*) FROM lms_etl.attempts WHERE is_correct AND created_at::date = '2026-11-20'")
     );
-    assert_eq!(db.count("SELECT (loaded_until = '2026-11-22')::int::bigint FROM lms_etl.watermark"), 1);
+    assert_eq!(
+        db.count("SELECT (loaded_until = '2026-11-22')::int::bigint FROM lms_etl.watermark"),
+        1
+    );
 
     let log = etl.log_text();
-    for line in ["config loaded", "run started", "download started", "download finished", "chunk loaded",
-                 "load finished", "aggregation started", "aggregation finished", "run finished"] {
+    for line in [
+        "config loaded",
+        "run started",
+        "download started",
+        "download finished",
+        "chunk loaded",
+        "load finished",
+        "aggregation started",
+        "aggregation finished",
+        "run finished",
+    ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
     assert!(log.contains("elapsed_ms="), "stages log their durations");
-    assert!(!log.contains("client_key=demo"), "the key must be redacted in logs");
+    assert!(
+        !log.contains("client_key=demo"),
+        "the key must be redacted in logs"
+    );
     assert!(log.contains("client_key=***"));
 }
 
@@ -52,7 +81,10 @@ fn the_same_window_twice_adds_nothing() {
     let db = TestDb::new();
     let api = DemoApi::start(&["--records-per-hour", "100"]);
     let etl = Etl::new(&db, &api.url);
-    assert!(etl.run(&["run", WINDOW[0], WINDOW[1], WINDOW[2], WINDOW[3]]).status.success());
+    assert!(etl
+        .run(&["run", WINDOW[0], WINDOW[1], WINDOW[2], WINDOW[3]])
+        .status
+        .success());
     let before = db.attempts_fingerprint();
     let out = etl.run(&["run", WINDOW[0], WINDOW[1], WINDOW[2], WINDOW[3]]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -66,12 +98,34 @@ fn a_window_split_differently_loads_the_same_rows() {
     let api = DemoApi::start(&["--records-per-hour", "150"]);
     let whole = TestDb::new();
     let etl = Etl::new(&whole, &api.url);
-    assert!(etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-21 06:00", "--chunk-minutes", "360"]).status.success());
+    assert!(etl
+        .run(&[
+            "run",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-21 06:00",
+            "--chunk-minutes",
+            "360"
+        ])
+        .status
+        .success());
 
     let pieces = TestDb::new();
     let etl = Etl::new(&pieces, &api.url);
-    for (start, end) in [("2026-11-20", "2026-11-20 07:13:42.5"), ("2026-11-20 07:13:42.5", "2026-11-21 06:00")] {
-        let out = etl.run(&["run", "--start", start, "--end", end, "--chunk-minutes", "7"]);
+    for (start, end) in [
+        ("2026-11-20", "2026-11-20 07:13:42.5"),
+        ("2026-11-20 07:13:42.5", "2026-11-21 06:00"),
+    ] {
+        let out = etl.run(&[
+            "run",
+            "--start",
+            start,
+            "--end",
+            end,
+            "--chunk-minutes",
+            "7",
+        ]);
         assert!(out.status.success(), "{}", describe(&out));
     }
     assert_eq!(pieces.attempts_fingerprint(), whole.attempts_fingerprint());
@@ -81,18 +135,35 @@ fn a_window_split_differently_loads_the_same_rows() {
 #[test]
 fn bursts_of_5xx_and_429_are_retried_to_success() {
     let db = TestDb::new();
-    let api = DemoApi::start(&["--records-per-hour", "100", "--fail-first", "3", "--fail-429", "0.2", "--fail-5xx", "0.2"]);
-    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_API_MAX_RETRIES", "10").with_env("LMS_ETL_API_RETRY_BUDGET", "200");
+    let api = DemoApi::start(&[
+        "--records-per-hour",
+        "100",
+        "--fail-first",
+        "3",
+        "--fail-429",
+        "0.2",
+        "--fail-5xx",
+        "0.2",
+    ]);
+    let etl = Etl::new(&db, &api.url)
+        .with_env("LMS_ETL_API_MAX_RETRIES", "10")
+        .with_env("LMS_ETL_API_RETRY_BUDGET", "200");
     let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 12:00"]);
     assert!(out.status.success(), "{}", describe(&out));
 
     let reference = TestDb::new();
     let clean_api = DemoApi::start(&["--records-per-hour", "100"]);
-    assert!(Etl::new(&reference, &clean_api.url).run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 12:00"]).status.success());
+    assert!(Etl::new(&reference, &clean_api.url)
+        .run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 12:00"])
+        .status
+        .success());
     assert_eq!(db.attempts_fingerprint(), reference.attempts_fingerprint());
     let log = etl.log_text();
     assert!(log.contains("download failed, retrying"), "{log}");
-    assert!(log.contains("HTTP 429") && log.contains("HTTP 503"), "{log}");
+    assert!(
+        log.contains("HTTP 429") && log.contains("HTTP 503"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -100,22 +171,44 @@ fn api_down_fails_the_run_and_keeps_the_watermark() {
     let db = TestDb::new();
     // Load something first so there is a watermark to keep.
     let api = DemoApi::start(&["--records-per-hour", "50"]);
-    assert!(Etl::new(&db, &api.url).run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 06:00"]).status.success());
+    assert!(Etl::new(&db, &api.url)
+        .run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 06:00"])
+        .status
+        .success());
     drop(api);
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let etl = Etl::new(&db, &format!("http://{closed}")).with_env("LMS_ETL_API_MAX_RETRIES", "2");
     let out = etl.run(&["run"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let (status, ..) = runs_row(&db, 2);
     assert_eq!(status, "failed");
-    let error: String = db.client().query_one("SELECT error FROM lms_etl.runs WHERE run_id = 2", &[]).unwrap().get(0);
-    assert!(error.contains("giving up") && error.contains("client_key=***"), "{error}");
+    let error: String = db
+        .client()
+        .query_one("SELECT error FROM lms_etl.runs WHERE run_id = 2", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        error.contains("giving up") && error.contains("client_key=***"),
+        "{error}"
+    );
     assert!(!error.contains("client_key=demo"));
-    assert_eq!(db.count("SELECT (loaded_until = '2026-11-20 06:00')::int::bigint FROM lms_etl.watermark"), 1);
+    assert_eq!(
+        db.count("SELECT (loaded_until = '2026-11-20 06:00')::int::bigint FROM lms_etl.watermark"),
+        1
+    );
     let log = etl.log_text();
-    assert!(log.contains("run failed") || log.contains("load failed"), "{log}");
-    assert!(log.contains("Connection refused") || log.contains("connect"), "cause chain is logged: {log}");
+    assert!(
+        log.contains("run failed") || log.contains("load failed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Connection refused") || log.contains("connect"),
+        "cause chain is logged: {log}"
+    );
 }
 
 #[test]
@@ -126,13 +219,31 @@ fn malformed_records_are_quarantined_and_every_record_is_accounted_for() {
     let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-21"]);
     assert!(out.status.success(), "{}", describe(&out));
     let (_, fetched, inserted, duplicates, rejected) = runs_row(&db, 1);
-    assert!(rejected > 50, "about 5% of ~4800 records are malformed, got {rejected}");
+    assert!(
+        rejected > 50,
+        "about 5% of ~4800 records are malformed, got {rejected}"
+    );
     assert_eq!(fetched, inserted + duplicates + rejected);
-    assert_eq!(db.count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE run_id = 1"), rejected);
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE run_id = 1"),
+        rejected
+    );
     assert_eq!(db.count("SELECT count(*) FROM lms_etl.attempts"), inserted);
-    assert_eq!(db.count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE reason NOT LIKE 'record %: %'"), 0);
-    for kind in ["field `passback_params`", "field `attempt_type`", "field `created_at`", "field `lti_user_id`"] {
-        let n = db.count(&format!("SELECT count(*) FROM lms_etl.rejected_attempts WHERE reason LIKE '%{kind}%'"));
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM lms_etl.rejected_attempts WHERE reason NOT LIKE 'record %: %'"
+        ),
+        0
+    );
+    for kind in [
+        "field `passback_params`",
+        "field `attempt_type`",
+        "field `created_at`",
+        "field `lti_user_id`",
+    ] {
+        let n = db.count(&format!(
+            "SELECT count(*) FROM lms_etl.rejected_attempts WHERE reason LIKE '%{kind}%'"
+        ));
         assert!(n > 0, "no rejection for {kind}");
     }
 }
@@ -142,7 +253,18 @@ fn a_run_killed_mid_load_is_completed_by_the_next_run_without_loss_or_doubles() 
     let db = TestDb::new();
     let slow = DemoApi::start(&["--records-per-hour", "300", "--latency-ms", "150"]);
     let etl = Etl::new(&db, &slow.url);
-    let mut child = etl.command(&["run", "--start", "2026-11-20", "--end", "2026-11-22", "--chunk-minutes", "30"]).spawn().unwrap();
+    let mut child = etl
+        .command(&[
+            "run",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-22",
+            "--chunk-minutes",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while db.count("SELECT count(*) FROM lms_etl.run_chunks") < 5 {
         assert!(Instant::now() < deadline, "the run never committed a chunk");
@@ -153,14 +275,21 @@ fn a_run_killed_mid_load_is_completed_by_the_next_run_without_loss_or_doubles() 
     let committed = db.count("SELECT count(*) FROM lms_etl.run_chunks");
     assert!(committed < 96, "killed before the end");
     // Every committed chunk is whole: its rows are exactly its inserted count.
-    assert_eq!(db.count("SELECT count(*) FROM lms_etl.attempts"), db.count("SELECT coalesce(sum(inserted), 0)::bigint FROM lms_etl.run_chunks"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts"),
+        db.count("SELECT coalesce(sum(inserted), 0)::bigint FROM lms_etl.run_chunks")
+    );
 
     let fast = DemoApi::start(&["--records-per-hour", "300"]);
-    let out = Etl::new(&db, &fast.url).run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
+    let out =
+        Etl::new(&db, &fast.url).run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
     assert!(out.status.success(), "{}", describe(&out));
 
     let reference = TestDb::new();
-    assert!(Etl::new(&reference, &fast.url).run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]).status.success());
+    assert!(Etl::new(&reference, &fast.url)
+        .run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"])
+        .status
+        .success());
     assert_eq!(db.attempts_fingerprint(), reference.attempts_fingerprint());
 }
 
@@ -169,7 +298,10 @@ fn a_second_concurrent_run_exits_with_the_lock_code() {
     let db = TestDb::new();
     let slow = DemoApi::start(&["--records-per-hour", "50", "--latency-ms", "300"]);
     let etl = Etl::new(&db, &slow.url);
-    let mut first = etl.command(&["run", "--start", "2026-11-20", "--end", "2026-11-21"]).spawn().unwrap();
+    let mut first = etl
+        .command(&["run", "--start", "2026-11-20", "--end", "2026-11-21"])
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while db.count("SELECT count(*) FROM lms_etl.runs") < 1 {
         assert!(Instant::now() < deadline, "first run never started");
@@ -189,23 +321,53 @@ fn log_file_is_named_by_date_appended_and_old_files_are_pruned() {
     let etl = Etl::new(&db, &api.url);
     std::fs::create_dir_all(etl.log_dir()).unwrap();
     let today = chrono::Utc::now().date_naive();
-    let name = |days_ago: i64| format!("{}.log", (today - chrono::Duration::days(days_ago)).format("%Y-%m-%d"));
-    for f in [name(0), name(1), name(2), name(3), name(40), "notes.txt".into(), "lms.2020-01-01.log".into()] {
+    let name = |days_ago: i64| {
+        format!(
+            "{}.log",
+            (today - chrono::Duration::days(days_ago)).format("%Y-%m-%d")
+        )
+    };
+    for f in [
+        name(0),
+        name(1),
+        name(2),
+        name(3),
+        name(40),
+        "notes.txt".into(),
+        "lms.2020-01-01.log".into(),
+    ] {
         std::fs::write(etl.log_dir().join(&f), format!("planted {f}\n")).unwrap();
     }
     let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"]);
     assert!(out.status.success(), "{}", describe(&out));
 
-    let mut left: Vec<String> =
-        std::fs::read_dir(etl.log_dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut left: Vec<String> = std::fs::read_dir(etl.log_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     left.sort();
-    let mut expected = vec![name(0), name(1), name(2), "lms.2020-01-01.log".into(), "notes.txt".into()];
+    let mut expected = vec![
+        name(0),
+        name(1),
+        name(2),
+        "lms.2020-01-01.log".into(),
+        "notes.txt".into(),
+    ];
     expected.sort();
     assert_eq!(left, expected);
     let todays = std::fs::read_to_string(etl.log_dir().join(name(0))).unwrap();
-    assert!(todays.starts_with(&format!("planted {}", name(0))), "appended, not overwritten");
+    assert!(
+        todays.starts_with(&format!("planted {}", name(0))),
+        "appended, not overwritten"
+    );
     assert!(todays.contains("run finished"));
-    assert!(todays.contains(&format!("deleted old log file path={}", etl.log_dir().join(name(3)).display())), "{todays}");
+    assert!(
+        todays.contains(&format!(
+            "deleted old log file path={}",
+            etl.log_dir().join(name(3)).display()
+        )),
+        "{todays}"
+    );
 }
 
 #[test]

@@ -69,15 +69,33 @@ pub struct FaultPlan {
 const SALT_REQUEST: u64 = 0x7265_7175_6573_7404;
 
 impl FaultPlan {
-    pub fn new(seed: u64, fail_first: u64, fail_5xx: f64, fail_429: f64, drop_connections: f64, truncate_bodies: f64) -> Self {
-        FaultPlan { fail_first, fail_5xx, fail_429, drop_connections, truncate_bodies, seed, requests: AtomicU64::new(0) }
+    pub fn new(
+        seed: u64,
+        fail_first: u64,
+        fail_5xx: f64,
+        fail_429: f64,
+        drop_connections: f64,
+        truncate_bodies: f64,
+    ) -> Self {
+        FaultPlan {
+            fail_first,
+            fail_5xx,
+            fail_429,
+            drop_connections,
+            truncate_bodies,
+            seed,
+            requests: AtomicU64::new(0),
+        }
     }
 
     /// Numbers the request and draws its fate. Counter-based, so one client sending its
     /// requests one by one sees the same faults on every run.
     pub fn next_request(&self) -> (u64, RequestDraw) {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
-        (n, RequestDraw(SplitMix64::new(hash2(self.seed ^ SALT_REQUEST, n))))
+        (
+            n,
+            RequestDraw(SplitMix64::new(hash2(self.seed ^ SALT_REQUEST, n))),
+        )
     }
 
     /// The fault for request `n`, checked in the order a gateway would hit them: an
@@ -131,7 +149,9 @@ mod tests {
 
     #[test]
     fn every_malformation_kind_is_picked() {
-        let mut seen: Vec<Malformation> = (0..200u64).map(|i| Malformation::pick(hash2(1, i))).collect();
+        let mut seen: Vec<Malformation> = (0..200u64)
+            .map(|i| Malformation::pick(hash2(1, i)))
+            .collect();
         seen.sort_by_key(|m| *m as u8);
         seen.dedup();
         assert_eq!(seen.len(), 7);
@@ -146,7 +166,15 @@ mod tests {
                 plan.before_auth(n, &mut draw)
             })
             .collect();
-        assert_eq!(fates, [Some(RequestFault::Burst), Some(RequestFault::Burst), None, None]);
+        assert_eq!(
+            fates,
+            [
+                Some(RequestFault::Burst),
+                Some(RequestFault::Burst),
+                None,
+                None
+            ]
+        );
     }
 
     #[test]
@@ -155,8 +183,14 @@ mod tests {
         let never = FaultPlan::new(1, 0, 0.0, 0.0, 0.0, 0.0);
         for _ in 0..100 {
             let (n, mut draw) = always.next_request();
-            assert!(matches!(always.before_auth(n, &mut draw), Some(RequestFault::ServerError(500 | 502 | 503))));
-            assert_eq!(always.on_body(&mut draw), Some(RequestFault::DropConnection));
+            assert!(matches!(
+                always.before_auth(n, &mut draw),
+                Some(RequestFault::ServerError(500 | 502 | 503))
+            ));
+            assert_eq!(
+                always.on_body(&mut draw),
+                Some(RequestFault::DropConnection)
+            );
             let (n, mut draw) = never.next_request();
             assert_eq!(never.before_auth(n, &mut draw), None);
             assert_eq!(never.on_body(&mut draw), None);

@@ -161,8 +161,13 @@ impl DataSet {
             .map(|(i, (org, course, run, _))| {
                 let mut rng = SplitMix64::new(hash2(seed ^ SALT_COURSE, i as u64));
                 let count = 24 + rng.below(40) as usize;
-                let blocks = (0..count).map(|_| hex32(SplitMix64::new(rng.next_u64()))).collect();
-                Course { key: format!("{org}+{course}+{run}"), blocks }
+                let blocks = (0..count)
+                    .map(|_| hex32(SplitMix64::new(rng.next_u64())))
+                    .collect();
+                Course {
+                    key: format!("{org}+{course}+{run}"),
+                    blocks,
+                }
             })
             .collect();
 
@@ -183,8 +188,15 @@ impl DataSet {
                 let id = hex32(SplitMix64::new(rng.next_u64()));
                 let home = pick_course(rng.next_u64());
                 // About a third of the users also take a second course.
-                let second = if rng.below(3) == 0 { pick_course(rng.next_u64()) } else { home };
-                User { id, courses: [home, second] }
+                let second = if rng.below(3) == 0 {
+                    pick_course(rng.next_u64())
+                } else {
+                    home
+                };
+                User {
+                    id,
+                    courses: [home, second],
+                }
             })
             .collect();
 
@@ -202,7 +214,13 @@ impl DataSet {
             *rate = base * (HOURLY_WEIGHTS[i0] * (1.0 - f) + HOURLY_WEIGHTS[i1] * f);
         }
 
-        DataSet { seed, malformed_share, per_minute, courses, users }
+        DataSet {
+            seed,
+            malformed_share,
+            per_minute,
+            courses,
+            users,
+        }
     }
 
     /// The buckets that hold records of [start, end) (microseconds); empty if start >= end.
@@ -236,7 +254,11 @@ impl DataSet {
             let picks = rng.next_u64();
             let courses = self.users[user as usize].courses;
             // Mostly the home course.
-            let course = if picks & 0xff < 205 { courses[0] } else { courses[1] };
+            let course = if picks & 0xff < 205 {
+                courses[0]
+            } else {
+                courses[1]
+            };
             let blocks = self.courses[usize::from(course)].blocks.len() as f64;
             // Earlier blocks of a course see more attempts than later ones.
             let b = unit(picks);
@@ -245,13 +267,24 @@ impl DataSet {
             let kind = if share_bits(bits) < 0.6 {
                 AttemptKind::Run
             } else {
-                AttemptKind::Submit { correct: share_bits(bits >> 16) < 0.45 }
+                AttemptKind::Submit {
+                    correct: share_bits(bits >> 16) < 0.45,
+                }
             };
             let has_outcome_url = share_bits(bits >> 32) >= 0.05;
             // Always drawn, so the record itself does not depend on the malformed share.
             let fault = rng.next_u64();
-            let malformation = (unit(fault) < self.malformed_share).then(|| Malformation::pick(fault));
-            out.push(Record { created_at, user, course, block, kind, has_outcome_url, malformation });
+            let malformation =
+                (unit(fault) < self.malformed_share).then(|| Malformation::pick(fault));
+            out.push(Record {
+                created_at,
+                user,
+                course,
+                block,
+                kind,
+                has_outcome_url,
+                malformation,
+            });
         }
         // The real API does not sort its answer.
         for i in (1..out.len()).rev() {
@@ -295,7 +328,10 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_population_and_records() {
         let (a, b) = (DataSet::new(7, 360, 0.1), DataSet::new(7, 360, 0.1));
-        assert_eq!(a.users.iter().map(|u| u.id).collect::<Vec<_>>(), b.users.iter().map(|u| u.id).collect::<Vec<_>>());
+        assert_eq!(
+            a.users.iter().map(|u| u.id).collect::<Vec<_>>(),
+            b.users.iter().map(|u| u.id).collect::<Vec<_>>()
+        );
         let (mut ra, mut rb) = (Vec::new(), Vec::new());
         for bucket in 29_000_000..29_000_100 {
             a.fill_bucket(bucket, &mut ra);

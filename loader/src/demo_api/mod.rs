@@ -147,8 +147,12 @@ impl DemoApiArgs {
 fn parse_share(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        Ok(value) => Err(format!("expected a share between 0 and 1 (e.g. 0.05), found {value}")),
-        Err(_) => Err(format!("expected a share between 0 and 1 (e.g. 0.05), found {text:?}")),
+        Ok(value) => Err(format!(
+            "expected a share between 0 and 1 (e.g. 0.05), found {value}"
+        )),
+        Err(_) => Err(format!(
+            "expected a share between 0 and 1 (e.g. 0.05), found {text:?}"
+        )),
     }
 }
 
@@ -161,7 +165,8 @@ pub struct DemoApi {
 
 /// Validates the args and binds the listener. Prints nothing; logs with tracing.
 pub async fn bind(args: DemoApiArgs) -> io::Result<DemoApi> {
-    args.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    args.validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(args.listen).await?;
     let local_addr = listener.local_addr()?;
     let state = AppState {
@@ -180,7 +185,11 @@ pub async fn bind(args: DemoApiArgs) -> io::Result<DemoApi> {
         client_key: args.client_key,
     };
     tracing::info!(addr = %local_addr, seed = args.seed, records_per_hour = args.records_per_hour, "demo API bound");
-    Ok(DemoApi { listener, local_addr, state: Arc::new(state) })
+    Ok(DemoApi {
+        listener,
+        local_addr,
+        state: Arc::new(state),
+    })
 }
 
 impl DemoApi {
@@ -189,8 +198,13 @@ impl DemoApi {
     }
 
     /// Serves until `shutdown` resolves, then lets open answers finish.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        axum::serve(self.listener, server::router(self.state)).with_graceful_shutdown(shutdown).await
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        axum::serve(self.listener, server::router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 
@@ -239,9 +253,15 @@ pub fn write_copy_rows(
     end: NaiveDateTime,
     out: &mut impl io::Write,
 ) -> io::Result<u64> {
-    args.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    args.validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let data = args.data_set();
-    render::write_copy_window(&data, start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros(), out)
+    render::write_copy_window(
+        &data,
+        start.and_utc().timestamp_micros(),
+        end.and_utc().timestamp_micros(),
+        out,
+    )
 }
 
 #[cfg(test)]

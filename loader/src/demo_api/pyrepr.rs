@@ -8,7 +8,9 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 /// Appends `repr(s)` to `out`.
 pub fn write_str_repr(s: &str, out: &mut String) {
     // The demo's own strings are plain ASCII: a byte loop the compiler vectorises.
-    if s.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'\'' && b != b'\\') {
+    if s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'\'' && b != b'\\')
+    {
         out.reserve(s.len() + 2);
         out.push('\'');
         out.push_str(s);
@@ -16,7 +18,11 @@ pub fn write_str_repr(s: &str, out: &mut String) {
         return;
     }
     // CPython switches to double quotes only when that avoids escaping.
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     // Runs of characters that need no escape are copied in one go.
     let mut plain_from = 0;
@@ -139,7 +145,11 @@ mod tests {
     fn matches_python_repr_of_a_passback_dict() {
         let mut out = String::new();
         write_dict_repr(
-            &[("oauth_consumer_key", ""), ("lis_result_sourcedid", "course-v1:SF+X+1:b:u"), ("url", "it's")],
+            &[
+                ("oauth_consumer_key", ""),
+                ("lis_result_sourcedid", "course-v1:SF+X+1:b:u"),
+                ("url", "it's"),
+            ],
             &mut out,
         );
         assert_eq!(out, "{'oauth_consumer_key': '', 'lis_result_sourcedid': 'course-v1:SF+X+1:b:u', 'url': \"it's\"}");
@@ -154,7 +164,11 @@ mod tests {
             let mut text = String::new();
             write_dict_repr(&[("lis_result_sourcedid", s)], &mut text);
             let parsed = lms_etl_parse::parse_passback_params(&text).unwrap();
-            assert_eq!(parsed.lis_result_sourcedid.as_deref(), Some(s), "round trip of {s:?}");
+            assert_eq!(
+                parsed.lis_result_sourcedid.as_deref(),
+                Some(s),
+                "round trip of {s:?}"
+            );
         }
     }
 }

@@ -30,7 +30,16 @@ impl Renderer {
         let block = hex(&course.blocks[usize::from(r.block)]);
         let user = hex(&data.users[r.user as usize].id);
         self.sourcedid.clear();
-        for part in ["course-v1:", course.key.as_str(), ":", HOST, "-", block, ":", user] {
+        for part in [
+            "course-v1:",
+            course.key.as_str(),
+            ":",
+            HOST,
+            "-",
+            block,
+            ":",
+            user,
+        ] {
             self.sourcedid.push_str(part);
         }
         self.url.clear();
@@ -56,7 +65,12 @@ impl Renderer {
         if self.minute != Some(minute) {
             self.minute_prefix.clear();
             match DateTime::from_timestamp(minute * 60, 0) {
-                Some(t) => self.minute_prefix.extend_from_slice(t.naive_utc().format("%Y-%m-%d %H:%M:").to_string().as_bytes()),
+                Some(t) => self.minute_prefix.extend_from_slice(
+                    t.naive_utc()
+                        .format("%Y-%m-%d %H:%M:")
+                        .to_string()
+                        .as_bytes(),
+                ),
                 // Beyond chrono's range: no window parsed from a request gets here.
                 None => self.minute_prefix.extend_from_slice(b"9999-12-31 23:59:"),
             }
@@ -75,7 +89,11 @@ impl Renderer {
         self.build_fields(data, r);
         self.passback.clear();
         write_dict_repr(
-            &[("oauth_consumer_key", ""), ("lis_result_sourcedid", &self.sourcedid), ("lis_outcome_service_url", &self.url)],
+            &[
+                ("oauth_consumer_key", ""),
+                ("lis_result_sourcedid", &self.sourcedid),
+                ("lis_outcome_service_url", &self.url),
+            ],
             &mut self.passback,
         );
         match r.malformation {
@@ -112,8 +130,12 @@ impl Renderer {
         out.push(b'"');
         match r.malformation {
             Some(Malformation::MissingCreatedAt) => {}
-            Some(Malformation::ImpossibleCreatedAt) => out.extend_from_slice(b", \"created_at\": \"2026-13-45 99:61:00\""),
-            Some(Malformation::WordCreatedAt) => out.extend_from_slice(b", \"created_at\": \"yesterday\""),
+            Some(Malformation::ImpossibleCreatedAt) => {
+                out.extend_from_slice(b", \"created_at\": \"2026-13-45 99:61:00\"")
+            }
+            Some(Malformation::WordCreatedAt) => {
+                out.extend_from_slice(b", \"created_at\": \"yesterday\"")
+            }
             _ => {
                 out.extend_from_slice(b", \"created_at\": \"");
                 self.write_timestamp(r.created_at, out);
@@ -273,7 +295,11 @@ impl Iterator for JsonChunks {
             self.data.fill_bucket(self.next_bucket, &mut self.records);
             self.next_bucket += 1;
             buckets += 1;
-            for r in self.records.iter().filter(|r| (self.start..self.end).contains(&r.created_at)) {
+            for r in self
+                .records
+                .iter()
+                .filter(|r| (self.start..self.end).contains(&r.created_at))
+            {
                 if self.written > 0 {
                     buf.extend_from_slice(b", ");
                 }
@@ -286,14 +312,22 @@ impl Iterator for JsonChunks {
 }
 
 /// The valid records of [start, end) as COPY rows; returns how many were written.
-pub fn write_copy_window(data: &DataSet, start: i64, end: i64, out: &mut impl io::Write) -> io::Result<u64> {
+pub fn write_copy_window(
+    data: &DataSet,
+    start: i64,
+    end: i64,
+    out: &mut impl io::Write,
+) -> io::Result<u64> {
     let mut records = Vec::new();
     let mut renderer = Renderer::default();
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
     let mut rows = 0;
     for bucket in DataSet::buckets(start, end) {
         data.fill_bucket(bucket, &mut records);
-        for r in records.iter().filter(|r| r.malformation.is_none() && (start..end).contains(&r.created_at)) {
+        for r in records
+            .iter()
+            .filter(|r| r.malformation.is_none() && (start..end).contains(&r.created_at))
+        {
             renderer.write_copy_row(data, r, &mut buf);
             rows += 1;
         }
@@ -314,8 +348,14 @@ mod tests {
     fn json_strings_escape_quotes_backslashes_and_controls() {
         let mut out = Vec::new();
         write_json_str("a\"b\\c\n\t\r\x01é", &mut out);
-        assert_eq!(String::from_utf8(out.clone()).unwrap(), "\"a\\\"b\\\\c\\n\\t\\r\\u0001é\"");
-        assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), "a\"b\\c\n\t\r\x01é");
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "\"a\\\"b\\\\c\\n\\t\\r\\u0001é\""
+        );
+        assert_eq!(
+            serde_json::from_slice::<String>(&out).unwrap(),
+            "a\"b\\c\n\t\r\x01é"
+        );
     }
 
     #[test]
@@ -330,11 +370,17 @@ mod tests {
         let mut r = Renderer::default();
         let mut out = Vec::new();
         // 2026-11-24 10:11:02.000042
-        let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap().and_hms_micro_opt(10, 11, 2, 42).unwrap();
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 24)
+            .unwrap()
+            .and_hms_micro_opt(10, 11, 2, 42)
+            .unwrap();
         r.write_timestamp(t.and_utc().timestamp_micros(), &mut out);
         assert_eq!(out, b"2026-11-24 10:11:02.000042");
         out.clear();
-        let before_1970 = chrono::NaiveDate::from_ymd_opt(1969, 12, 31).unwrap().and_hms_micro_opt(23, 59, 59, 999_999).unwrap();
+        let before_1970 = chrono::NaiveDate::from_ymd_opt(1969, 12, 31)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 59, 999_999)
+            .unwrap();
         r.write_timestamp(before_1970.and_utc().timestamp_micros(), &mut out);
         assert_eq!(out, b"1969-12-31 23:59:59.999999");
     }

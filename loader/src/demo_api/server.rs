@@ -31,11 +31,17 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().route("/api/statistics", get(statistics)).fallback(not_found).with_state(state)
+    Router::new()
+        .route("/api/statistics", get(statistics))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn not_found() -> Response {
-    plain(StatusCode::NOT_FOUND, "not found: this demo API serves GET /api/statistics".to_owned())
+    plain(
+        StatusCode::NOT_FOUND,
+        "not found: this demo API serves GET /api/statistics".to_owned(),
+    )
 }
 
 async fn statistics(
@@ -52,16 +58,28 @@ async fn statistics(
     }
     let params = match query {
         Ok(Query(params)) => params,
-        Err(rejection) => return plain(StatusCode::BAD_REQUEST, format!("bad query string: {}", rejection.body_text())),
+        Err(rejection) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("bad query string: {}", rejection.body_text()),
+            )
+        }
     };
     let (start, end) = match check_request(&state, &params) {
         Ok(window) => window,
         Err(response) => {
-            tracing::info!(request, status = response.status().as_u16(), "rejected request");
+            tracing::info!(
+                request,
+                status = response.status().as_u16(),
+                "rejected request"
+            );
             return response;
         }
     };
-    let (start_us, end_us) = (start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros());
+    let (start_us, end_us) = (
+        start.and_utc().timestamp_micros(),
+        end.and_utc().timestamp_micros(),
+    );
     let mut chunks = JsonChunks::new(state.data.clone(), start_us, end_us);
     let fault = state.faults.on_body(&mut draw);
     tracing::info!(request, %start, %end, ?fault, "serving window");
@@ -73,7 +91,10 @@ async fn statistics(
             let part = first.slice(..draw.cut(first.len()));
             if fault == RequestFault::DropConnection {
                 // A body stream that fails makes hyper abort the connection mid-response.
-                let broken = stream::iter([Ok(part), Err(io::Error::other("demo API: connection dropped on purpose"))]);
+                let broken = stream::iter([
+                    Ok(part),
+                    Err(io::Error::other("demo API: connection dropped on purpose")),
+                ]);
                 Body::from_stream(broken)
             } else {
                 Body::from(part)
@@ -84,7 +105,10 @@ async fn statistics(
 }
 
 /// Rendering never blocks for long: empty chunks (quiet stretches) hand the thread back.
-fn json_stream(chunks: JsonChunks, request: u64) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
+fn json_stream(
+    chunks: JsonChunks,
+    request: u64,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static {
     stream::unfold(chunks, move |mut chunks| async move {
         loop {
             match chunks.next() {
@@ -103,7 +127,10 @@ fn fault_response(state: &AppState, fault: RequestFault) -> Response {
     match fault {
         RequestFault::Burst => plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("demo API: failing the first {} requests on purpose (--fail-first)", state.faults.fail_first),
+            format!(
+                "demo API: failing the first {} requests on purpose (--fail-first)",
+                state.faults.fail_first
+            ),
         ),
         RequestFault::ServerError(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -112,33 +139,54 @@ fn fault_response(state: &AppState, fault: RequestFault) -> Response {
         RequestFault::TooManyRequests => {
             let mut response = plain(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("demo API: too many requests, retry after {} s (--fail-429)", state.retry_after_secs),
+                format!(
+                    "demo API: too many requests, retry after {} s (--fail-429)",
+                    state.retry_after_secs
+                ),
             );
-            response.headers_mut().insert(header::RETRY_AFTER, state.retry_after_secs.into());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, state.retry_after_secs.into());
             response
         }
         // Body faults are applied while answering, never here.
-        RequestFault::DropConnection | RequestFault::Truncate => plain(StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+        RequestFault::DropConnection | RequestFault::Truncate => {
+            plain(StatusCode::INTERNAL_SERVER_ERROR, String::new())
+        }
     }
 }
 
 fn plain(status: StatusCode, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
 }
 
 /// Presence first, then credentials, then the window: the order a client fixes them in.
 #[allow(clippy::result_large_err)]
-fn check_request(state: &AppState, params: &HashMap<String, String>) -> Result<(NaiveDateTime, NaiveDateTime), Response> {
+fn check_request(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> Result<(NaiveDateTime, NaiveDateTime), Response> {
     let required = |name: &str| {
-        params
-            .get(name)
-            .ok_or_else(|| plain(StatusCode::BAD_REQUEST, format!("missing query parameter `{name}`")))
+        params.get(name).ok_or_else(|| {
+            plain(
+                StatusCode::BAD_REQUEST,
+                format!("missing query parameter `{name}`"),
+            )
+        })
     };
     let client = required("client")?;
     let client_key = required("client_key")?;
     // The message never repeats the key: it would end up in the caller's logs.
     if *client != state.client || *client_key != state.client_key {
-        return Err(plain(StatusCode::UNAUTHORIZED, "unknown client or wrong client_key".to_owned()));
+        return Err(plain(
+            StatusCode::UNAUTHORIZED,
+            "unknown client or wrong client_key".to_owned(),
+        ));
     }
     let timestamp = |name: &str| {
         let text = required(name)?;
@@ -167,7 +215,11 @@ pub fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
-        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
 }
 
 fn shortened(text: &str) -> &str {
@@ -185,9 +237,21 @@ mod tests {
     fn accepts_the_three_timestamp_forms() {
         let day = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
         assert_eq!(parse_timestamp("2026-11-24"), day.and_hms_opt(0, 0, 0));
-        assert_eq!(parse_timestamp("2026-11-24 10:11:12"), day.and_hms_opt(10, 11, 12));
-        assert_eq!(parse_timestamp("2026-11-24 10:11:12.000042"), day.and_hms_micro_opt(10, 11, 12, 42));
-        for bad in ["", "yesterday", "2026-13-01", "2026-11-24 25:00:00", "2026-11-24T10:11:12x"] {
+        assert_eq!(
+            parse_timestamp("2026-11-24 10:11:12"),
+            day.and_hms_opt(10, 11, 12)
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-24 10:11:12.000042"),
+            day.and_hms_micro_opt(10, 11, 12, 42)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-24 25:00:00",
+            "2026-11-24T10:11:12x",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad:?}");
         }
     }

@@ -12,13 +12,20 @@ use super::render::JsonChunks;
 use super::*;
 
 fn at(day: u32, hour: u32, minute: u32) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2026, 11, day).unwrap().and_hms_opt(hour, minute, 0).unwrap()
+    NaiveDate::from_ymd_opt(2026, 11, day)
+        .unwrap()
+        .and_hms_opt(hour, minute, 0)
+        .unwrap()
 }
 
 /// What the API answers for [start, end), without HTTP.
 fn window_json(args: &DemoApiArgs, start: NaiveDateTime, end: NaiveDateTime) -> String {
     let data = Arc::new(args.data_set());
-    let chunks = JsonChunks::new(data, start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros());
+    let chunks = JsonChunks::new(
+        data,
+        start.and_utc().timestamp_micros(),
+        end.and_utc().timestamp_micros(),
+    );
     let mut bytes = Vec::new();
     for chunk in chunks {
         bytes.extend_from_slice(&chunk);
@@ -28,14 +35,21 @@ fn window_json(args: &DemoApiArgs, start: NaiveDateTime, end: NaiveDateTime) -> 
 
 /// The records of an answer as their raw JSON texts, sorted, for multiset comparisons.
 fn sorted_records(json: &str) -> Vec<String> {
-    let mut records: Vec<String> =
-        lms_etl_parse::split_records(json).unwrap().into_iter().map(|r| r.get().to_owned()).collect();
+    let mut records: Vec<String> = lms_etl_parse::split_records(json)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.get().to_owned())
+        .collect();
     records.sort_unstable();
     records
 }
 
 fn args(records_per_hour: u32, malformed: f64) -> DemoApiArgs {
-    DemoApiArgs { records_per_hour, malformed, ..DemoApiArgs::default() }
+    DemoApiArgs {
+        records_per_hour,
+        malformed,
+        ..DemoApiArgs::default()
+    }
 }
 
 #[test]
@@ -64,8 +78,10 @@ fn a_window_split_anywhere_holds_the_same_records_as_the_whole() {
         at(24, 12, 37) + chrono::Duration::microseconds(333_333),
         end,
     ];
-    let mut pieces: Vec<String> =
-        cuts.windows(2).flat_map(|w| sorted_records(&window_json(&a, w[0], w[1]))).collect();
+    let mut pieces: Vec<String> = cuts
+        .windows(2)
+        .flat_map(|w| sorted_records(&window_json(&a, w[0], w[1])))
+        .collect();
     pieces.sort_unstable();
     assert_eq!(pieces, whole);
 }
@@ -73,8 +89,11 @@ fn a_window_split_anywhere_holds_the_same_records_as_the_whole() {
 #[test]
 fn the_answer_is_not_sorted_by_time() {
     let json = window_json(&args(3_600, 0.0), at(24, 18, 0), at(24, 18, 10));
-    let times: Vec<NaiveDateTime> =
-        parse_chunk(&json).unwrap().into_iter().map(|r| r.unwrap().created_at).collect();
+    let times: Vec<NaiveDateTime> = parse_chunk(&json)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().created_at)
+        .collect();
     assert!(times.windows(2).any(|w| w[0] > w[1]));
 }
 
@@ -83,8 +102,11 @@ fn created_at_lies_in_the_half_open_window_and_is_unique() {
     let start = at(24, 17, 59) + chrono::Duration::microseconds(500_001);
     let end = at(24, 19, 0) + chrono::Duration::microseconds(17);
     let json = window_json(&args(20_000, 0.0), start, end);
-    let times: Vec<NaiveDateTime> =
-        parse_chunk(&json).unwrap().into_iter().map(|r| r.unwrap().created_at).collect();
+    let times: Vec<NaiveDateTime> = parse_chunk(&json)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().created_at)
+        .collect();
     assert!(times.len() > 10_000);
     assert!(times.iter().all(|t| (start..end).contains(t)));
     assert_eq!(times.iter().collect::<HashSet<_>>().len(), times.len());
@@ -106,7 +128,13 @@ fn valid_records_parse_and_their_user_is_the_sourcedids_last_segment() {
         assert_eq!(segments.len(), 4, "{sourcedid}");
         assert_eq!(segments[0], "course-v1");
         assert_eq!(segments[3], record.user_id);
-        assert!(record.user_id.len() == 32 && record.user_id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            record.user_id.len() == 32
+                && record
+                    .user_id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         let block = segments[2].strip_prefix("lms.skillfactory.ru-").unwrap();
         let url = passback.lis_outcome_service_url.as_deref().unwrap();
         if url.is_empty() {
@@ -129,14 +157,28 @@ fn valid_records_parse_and_their_user_is_the_sourcedids_last_segment() {
             other => panic!("attempt_type {other}"),
         }
     }
-    assert!(empty_urls > 0 && empty_urls < raw.len() / 10, "{empty_urls} of {} without a URL", raw.len());
+    assert!(
+        empty_urls > 0 && empty_urls < raw.len() / 10,
+        "{empty_urls} of {} without a URL",
+        raw.len()
+    );
 }
 
 #[test]
 fn night_hours_have_fewer_records_than_the_afternoon() {
-    let count = |h: u32| sorted_records(&window_json(&DemoApiArgs::default(), at(24, h, 0), at(24, h + 1, 0))).len();
+    let count = |h: u32| {
+        sorted_records(&window_json(
+            &DemoApiArgs::default(),
+            at(24, h, 0),
+            at(24, h + 1, 0),
+        ))
+        .len()
+    };
     let (night, afternoon) = (count(3), count(17));
-    assert!(night * 3 < afternoon, "night {night}, afternoon {afternoon}");
+    assert!(
+        night * 3 < afternoon,
+        "night {night}, afternoon {afternoon}"
+    );
 }
 
 #[test]
@@ -148,8 +190,16 @@ fn about_the_requested_share_of_records_is_malformed_and_each_is_rejected() {
     let share = rejected.len() as f64 / parsed.len() as f64;
     assert!((0.08..0.12).contains(&share), "{share}");
     // Every kind of damage shows up.
-    for reason in ["passback_params", "attempt_type", "created_at", "lti_user_id"] {
-        assert!(rejected.iter().any(|r| r.reason.contains(reason)), "no rejection mentions {reason}");
+    for reason in [
+        "passback_params",
+        "attempt_type",
+        "created_at",
+        "lti_user_id",
+    ] {
+        assert!(
+            rejected.iter().any(|r| r.reason.contains(reason)),
+            "no rejection mentions {reason}"
+        );
     }
     assert!(rejected.iter().any(|r| !r.raw.contains("\"created_at\"")));
     // The same records are broken whatever the share of the others, and the clean
@@ -175,7 +225,10 @@ fn about_the_requested_share_of_records_is_malformed_and_each_is_rejected() {
 #[test]
 fn copy_rows_are_exactly_the_valid_records() {
     let a = args(1_500, 0.2);
-    let (start, end) = (at(24, 12, 0) + chrono::Duration::microseconds(7), at(24, 14, 30));
+    let (start, end) = (
+        at(24, 12, 0) + chrono::Duration::microseconds(7),
+        at(24, 14, 30),
+    );
     let mut out = Vec::new();
     let rows = write_copy_rows(&a, start, end, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
@@ -214,11 +267,17 @@ fn copy_rows_are_exactly_the_valid_records() {
 
 #[test]
 fn an_empty_or_inverted_window_is_an_empty_array() {
-    assert_eq!(window_json(&DemoApiArgs::default(), at(24, 3, 0), at(24, 3, 0)), "[]");
+    assert_eq!(
+        window_json(&DemoApiArgs::default(), at(24, 3, 0), at(24, 3, 0)),
+        "[]"
+    );
     let quiet = args(0, 0.0);
     assert_eq!(window_json(&quiet, at(1, 0, 0), at(30, 0, 0)), "[]");
     let mut out = Vec::new();
-    assert_eq!(write_copy_rows(&quiet, at(1, 0, 0), at(2, 0, 0), &mut out).unwrap(), 0);
+    assert_eq!(
+        write_copy_rows(&quiet, at(1, 0, 0), at(2, 0, 0), &mut out).unwrap(),
+        0
+    );
 }
 
 #[derive(clap::Parser)]
@@ -230,26 +289,53 @@ struct Cli {
 #[test]
 fn clap_defaults_match_default() {
     let parsed = Cli::try_parse_from(["demo-api"]).unwrap().demo;
-    assert_eq!(format!("{parsed:?}"), format!("{:?}", DemoApiArgs::default()));
+    assert_eq!(
+        format!("{parsed:?}"),
+        format!("{:?}", DemoApiArgs::default())
+    );
 }
 
 #[test]
 fn a_share_outside_zero_to_one_is_refused_naming_the_flag() {
-    let err = Cli::try_parse_from(["demo-api", "--fail-5xx", "1.5"]).err().unwrap().to_string();
-    assert!(err.contains("--fail-5xx") && err.contains("between 0 and 1"), "{err}");
+    let err = Cli::try_parse_from(["demo-api", "--fail-5xx", "1.5"])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("--fail-5xx") && err.contains("between 0 and 1"),
+        "{err}"
+    );
     assert!(Cli::try_parse_from(["demo-api", "--malformed", "-0.1"]).is_err());
-    let cli = Cli::try_parse_from(["demo-api", "--malformed", "0.25", "--fail-429", "1", "--listen", "127.0.0.1:0"]).unwrap();
+    let cli = Cli::try_parse_from([
+        "demo-api",
+        "--malformed",
+        "0.25",
+        "--fail-429",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
     assert_eq!((cli.demo.malformed, cli.demo.fail_429), (0.25, 1.0));
 
-    let bad = DemoApiArgs { truncate_bodies: 2.0, ..DemoApiArgs::default() };
-    assert_eq!(bad.validate().unwrap_err().to_string(), "--truncate-bodies must be a share between 0 and 1, found 2");
+    let bad = DemoApiArgs {
+        truncate_bodies: 2.0,
+        ..DemoApiArgs::default()
+    };
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "--truncate-bodies must be a share between 0 and 1, found 2"
+    );
     let mut out = Vec::new();
     assert!(write_copy_rows(&bad, at(1, 0, 0), at(2, 0, 0), &mut out).is_err());
 }
 
 #[test]
 fn debug_output_hides_the_client_key() {
-    let a = DemoApiArgs { client_key: "s3cr3t-key".to_owned(), ..DemoApiArgs::default() };
+    let a = DemoApiArgs {
+        client_key: "s3cr3t-key".to_owned(),
+        ..DemoApiArgs::default()
+    };
     assert!(!format!("{a:?}").contains("s3cr3t-key"));
 }
 
@@ -267,37 +353,68 @@ mod http {
     impl Running {
         async fn start(args: DemoApiArgs) -> Running {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let args = DemoApiArgs { listen: "127.0.0.1:0".parse().unwrap(), client_key: KEY.to_owned(), ..args };
+            let args = DemoApiArgs {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                client_key: KEY.to_owned(),
+                ..args
+            };
             let api = bind(args).await.unwrap();
             let base = format!("http://{}", api.local_addr());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(api.serve(async move {
                 let _ = stopped.await;
             }));
-            Running { base, client: reqwest::Client::new(), _stop: stop }
+            Running {
+                base,
+                client: reqwest::Client::new(),
+                _stop: stop,
+            }
         }
 
         async fn get(&self, query: &[(&str, &str)]) -> reqwest::Result<reqwest::Response> {
-            let url = reqwest::Url::parse_with_params(&format!("{}/api/statistics", self.base), query).unwrap();
+            let url =
+                reqwest::Url::parse_with_params(&format!("{}/api/statistics", self.base), query)
+                    .unwrap();
             self.client.get(url).send().await
         }
 
         async fn window(&self, start: &str, end: &str) -> reqwest::Result<reqwest::Response> {
-            self.get(&[("client", "demo"), ("client_key", KEY), ("start", start), ("end", end)]).await
+            self.get(&[
+                ("client", "demo"),
+                ("client_key", KEY),
+                ("start", start),
+                ("end", end),
+            ])
+            .await
         }
     }
 
     #[tokio::test]
     async fn a_good_request_gets_200_and_the_windows_json_array() {
         let server = Running::start(DemoApiArgs::default()).await;
-        let response = server.window("2026-11-24", "2026-11-24 12:30:00").await.unwrap();
+        let response = server
+            .window("2026-11-24", "2026-11-24 12:30:00")
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()[reqwest::header::CONTENT_TYPE], "application/json");
+        assert_eq!(
+            response.headers()[reqwest::header::CONTENT_TYPE],
+            "application/json"
+        );
         let body = response.text().await.unwrap();
         let records: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
         assert!(records.len() > 1_000);
-        assert_eq!(body, window_json(&DemoApiArgs::default(), at(24, 0, 0), at(24, 12, 30)));
-        for key in ["lti_user_id", "passback_params", "is_correct", "attempt_type", "created_at"] {
+        assert_eq!(
+            body,
+            window_json(&DemoApiArgs::default(), at(24, 0, 0), at(24, 12, 30))
+        );
+        for key in [
+            "lti_user_id",
+            "passback_params",
+            "is_correct",
+            "attempt_type",
+            "created_at",
+        ] {
             assert!(records[0].get(key).is_some(), "missing {key}");
         }
         assert_eq!(records[0].as_object().unwrap().len(), 5);
@@ -306,11 +423,17 @@ mod http {
     #[tokio::test]
     async fn all_three_timestamp_forms_are_accepted() {
         let server = Running::start(DemoApiArgs::default()).await;
-        let response = server.window("2026-11-24 10:00:00.250000", "2026-11-24 10:05:00").await.unwrap();
+        let response = server
+            .window("2026-11-24 10:00:00.250000", "2026-11-24 10:05:00")
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let body = response.text().await.unwrap();
         let start = at(24, 10, 0) + chrono::Duration::microseconds(250_000);
-        assert_eq!(body, window_json(&DemoApiArgs::default(), start, at(24, 10, 5)));
+        assert_eq!(
+            body,
+            window_json(&DemoApiArgs::default(), start, at(24, 10, 5))
+        );
     }
 
     #[tokio::test]
@@ -318,14 +441,24 @@ mod http {
         let server = Running::start(DemoApiArgs::default()).await;
         let wrong = "wrong-key-9f8e7d";
         let response = server
-            .get(&[("client", "demo"), ("client_key", wrong), ("start", "2026-11-24"), ("end", "2026-11-25")])
+            .get(&[
+                ("client", "demo"),
+                ("client_key", wrong),
+                ("start", "2026-11-24"),
+                ("end", "2026-11-25"),
+            ])
             .await
             .unwrap();
         assert_eq!(response.status(), 401);
         let body = response.text().await.unwrap();
         assert!(!body.contains(wrong) && !body.contains(KEY), "{body}");
         let response = server
-            .get(&[("client", "other"), ("client_key", KEY), ("start", "2026-11-24"), ("end", "2026-11-25")])
+            .get(&[
+                ("client", "other"),
+                ("client_key", KEY),
+                ("start", "2026-11-24"),
+                ("end", "2026-11-25"),
+            ])
             .await
             .unwrap();
         assert_eq!(response.status(), 401);
@@ -336,12 +469,57 @@ mod http {
     async fn bad_or_missing_parameters_get_400_naming_the_parameter() {
         let server = Running::start(DemoApiArgs::default()).await;
         let cases: [(&[(&str, &str)], &str); 6] = [
-            (&[("client", "demo"), ("client_key", KEY), ("end", "2026-11-25")], "`start`"),
-            (&[("client", "demo"), ("client_key", KEY), ("start", "2026-11-24")], "`end`"),
-            (&[("client", "demo"), ("client_key", KEY), ("start", "yesterday"), ("end", "2026-11-25")], "`start`"),
-            (&[("client", "demo"), ("client_key", KEY), ("start", "2026-11-24"), ("end", "2026-13-45 99:61:00")], "`end`"),
-            (&[("client", "demo"), ("client_key", KEY), ("start", "2026-11-25"), ("end", "2026-11-24")], "`end`"),
-            (&[("client_key", KEY), ("start", "2026-11-24"), ("end", "2026-11-25")], "`client`"),
+            (
+                &[
+                    ("client", "demo"),
+                    ("client_key", KEY),
+                    ("end", "2026-11-25"),
+                ],
+                "`start`",
+            ),
+            (
+                &[
+                    ("client", "demo"),
+                    ("client_key", KEY),
+                    ("start", "2026-11-24"),
+                ],
+                "`end`",
+            ),
+            (
+                &[
+                    ("client", "demo"),
+                    ("client_key", KEY),
+                    ("start", "yesterday"),
+                    ("end", "2026-11-25"),
+                ],
+                "`start`",
+            ),
+            (
+                &[
+                    ("client", "demo"),
+                    ("client_key", KEY),
+                    ("start", "2026-11-24"),
+                    ("end", "2026-13-45 99:61:00"),
+                ],
+                "`end`",
+            ),
+            (
+                &[
+                    ("client", "demo"),
+                    ("client_key", KEY),
+                    ("start", "2026-11-25"),
+                    ("end", "2026-11-24"),
+                ],
+                "`end`",
+            ),
+            (
+                &[
+                    ("client_key", KEY),
+                    ("start", "2026-11-24"),
+                    ("end", "2026-11-25"),
+                ],
+                "`client`",
+            ),
         ];
         for (query, named) in cases {
             let response = server.get(query).await.unwrap();
@@ -350,20 +528,33 @@ mod http {
             assert!(body.contains(named), "{query:?}: {body}");
             assert!(!body.contains(KEY));
         }
-        let same = server.window("2026-11-24 10:00:00", "2026-11-24 10:00:00").await.unwrap();
+        let same = server
+            .window("2026-11-24 10:00:00", "2026-11-24 10:00:00")
+            .await
+            .unwrap();
         assert_eq!(same.status(), 400);
     }
 
     #[tokio::test]
     async fn an_unknown_path_gets_404() {
         let server = Running::start(DemoApiArgs::default()).await;
-        let response = server.client.get(format!("{}/api/other", server.base)).send().await.unwrap();
+        let response = server
+            .client
+            .get(format!("{}/api/other", server.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 404);
     }
 
     #[tokio::test]
     async fn a_429_carries_retry_after() {
-        let server = Running::start(DemoApiArgs { fail_429: 1.0, retry_after_secs: 7, ..DemoApiArgs::default() }).await;
+        let server = Running::start(DemoApiArgs {
+            fail_429: 1.0,
+            retry_after_secs: 7,
+            ..DemoApiArgs::default()
+        })
+        .await;
         let response = server.window("2026-11-24", "2026-11-25").await.unwrap();
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[reqwest::header::RETRY_AFTER], "7");
@@ -371,27 +562,54 @@ mod http {
 
     #[tokio::test]
     async fn fail_5xx_answers_a_server_error() {
-        let server = Running::start(DemoApiArgs { fail_5xx: 1.0, ..DemoApiArgs::default() }).await;
+        let server = Running::start(DemoApiArgs {
+            fail_5xx: 1.0,
+            ..DemoApiArgs::default()
+        })
+        .await;
         for _ in 0..5 {
-            let status = server.window("2026-11-24", "2026-11-25").await.unwrap().status().as_u16();
+            let status = server
+                .window("2026-11-24", "2026-11-25")
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
             assert!([500, 502, 503].contains(&status), "{status}");
         }
     }
 
     #[tokio::test]
     async fn the_first_requests_fail_with_503_then_succeed() {
-        let server = Running::start(DemoApiArgs { fail_first: 2, ..DemoApiArgs::default() }).await;
+        let server = Running::start(DemoApiArgs {
+            fail_first: 2,
+            ..DemoApiArgs::default()
+        })
+        .await;
         let mut statuses = Vec::new();
         for _ in 0..3 {
-            statuses.push(server.window("2026-11-24 10:00:00", "2026-11-24 11:00:00").await.unwrap().status().as_u16());
+            statuses.push(
+                server
+                    .window("2026-11-24 10:00:00", "2026-11-24 11:00:00")
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            );
         }
         assert_eq!(statuses, [503, 503, 200]);
     }
 
     #[tokio::test]
     async fn a_truncated_body_is_not_valid_json_but_has_a_matching_length() {
-        let server = Running::start(DemoApiArgs { truncate_bodies: 1.0, ..DemoApiArgs::default() }).await;
-        for (start, end) in [("2026-11-24", "2026-11-25"), ("2026-11-24 03:00:00", "2026-11-24 03:00:01")] {
+        let server = Running::start(DemoApiArgs {
+            truncate_bodies: 1.0,
+            ..DemoApiArgs::default()
+        })
+        .await;
+        for (start, end) in [
+            ("2026-11-24", "2026-11-25"),
+            ("2026-11-24 03:00:00", "2026-11-24 03:00:01"),
+        ] {
             let response = server.window(start, end).await.unwrap();
             assert_eq!(response.status(), 200);
             let length = response.content_length().unwrap();
@@ -399,13 +617,19 @@ mod http {
             assert_eq!(body.len() as u64, length);
             assert!(!body.is_empty());
             assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
-            assert!(lms_etl_parse::split_records(std::str::from_utf8(&body).unwrap_or("")).is_err());
+            assert!(
+                lms_etl_parse::split_records(std::str::from_utf8(&body).unwrap_or("")).is_err()
+            );
         }
     }
 
     #[tokio::test]
     async fn a_dropped_connection_makes_the_client_fail() {
-        let server = Running::start(DemoApiArgs { drop_connections: 1.0, ..DemoApiArgs::default() }).await;
+        let server = Running::start(DemoApiArgs {
+            drop_connections: 1.0,
+            ..DemoApiArgs::default()
+        })
+        .await;
         let outcome = match server.window("2026-11-24", "2026-11-25").await {
             Ok(response) => response.bytes().await.map(|_| ()),
             Err(e) => Err(e),
@@ -415,23 +639,43 @@ mod http {
 
     #[tokio::test]
     async fn latency_still_answers() {
-        let server = Running::start(DemoApiArgs { latency_ms: 20, ..DemoApiArgs::default() }).await;
-        assert_eq!(server.window("2026-11-24", "2026-11-24 00:10:00").await.unwrap().status(), 200);
+        let server = Running::start(DemoApiArgs {
+            latency_ms: 20,
+            ..DemoApiArgs::default()
+        })
+        .await;
+        assert_eq!(
+            server
+                .window("2026-11-24", "2026-11-24 00:10:00")
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
 
     #[tokio::test]
     async fn bind_refuses_a_share_outside_zero_to_one() {
-        let err = bind(DemoApiArgs { listen: "127.0.0.1:0".parse().unwrap(), fail_429: -0.5, ..DemoApiArgs::default() })
-            .await
-            .err()
-            .unwrap();
+        let err = bind(DemoApiArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            fail_429: -0.5,
+            ..DemoApiArgs::default()
+        })
+        .await
+        .err()
+        .unwrap();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("--fail-429"));
     }
 
     #[tokio::test]
     async fn the_server_stops_when_shutdown_resolves() {
-        let api = bind(DemoApiArgs { listen: "127.0.0.1:0".parse().unwrap(), ..DemoApiArgs::default() }).await.unwrap();
+        let api = bind(DemoApiArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..DemoApiArgs::default()
+        })
+        .await
+        .unwrap();
         api.serve(async {}).await.unwrap();
     }
 
@@ -452,34 +696,69 @@ fn scratch_speed() {
     let (start, end) = (at(1, 0, 0), at(2, 0, 0));
     let t = std::time::Instant::now();
     let data = Arc::new(a.data_set());
-    let total: usize = JsonChunks::new(data, start.and_utc().timestamp_micros(), end.and_utc().timestamp_micros()).map(|c| c.len()).sum();
+    let total: usize = JsonChunks::new(
+        data,
+        start.and_utc().timestamp_micros(),
+        end.and_utc().timestamp_micros(),
+    )
+    .map(|c| c.len())
+    .sum();
     let el = t.elapsed();
     println!("chunks only: {total} bytes in {el:?}");
     let t = std::time::Instant::now();
     let json = window_json(&a, start, end);
     let el = t.elapsed();
     let n = lms_etl_parse::split_records(&json).unwrap().len();
-    println!("json: {n} records, {} bytes in {el:?} = {:.0} rec/s, {:.0} ns/rec", json.len(), n as f64 / el.as_secs_f64(), el.as_nanos() as f64 / n as f64);
+    println!(
+        "json: {n} records, {} bytes in {el:?} = {:.0} rec/s, {:.0} ns/rec",
+        json.len(),
+        n as f64 / el.as_secs_f64(),
+        el.as_nanos() as f64 / n as f64
+    );
     let mut out = Vec::new();
     let t = std::time::Instant::now();
     let rows = write_copy_rows(&a, start, end, &mut out).unwrap();
     let el = t.elapsed();
-    println!("copy: {rows} rows, {} bytes in {el:?} = {:.0} rows/s", out.len(), rows as f64 / el.as_secs_f64());
+    println!(
+        "copy: {rows} rows, {} bytes in {el:?} = {:.0} rows/s",
+        out.len(),
+        rows as f64 / el.as_secs_f64()
+    );
     println!("{}", &json[..1200]);
     println!("{}", String::from_utf8_lossy(&out[..600]));
     let m = window_json(&args(360, 0.5), at(24, 12, 0), at(24, 12, 10));
-    for r in lms_etl_parse::parse_chunk(&m).unwrap().iter().filter_map(|r| r.as_ref().err()).take(8) { println!("{}\n  -> {}", r.raw, r.reason); }
+    for r in lms_etl_parse::parse_chunk(&m)
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .take(8)
+    {
+        println!("{}\n  -> {}", r.raw, r.reason);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn scratch_http_speed() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let api = bind(DemoApiArgs { listen: "127.0.0.1:0".parse().unwrap(), records_per_hour: 50_000, ..DemoApiArgs::default() }).await.unwrap();
-    let base = format!("http://{}/api/statistics?client=demo&client_key=demo&start=2026-11-01&end=2026-11-02", api.local_addr());
+    let api = bind(DemoApiArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        records_per_hour: 50_000,
+        ..DemoApiArgs::default()
+    })
+    .await
+    .unwrap();
+    let base = format!(
+        "http://{}/api/statistics?client=demo&client_key=demo&start=2026-11-01&end=2026-11-02",
+        api.local_addr()
+    );
     tokio::spawn(api.serve(std::future::pending()));
     let t = std::time::Instant::now();
     let body = reqwest::get(&base).await.unwrap().bytes().await.unwrap();
     let el = t.elapsed();
-    println!("http: {} bytes in {el:?} = {:.0} MB/s", body.len(), body.len() as f64 / el.as_secs_f64() / 1e6);
+    println!(
+        "http: {} bytes in {el:?} = {:.0} MB/s",
+        body.len(),
+        body.len() as f64 / el.as_secs_f64() / 1e6
+    );
 }
