@@ -200,7 +200,8 @@ impl Fetcher {
             reason: format!("body cut off: {}", error_chain(&e.without_url())),
             wait_at_least: None,
         })?;
-        let json = String::from_utf8(bytes.to_vec()).map_err(|e| Attempt::Retry {
+        // `Vec::from(Bytes)` takes the buffer over without a copy: chunks can be tens of MB.
+        let json = String::from_utf8(Vec::from(bytes)).map_err(|e| Attempt::Retry {
             reason: format!("body is not UTF-8: {e}"),
             wait_at_least: None,
         })?;

@@ -41,13 +41,18 @@ impl Malformation {
     }
 }
 
-/// What one request gets instead of (or on top of) a normal answer.
+/// An error answer a request gets instead of its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestFault {
     /// `--fail-first`: 503 while the burst lasts.
     Burst,
     ServerError(u16),
     TooManyRequests,
+}
+
+/// Damage to the body of an otherwise good answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
     /// Stream part of the body, then abort the connection.
     DropConnection,
     /// Send a 200 whose body is cut short.
@@ -98,8 +103,8 @@ impl FaultPlan {
         )
     }
 
-    /// The fault for request `n`, checked in the order a gateway would hit them: an
-    /// overloaded backend first, then rate limiting, then trouble while sending the body.
+    /// The error answer for request `n`, if any: the burst, then an overloaded backend, then
+    /// rate limiting, all before the credentials are looked at, as a gateway would.
     pub fn before_auth(&self, n: u64, draw: &mut RequestDraw) -> Option<RequestFault> {
         const CODES: [u16; 3] = [500, 502, 503];
         if n < self.fail_first {
@@ -113,12 +118,12 @@ impl FaultPlan {
     }
 
     /// The fault for the body of an otherwise good answer.
-    pub fn on_body(&self, draw: &mut RequestDraw) -> Option<RequestFault> {
+    pub fn on_body(&self, draw: &mut RequestDraw) -> Option<BodyFault> {
         let (u_drop, u_truncate) = (draw.unit(), draw.unit());
         if u_drop < self.drop_connections {
-            Some(RequestFault::DropConnection)
+            Some(BodyFault::DropConnection)
         } else if u_truncate < self.truncate_bodies {
-            Some(RequestFault::Truncate)
+            Some(BodyFault::Truncate)
         } else {
             None
         }
@@ -187,10 +192,7 @@ mod tests {
                 always.before_auth(n, &mut draw),
                 Some(RequestFault::ServerError(500 | 502 | 503))
             ));
-            assert_eq!(
-                always.on_body(&mut draw),
-                Some(RequestFault::DropConnection)
-            );
+            assert_eq!(always.on_body(&mut draw), Some(BodyFault::DropConnection));
             let (n, mut draw) = never.next_request();
             assert_eq!(never.before_auth(n, &mut draw), None);
             assert_eq!(never.on_body(&mut draw), None);

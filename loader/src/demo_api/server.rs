@@ -15,9 +15,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime};
-use futures_util::stream;
+use futures_util::{stream, StreamExt as _};
 
-use super::faults::{FaultPlan, RequestFault};
+use super::faults::{BodyFault, FaultPlan, RequestFault};
 use super::generator::DataSet;
 use super::render::JsonChunks;
 
@@ -67,13 +67,9 @@ async fn statistics(
     };
     let (start, end) = match check_request(&state, &params) {
         Ok(window) => window,
-        Err(response) => {
-            tracing::info!(
-                request,
-                status = response.status().as_u16(),
-                "rejected request"
-            );
-            return response;
+        Err(rejected) => {
+            tracing::info!(request, status = rejected.status().as_u16(), reason = %rejected, "rejected request");
+            return rejected.into_response();
         }
     };
     let (start_us, end_us) = (
@@ -89,12 +85,19 @@ async fn statistics(
             // The first chunk always holds at least the opening bracket.
             let first = chunks.next().unwrap_or_default();
             let part = first.slice(..draw.cut(first.len()));
-            if fault == RequestFault::DropConnection {
-                // A body stream that fails makes hyper abort the connection mid-response.
-                let broken = stream::iter([
-                    Ok(part),
-                    Err(io::Error::other("demo API: connection dropped on purpose")),
-                ]);
+            if fault == BodyFault::DropConnection {
+                // A body stream that fails makes hyper abort the connection. The pause in
+                // between lets hyper flush the headers and the first bytes, so the client
+                // sees a 200 whose body breaks off, as when a long download dies.
+                let broken = stream::iter([Some(part), None]).then(|part| async move {
+                    match part {
+                        Some(part) => Ok(part),
+                        None => {
+                            tokio::task::yield_now().await;
+                            Err(io::Error::other("demo API: connection dropped on purpose"))
+                        }
+                    }
+                });
                 Body::from_stream(broken)
             } else {
                 Body::from(part)
@@ -149,10 +152,6 @@ fn fault_response(state: &AppState, fault: RequestFault) -> Response {
                 .insert(header::RETRY_AFTER, state.retry_after_secs.into());
             response
         }
-        // Body faults are applied while answering, never here.
-        RequestFault::DropConnection | RequestFault::Truncate => {
-            plain(StatusCode::INTERNAL_SERVER_ERROR, String::new())
-        }
     }
 }
 
@@ -165,47 +164,62 @@ fn plain(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// Why a request gets no data; the message is the plain-text body.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    #[error("missing query parameter `{0}`")]
+    Missing(&'static str),
+    // Never repeats the key: the message ends up in the caller's logs.
+    #[error("unknown client or wrong client_key")]
+    Unauthorized,
+    #[error(
+        "query parameter `{name}`: expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or \
+         YYYY-MM-DD HH:MM:SS.ffffff, found {found:?}"
+    )]
+    BadTimestamp { name: &'static str, found: String },
+    #[error("query parameter `end` ({end}) must be later than `start` ({start}): the window is [start, end)")]
+    EmptyWindow {
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    },
+}
+
+impl Rejected {
+    fn status(&self) -> StatusCode {
+        match self {
+            Rejected::Unauthorized => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for Rejected {
+    fn into_response(self) -> Response {
+        plain(self.status(), self.to_string())
+    }
+}
+
 /// Presence first, then credentials, then the window: the order a client fixes them in.
-#[allow(clippy::result_large_err)]
 fn check_request(
     state: &AppState,
     params: &HashMap<String, String>,
-) -> Result<(NaiveDateTime, NaiveDateTime), Response> {
-    let required = |name: &str| {
-        params.get(name).ok_or_else(|| {
-            plain(
-                StatusCode::BAD_REQUEST,
-                format!("missing query parameter `{name}`"),
-            )
-        })
-    };
+) -> Result<(NaiveDateTime, NaiveDateTime), Rejected> {
+    let required = |name: &'static str| params.get(name).ok_or(Rejected::Missing(name));
     let client = required("client")?;
     let client_key = required("client_key")?;
-    // The message never repeats the key: it would end up in the caller's logs.
     if *client != state.client || *client_key != state.client_key {
-        return Err(plain(
-            StatusCode::UNAUTHORIZED,
-            "unknown client or wrong client_key".to_owned(),
-        ));
+        return Err(Rejected::Unauthorized);
     }
-    let timestamp = |name: &str| {
+    let timestamp = |name: &'static str| {
         let text = required(name)?;
-        parse_timestamp(text).ok_or_else(|| {
-            plain(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "query parameter `{name}`: expected YYYY-MM-DD, YYYY-MM-DD HH:MM:SS or YYYY-MM-DD HH:MM:SS.ffffff, found {:?}",
-                    shortened(text)
-                ),
-            )
+        parse_timestamp(text).ok_or_else(|| Rejected::BadTimestamp {
+            name,
+            found: shortened(text).to_owned(),
         })
     };
     let (start, end) = (timestamp("start")?, timestamp("end")?);
     if start >= end {
-        return Err(plain(
-            StatusCode::BAD_REQUEST,
-            format!("query parameter `end` ({end}) must be later than `start` ({start}): the window is [start, end)"),
-        ));
+        return Err(Rejected::EmptyWindow { start, end });
     }
     Ok((start, end))
 }
