@@ -6,14 +6,18 @@ RETURNS lms_etl.daily_stats
 LANGUAGE sql VOLATILE STRICT
 AS $$
     INSERT INTO lms_etl.daily_stats AS d (day, attempts, successful_attempts, unique_users, computed_at)
+    -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),
+    -- which sorts the whole day; an empty day still yields one row of zeros.
     SELECT aggregate_daily.day,
-           count(*),
-           count(*) FILTER (WHERE a.is_correct),
-           count(DISTINCT a.user_id),
+           coalesce(sum(per_user.attempts), 0),
+           coalesce(sum(per_user.successful), 0),
+           count(per_user.user_id),
            now()
-      FROM lms_etl.attempts a
-     WHERE a.created_at >= aggregate_daily.day
-       AND a.created_at < aggregate_daily.day + 1
+      FROM (SELECT a.user_id, count(*) AS attempts, count(*) FILTER (WHERE a.is_correct) AS successful
+              FROM lms_etl.attempts a
+             WHERE a.created_at >= aggregate_daily.day
+               AND a.created_at < aggregate_daily.day + 1
+             GROUP BY a.user_id) AS per_user
     ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,

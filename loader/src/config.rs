@@ -465,7 +465,7 @@ impl RawConfig {
         }
         let window = WindowConfig {
             chunk: chrono::Duration::minutes(chunk_minutes),
-            prefetch: w.prefetch.unwrap_or(2).clamp(1, 16),
+            prefetch: w.prefetch.unwrap_or(1).clamp(1, 16),
             first_run_lookback: chrono::Duration::hours(lookback),
         };
 

@@ -393,10 +393,7 @@ async fn notify(cfg: &Config, opts: &RunOptions, report: &RunReport) -> bool {
             );
             true
         }
-        Ok(email::Delivery::WrittenToOutbox(path)) => {
-            info!(path = %path.display(), "no SMTP server configured: e-mail written to the outbox");
-            true
-        }
+        Ok(email::Delivery::WrittenToOutbox(_)) => true, // email.rs logs the path
         Ok(email::Delivery::Skipped) => {
             info!(send_on = ?cfg.email.send_on, "e-mail not wanted for this outcome");
             true

@@ -2,6 +2,9 @@
 //! `passback_params` dict (`passback`) and whole chunks of attempt records (`record`).
 //! Pure Rust, no PostgreSQL: the `lms_etl` extension and the loader both build on it.
 
+/// Re-exported so dependents use the same chrono as `Attempt::created_at`.
+pub use chrono;
+
 pub mod json;
 pub mod passback;
 pub mod pyrepr;

@@ -1,20 +1,16 @@
 //! `lms_etl.ingest_chunk`: one chunk of raw API records in, attempts and quarantined
 //! records out, in two set-based statements (no per-row round trips).
 
+use std::collections::HashSet;
+
+use lms_etl_parse::chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use lms_etl_parse::{parse_chunk, Attempt, Rejection};
+use pgrx::datum::Timestamp;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-const INSERT_ATTEMPTS: &str = "
-    WITH inserted AS (
-        INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
-                                      lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
-        SELECT u, k, s, url, c, t, ts::timestamp, $8
-          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::text[])
-               AS r(u, k, s, url, c, t, ts)
-        ON CONFLICT ON CONSTRAINT attempts_natural_key DO NOTHING
-        RETURNING 1)
-    SELECT count(*) FROM inserted";
+/// `sql/ingest.sql`: plain INSERT first, ON CONFLICT DO NOTHING only when the chunk re-loads rows.
+const INSERT_ATTEMPTS: &str = "SELECT lms_etl.insert_attempts($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const INSERT_REJECTED: &str = "
     INSERT INTO lms_etl.rejected_attempts (run_id, record_index, raw_record, reason)
@@ -44,8 +40,10 @@ fn ingest_chunk(
         );
     });
     let (good, bad): (Vec<_>, Vec<_>) = parsed.into_iter().partition(Result::is_ok);
-    let good: Vec<Attempt<'_>> = good.into_iter().filter_map(Result::ok).collect();
     let bad: Vec<Rejection<'_>> = bad.into_iter().filter_map(Result::err).collect();
+    let mut good: Vec<Attempt<'_>> = good.into_iter().filter_map(Result::ok).collect();
+    let valid = good.len() as i64;
+    drop_repeats(&mut good);
 
     let inserted = if good.is_empty() {
         0
@@ -55,8 +53,32 @@ fn ingest_chunk(
     if !bad.is_empty() {
         insert_rejected(&bad, run_id);
     }
-    let duplicates = good.len() as i64 - inserted;
-    TableIterator::once((inserted, duplicates, bad.len() as i64))
+    TableIterator::once((inserted, valid - inserted, bad.len() as i64))
+}
+
+/// Keeps the first of records sharing a natural key: a record repeated inside one chunk is a
+/// duplicate like a re-load, and removing it lets the insert take its fast path (no ON CONFLICT).
+fn drop_repeats(attempts: &mut Vec<Attempt<'_>>) {
+    let mut seen = HashSet::with_capacity(attempts.len());
+    let keep: Vec<bool> = attempts
+        .iter()
+        .map(|a| seen.insert((a.created_at, a.user_id.as_ref(), a.attempt_type)))
+        .collect();
+    drop(seen);
+    let mut keep = keep.into_iter();
+    attempts.retain(|_| keep.next().unwrap_or(true));
+}
+
+/// PostgreSQL's timestamp: microseconds since 2000-01-01 00:00. The parser limits years to
+/// 1..=9999, well inside PostgreSQL's range, so the conversion cannot fail.
+fn pg_timestamp(t: NaiveDateTime) -> Timestamp {
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)
+        .expect("a valid date")
+        .and_time(NaiveTime::MIN);
+    let micros = (t - epoch)
+        .num_microseconds()
+        .expect("years 1..=9999 fit in i64 microseconds");
+    Timestamp::try_from(micros).expect("years 1..=9999 are valid PostgreSQL timestamps")
 }
 
 fn insert_attempts(attempts: &[Attempt<'_>], run_id: Option<i64>) -> i64 {
@@ -75,9 +97,9 @@ fn insert_attempts(attempts: &[Attempt<'_>], run_id: Option<i64>) -> i64 {
         .collect();
     let attempt_type: Vec<&str> = attempts.iter().map(|a| a.attempt_type.as_str()).collect();
     let is_correct: Vec<Option<bool>> = attempts.iter().map(|a| a.is_correct).collect();
-    let created_at: Vec<String> = attempts
+    let created_at: Vec<Timestamp> = attempts
         .iter()
-        .map(|a| a.created_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        .map(|a| pg_timestamp(a.created_at))
         .collect();
 
     Spi::get_one_with_args::<i64>(
@@ -163,6 +185,20 @@ mod tests {
         assert_eq!(
             count("SELECT count(*) FROM lms_etl.attempts WHERE lis_result_sourcedid = 'course-v1:Org+C+R:lms-b:u2' AND oauth_consumer_key = ''"),
             1
+        );
+    }
+
+    #[pg_test]
+    fn a_chunk_mixing_new_and_loaded_records_inserts_only_the_new() {
+        let old = record("u1", "2026-11-24 10:00:00", "run", "null");
+        let new = record("u2", "2026-11-24 10:00:00", "submit", "0");
+        assert_eq!(ingest(&format!("[{old}]")), (1, 0, 0));
+        // The plain insert hits the existing row, rolls back its subtransaction and the
+        // ON CONFLICT path loads the rest.
+        assert_eq!(ingest(&format!("[{new}, {old}, {new}]")), (1, 2, 0));
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id IN ('u1', 'u2')"),
+            2
         );
     }
 

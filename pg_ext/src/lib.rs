@@ -15,6 +15,11 @@ pgrx::extension_sql_file!(
     requires = ["schema"]
 );
 pgrx::extension_sql_file!(
+    "../../sql/ingest.sql",
+    name = "ingest_sql",
+    requires = ["schema"]
+);
+pgrx::extension_sql_file!(
     "../../sql/pyrepr_jsonb.sql",
     name = "pyrepr_jsonb",
     requires = [passback::pyrepr_to_json_text]

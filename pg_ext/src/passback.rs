@@ -49,8 +49,12 @@ fn passback_type() -> pg_sys::Oid {
 fn to_row(p: PassbackParams<'_>) -> pgrx::composite_type!('static, "passback_params") {
     let desc = PgTupleDesc::for_composite_type_by_oid(passback_type())
         .expect("lms_etl.passback_params is a composite type");
-    let datums = [p.oauth_consumer_key, p.lis_result_sourcedid, p.lis_outcome_service_url]
-        .map(|field| field.and_then(|text| text.as_ref().into_datum()));
+    let datums = [
+        p.oauth_consumer_key,
+        p.lis_result_sourcedid,
+        p.lis_outcome_service_url,
+    ]
+    .map(|field| field.and_then(|text| text.as_ref().into_datum()));
     // SAFETY: three text datums for the three text attributes of the type.
     unsafe { PgHeapTuple::from_datums(desc, datums) }.expect("three attributes")
 }
