@@ -37,7 +37,9 @@ CREATE TABLE lms_etl.attempts (
     is_correct              boolean,
     attempt_type            text NOT NULL CHECK (attempt_type IN ('run', 'submit')),
     created_at              timestamp NOT NULL,
-    run_id                  bigint REFERENCES lms_etl.runs (run_id) ON DELETE SET NULL,
+    -- Which run loaded the row. Deliberately no foreign key: its per-row check cost about a
+    -- quarter of the insert time (BENCHMARKS.md), and runs are never deleted by the loader.
+    run_id                  bigint,
     loaded_at               timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT attempts_natural_key PRIMARY KEY (created_at, user_id, attempt_type),
     CONSTRAINT attempts_is_correct_by_type CHECK (

@@ -64,8 +64,10 @@ pub struct ApiConfig {
 #[derive(Debug, Clone)]
 pub struct WindowConfig {
     pub chunk: chrono::Duration,
-    /// Chunks downloaded ahead of the one being loaded.
+    /// Chunks downloaded ahead of the ones being loaded.
     pub prefetch: usize,
+    /// Database connections loading chunks at the same time.
+    pub parallel_loads: usize,
     /// Window length of the very first run, when there is no watermark yet.
     pub first_run_lookback: chrono::Duration,
 }
@@ -178,6 +180,7 @@ struct RawApi {
 struct RawWindow {
     chunk_minutes: Option<i64>,
     prefetch: Option<usize>,
+    parallel_loads: Option<usize>,
     first_run_lookback_hours: Option<i64>,
 }
 
@@ -262,6 +265,11 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
         Kind::Int,
     ),
     ("window.prefetch", "LMS_ETL_WINDOW_PREFETCH", Kind::Int),
+    (
+        "window.parallel_loads",
+        "LMS_ETL_WINDOW_PARALLEL_LOADS",
+        Kind::Int,
+    ),
     (
         "window.first_run_lookback_hours",
         "LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS",
@@ -466,6 +474,7 @@ impl RawConfig {
         let window = WindowConfig {
             chunk: chrono::Duration::minutes(chunk_minutes),
             prefetch: w.prefetch.unwrap_or(1).clamp(1, 16),
+            parallel_loads: w.parallel_loads.unwrap_or(2).clamp(1, 16),
             first_run_lookback: chrono::Duration::hours(lookback),
         };
 

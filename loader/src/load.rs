@@ -88,8 +88,36 @@ impl Database {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// Moves the watermark over this run's chunks that are committed and contiguous with it
+    /// (chunks loaded on parallel connections can commit out of order).
+    pub async fn settle_watermark(&self, run_id: i64) -> Result<(), LoadError> {
+        self.client
+            .execute(
+                "WITH RECURSIVE chain(end_at) AS (
+                     SELECT loaded_until FROM lms_etl.watermark WHERE source = 'statistics_api'
+                     UNION
+                     SELECT c.chunk_end FROM lms_etl.run_chunks c JOIN chain ON c.chunk_start = chain.end_at
+                      WHERE c.run_id = $1)
+                 UPDATE lms_etl.watermark SET loaded_until = (SELECT max(end_at) FROM chain), updated_at = now()
+                  WHERE source = 'statistics_api' AND loaded_until < (SELECT max(end_at) FROM chain)",
+                &[&run_id],
+            )
+            .await
+            .map_err(query_err("advancing the watermark"))?;
+        Ok(())
+    }
+
     /// Records the start of a run; committed at once so even a crashed run leaves a trace.
+    /// The very first run also starts the watermark at its window's start.
     pub async fn start_run(&self, window: &Window) -> Result<i64, LoadError> {
+        self.client
+            .execute(
+                "INSERT INTO lms_etl.watermark (source, loaded_until) VALUES ('statistics_api', $1)
+                 ON CONFLICT (source) DO NOTHING",
+                &[&window.start],
+            )
+            .await
+            .map_err(query_err("initialising the watermark"))?;
         let row = self
             .client
             .query_one(
@@ -148,12 +176,11 @@ impl Database {
         )
         .await
         .map_err(query_err(what()))?;
-        // Advance only over contiguous data: a back-fill of an old window, or one that
-        // leaves a gap after the watermark, must not move it.
+        // Advance only over contiguous data: a back-fill of an old window, or a chunk that
+        // commits before the one in front of it, must not move it (settle_watermark does later).
         tx.execute(
-            "INSERT INTO lms_etl.watermark AS w (source, loaded_until) VALUES ('statistics_api', $2)
-             ON CONFLICT (source) DO UPDATE SET loaded_until = EXCLUDED.loaded_until, updated_at = now()
-              WHERE w.loaded_until >= $1 AND w.loaded_until < EXCLUDED.loaded_until",
+            "UPDATE lms_etl.watermark SET loaded_until = $2, updated_at = now()
+              WHERE source = 'statistics_api' AND loaded_until >= $1 AND loaded_until < $2",
             &[&chunk.start, &chunk.end],
         )
         .await

@@ -2,6 +2,7 @@
 //! own transaction → aggregate the touched days → Sheets → close the run row → e-mail.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{NaiveDateTime, Utc};
@@ -13,7 +14,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::config::Config;
 use crate::error_chain as chain;
 use crate::fetch::{redact, ChunkBody, FetchError, Fetcher};
-use crate::load::{Database, LoadError};
+use crate::load::{ChunkCounts, Database, LoadError};
 use crate::report::{email, sheets, Counts, DailyStats, RunReport, RunStatus};
 use crate::window::Window;
 
@@ -91,7 +92,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
 
     let started = Instant::now();
     info!("connecting to PostgreSQL");
-    let mut db = match Database::connect(cfg.database.url()).await {
+    let db = match Database::connect(cfg.database.url()).await {
         Ok(db) => db,
         Err(e) => {
             let message = clean(&e);
@@ -153,7 +154,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
 
         let started = Instant::now();
         let mut progress = Progress::default();
-        let outcome = fetch_and_load(cfg, &mut db, run_id, &chunks, &mut progress).await;
+        let outcome = fetch_and_load(cfg, &db, run_id, &chunks, &mut progress).await;
         stages.0.push(("fetch".into(), progress.fetch_ms));
         stages.0.push(("load".into(), progress.load_ms));
         stages.add("fetch_and_load", started);
@@ -256,16 +257,27 @@ async fn choose_window(
     Ok(Some(Window::new(start, end)?))
 }
 
-/// Downloads chunks ahead (bounded by `window.prefetch`) and loads them strictly in order.
+/// What a load worker reports for one committed chunk.
+struct Loaded {
+    chunk: Window,
+    fetched: i64,
+    counts: ChunkCounts,
+    fetch_ms: u64,
+    load_ms: u64,
+}
+
+/// Downloads chunks in order, `window.prefetch` ahead, and loads them on
+/// `window.parallel_loads` connections: inserting is the slow part and one backend uses one
+/// core. Each chunk commits on its own; the watermark only moves over a contiguous prefix.
 async fn fetch_and_load(
     cfg: &Config,
-    db: &mut Database,
+    db: &Database,
     run_id: i64,
     chunks: &[Window],
     progress: &mut Progress,
 ) -> Result<(), RunError> {
-    let fetcher = std::sync::Arc::new(Fetcher::new(&cfg.api)?);
-    let (tx, mut rx) =
+    let fetcher = Arc::new(Fetcher::new(&cfg.api)?);
+    let (body_tx, body_rx) =
         mpsc::channel::<(Window, Result<ChunkBody, FetchError>)>(cfg.window.prefetch);
     let producer = {
         let chunks = chunks.to_vec();
@@ -276,7 +288,7 @@ async fn fetch_and_load(
                     info!(chunk = %chunk, url = %fetcher.display_url(&chunk), "download started");
                     let result = fetcher.fetch(&chunk).await;
                     let failed = result.is_err();
-                    if tx.send((chunk, result)).await.is_err() || failed {
+                    if body_tx.send((chunk, result)).await.is_err() || failed {
                         break;
                     }
                 }
@@ -284,37 +296,82 @@ async fn fetch_and_load(
             .in_current_span(),
         )
     };
+    let body_rx = Arc::new(tokio::sync::Mutex::new(body_rx));
+    let (done_tx, mut done_rx) =
+        mpsc::channel::<Result<Loaded, RunError>>(cfg.window.parallel_loads);
+    let mut workers = Vec::with_capacity(cfg.window.parallel_loads);
+    for _ in 0..cfg.window.parallel_loads {
+        let mut conn = Database::connect(cfg.database.url()).await?;
+        let (body_rx, done_tx) = (body_rx.clone(), done_tx.clone());
+        workers.push(tokio::spawn(
+            async move {
+                loop {
+                    let next = body_rx.lock().await.recv().await;
+                    let Some((chunk, body)) = next else { break };
+                    let result = load_one(&mut conn, run_id, chunk, body).await;
+                    let failed = result.is_err();
+                    if done_tx.send(result).await.is_err() || failed {
+                        break;
+                    }
+                }
+            }
+            .in_current_span(),
+        ));
+    }
+    drop(done_tx);
+
     let bar = progress_bar(chunks.len() as u64);
     let result = async {
         loop {
             let next = tokio::select! {
-                next = rx.recv() => next,
+                next = done_rx.recv() => next,
                 _ = shutdown_signal() => return Err(RunError::Interrupted),
             };
-            let Some((chunk, body)) = next else { return Ok(()) };
-            let body = body?;
-            info!(chunk = %chunk, records = body.records, bytes = body.bytes, attempts = body.attempts,
-                  elapsed_ms = body.elapsed.as_millis() as u64, "download finished");
-            let started = Instant::now();
-            let fetched = body.records as i64;
-            let counts = db.load_chunk(run_id, &chunk, &body.json, fetched, body.elapsed.as_millis() as i64).await?;
-            let load_ms = started.elapsed().as_millis() as u64;
-            info!(chunk = %chunk, inserted = counts.inserted, duplicates = counts.duplicates,
-                  rejected = counts.rejected, elapsed_ms = load_ms, "chunk loaded");
-            progress.counts.fetched += fetched;
-            progress.counts.inserted += counts.inserted;
-            progress.counts.duplicates += counts.duplicates;
-            progress.counts.rejected += counts.rejected;
-            progress.fetch_ms += body.elapsed.as_millis() as u64;
-            progress.load_ms += load_ms;
-            progress.loaded_until = Some(chunk.end);
+            let Some(loaded) = next else { return Ok(()) };
+            let loaded = loaded?;
+            info!(chunk = %loaded.chunk, inserted = loaded.counts.inserted, duplicates = loaded.counts.duplicates,
+                  rejected = loaded.counts.rejected, elapsed_ms = loaded.load_ms, "chunk loaded");
+            progress.counts.fetched += loaded.fetched;
+            progress.counts.inserted += loaded.counts.inserted;
+            progress.counts.duplicates += loaded.counts.duplicates;
+            progress.counts.rejected += loaded.counts.rejected;
+            progress.fetch_ms += loaded.fetch_ms;
+            progress.load_ms += loaded.load_ms;
+            progress.loaded_until = progress.loaded_until.max(Some(loaded.chunk.end));
+            // Chunks may commit out of order; catch the watermark up over the contiguous ones.
+            db.settle_watermark(run_id).await?;
             bar.inc(1);
         }
     }
     .await;
     bar.finish_and_clear();
     producer.abort();
+    workers.iter().for_each(|w| w.abort());
     result
+}
+
+async fn load_one(
+    conn: &mut Database,
+    run_id: i64,
+    chunk: Window,
+    body: Result<ChunkBody, FetchError>,
+) -> Result<Loaded, RunError> {
+    let body = body?;
+    let fetch_ms = body.elapsed.as_millis() as u64;
+    info!(chunk = %chunk, records = body.records, bytes = body.bytes, attempts = body.attempts,
+          elapsed_ms = fetch_ms, "download finished");
+    let started = Instant::now();
+    let fetched = body.records as i64;
+    let counts = conn
+        .load_chunk(run_id, &chunk, &body.json, fetched, fetch_ms as i64)
+        .await?;
+    Ok(Loaded {
+        chunk,
+        fetched,
+        counts,
+        fetch_ms,
+        load_ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 fn progress_bar(chunks: u64) -> ProgressBar {
