@@ -13,7 +13,7 @@ BIN=target/release/lms-etl
 DB=lms_etl_bench
 REPEAT=${REPEAT:-3}
 RATE=${RATE:-20834}              # records/hour on average: ~1 000 000 over two days
-CHUNK=${CHUNK:-15}               # loader chunk length in minutes (~3 MB of JSON at this rate)
+CHUNK=${CHUNK:-10}               # loader chunk length in minutes (~2 MB of JSON at this rate)
 START=2026-11-20; MID=2026-11-21; END=2026-11-22
 command -v /usr/bin/time >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
 cargo build --release -q -p lms-etl-loader --bin lms-etl
