@@ -18,6 +18,7 @@ export LMS_ETL_API_URL=$api_url
 
 start=$(date -u -d '3 days ago' +%F)
 end=$(date -u +%F)
+last_day=$(date -u -d yesterday +%F)
 echo "== lms-etl run --start $start --end $end   (demo API at $api_url)"
 set +e
 "$BIN" run --start "$start" --end "$end"
@@ -39,5 +40,5 @@ fi
 echo
 echo "== Google Sheets: not configured. To push daily stats, set in $CONFIG:"
 echo "     [sheets] spreadsheet_id = \"<id>\", key_file = \"/path/to/service-account.json\""
-echo "   (share the spreadsheet with the service account's e-mail), then: lms-etl sheets-sync --from $start --to $end"
+echo "   (share the spreadsheet with the service account's e-mail), then: lms-etl sheets-sync --from $start --to $last_day"
 exit $code

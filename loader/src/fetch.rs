@@ -108,7 +108,7 @@ impl Fetcher {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let reason = match self.attempt(window, &shown).await {
+            let (last, wait_at_least) = match self.attempt(window, &shown).await {
                 Ok(mut body) => {
                     body.attempts = attempt;
                     body.elapsed = started.elapsed();
@@ -120,7 +120,6 @@ impl Fetcher {
                     wait_at_least,
                 }) => (reason, wait_at_least),
             };
-            let (last, wait_at_least) = reason;
             if attempt > self.cfg.max_retries {
                 return Err(FetchError::Exhausted {
                     url: shown,

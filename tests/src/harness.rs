@@ -185,24 +185,50 @@ impl Etl {
         self
     }
 
+    /// The environment a run gets: nothing from the test process but PATH.
+    fn env_pairs(&self) -> Vec<(String, String)> {
+        let dir = |p: PathBuf| p.to_string_lossy().into_owned();
+        let mut pairs: Vec<(String, String)> = [
+            ("PATH", std::env::var("PATH").unwrap_or_default()),
+            ("DATABASE_URL", self.db_url.clone()),
+            ("LMS_ETL_API_URL", self.api_url.clone()),
+            ("LMS_ETL_CLIENT", "demo".into()),
+            ("LMS_ETL_CLIENT_KEY", "demo".into()),
+            ("LMS_ETL_LOG_DIR", dir(self.log_dir())),
+            ("LMS_ETL_EMAIL_OUTBOX_DIR", dir(self.outbox())),
+            ("LMS_ETL_API_BACKOFF_INITIAL_MS", "20".into()),
+            ("LMS_ETL_API_BACKOFF_MAX_MS", "200".into()),
+            ("LMS_ETL_API_REQUEST_TIMEOUT_SECS", "20".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        pairs.extend(self.env.iter().cloned());
+        pairs
+    }
+
     /// The command, with a clean environment: only what the test sets reaches it.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(lms_etl_bin());
+        cmd.env_clear().envs(self.env_pairs()).args(args);
+        cmd
+    }
+
+    /// The same command under a pseudo-terminal (util-linux `script`), as from a shell.
+    pub fn command_in_terminal(&self, args: &[&str]) -> Command {
+        let quote = |a: &str| format!("'{}'", a.replace('\'', "'\\''"));
+        // Give the pty a size: one made without a parent terminal may be 0x0.
+        let line = std::iter::once("stty cols 120 rows 40;".to_owned())
+            .chain(std::iter::once(quote(&lms_etl_bin().to_string_lossy())))
+            .chain(args.iter().map(|a| quote(a)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut cmd = Command::new("script");
+        // Without TERM a terminal counts as dumb and draws no progress bar.
         cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &self.db_url)
-            .env("LMS_ETL_API_URL", &self.api_url)
-            .env("LMS_ETL_CLIENT", "demo")
-            .env("LMS_ETL_CLIENT_KEY", "demo")
-            .env("LMS_ETL_LOG_DIR", self.log_dir())
-            .env("LMS_ETL_EMAIL_OUTBOX_DIR", self.outbox())
-            .env("LMS_ETL_API_BACKOFF_INITIAL_MS", "20")
-            .env("LMS_ETL_API_BACKOFF_MAX_MS", "200")
-            .env("LMS_ETL_API_REQUEST_TIMEOUT_SECS", "20")
-            .args(args);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
+            .envs(self.env_pairs())
+            .env("TERM", "xterm-256color")
+            .args(["-qec", &line, "/dev/null"]);
         cmd
     }
 

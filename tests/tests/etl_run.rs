@@ -378,3 +378,41 @@ fn a_bad_setting_exits_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("window.chunk_minutes"));
 }
+
+#[test]
+fn a_terminal_shows_a_progress_bar_and_a_pipe_does_not() {
+    let db = TestDb::new();
+    let api = DemoApi::start(&["--records-per-hour", "50", "--latency-ms", "150"]);
+    let etl = Etl::new(&db, &api.url);
+    let args = [
+        "run",
+        "--start",
+        "2026-11-20",
+        "--end",
+        "2026-11-20 02:00",
+        "--chunk-minutes",
+        "10",
+    ];
+    let out = etl.command_in_terminal(&args).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("/12 chunks"),
+        "no progress bar on a terminal:\n{screen}"
+    );
+
+    let piped = etl.run(&[
+        "run",
+        "--start",
+        "2026-11-20 02:00",
+        "--end",
+        "2026-11-20 03:00",
+        "--chunk-minutes",
+        "10",
+    ]);
+    assert!(piped.status.success(), "{}", describe(&piped));
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("chunks, eta"),
+        "no bar when stderr is not a terminal"
+    );
+}
