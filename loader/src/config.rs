@@ -696,6 +696,33 @@ mod tests {
     }
 
     #[test]
+    fn the_smtp_password_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("smtp-password");
+        std::fs::write(&secret, "from-file\n").unwrap();
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_EMAIL_SMTP_HOST".into(), "smtp.example.org".into());
+        e.insert(
+            "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE".into(),
+            secret.to_str().unwrap().into(),
+        );
+        let c = Config::from_sources(None, &e).unwrap();
+        let smtp = c.email.smtp.unwrap();
+        assert_eq!(smtp.password.unwrap().expose_secret(), "from-file");
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+
+        e.insert(
+            "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE".into(),
+            "/nonexistent/pw".into(),
+        );
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config key `email.smtp_password_file`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn secrets_do_not_leak_through_debug() {
         let c = Config::from_sources(None, &env(MINIMAL)).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));

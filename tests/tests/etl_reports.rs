@@ -269,3 +269,21 @@ fn without_smtp_the_mail_lands_in_the_outbox() {
     assert!(eml.contains("[lms-etl] OK 2026-11-20:"), "{eml}");
     assert!(etl.log_text().contains("Google Sheets not configured"));
 }
+
+#[test]
+fn sheets_sync_repushes_a_range_after_an_outage() {
+    let out = Outputs::start(SmtpOptions::default());
+    out.sheets.set_outage(true);
+    let db = TestDb::new();
+    let api = DemoApi::start(&["--records-per-hour", "50"]);
+    let etl = out.configure(Etl::new(&db, &api.url));
+    let run = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
+    assert_eq!(run.status.code(), Some(4), "{}", describe(&run));
+    assert!(out.sheets.cells("daily").is_empty());
+
+    out.sheets.set_outage(false);
+    let sync = etl.run(&["sheets-sync", "--from", "2026-11-20", "--to", "2026-11-21"]);
+    assert!(sync.status.success(), "{}", describe(&sync));
+    assert_eq!(out.sheets.cells("daily"), expected_cells(&db));
+    assert_eq!(out.sheets.cells("daily").len(), 3);
+}

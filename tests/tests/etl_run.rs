@@ -416,3 +416,31 @@ fn a_terminal_shows_a_progress_bar_and_a_pipe_does_not() {
         "no bar when stderr is not a terminal"
     );
 }
+
+#[test]
+fn status_prints_the_last_runs_and_days() {
+    let db = TestDb::new();
+    let api = DemoApi::start(&["--records-per-hour", "50"]);
+    let etl = Etl::new(&db, &api.url);
+    assert!(etl
+        .run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"])
+        .status
+        .success());
+    let out = etl.run(&["status", "--runs", "5", "--days", "5"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fetched = db.count("SELECT fetched FROM lms_etl.runs WHERE run_id = 1");
+    let day = db.count("SELECT attempts FROM lms_etl.daily_stats WHERE day = '2026-11-21'");
+    assert!(
+        text.contains("Last runs") && text.contains("Daily statistics"),
+        "{text}"
+    );
+    assert!(
+        text.contains("succeeded") && text.contains(&fetched.to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains("2026-11-21") && text.contains(&day.to_string()),
+        "{text}"
+    );
+}
