@@ -92,19 +92,13 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
 
     let started = Instant::now();
     info!("connecting to PostgreSQL");
+    let requested = opts
+        .start
+        .zip(opts.end)
+        .map(|(start, end)| Window { start, end });
     let db = match Database::connect(cfg.database.url()).await {
         Ok(db) => db,
-        Err(e) => {
-            let message = clean(&e);
-            error!(error = %message, "run failed");
-            let window = opts
-                .start
-                .zip(opts.end)
-                .map(|(s, e)| Window { start: s, end: e });
-            let report = failure_report(window, &message, log_file, stages);
-            notify(cfg, opts, &report).await;
-            return Exit::Failed;
-        }
+        Err(e) => return fail_before_run(cfg, opts, requested, &clean(&e), log_file, stages).await,
     };
     stages.add("connect", started);
 
@@ -114,10 +108,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
             warn!("another lms-etl run holds the lock; exiting without doing anything");
             return Exit::LockHeld;
         }
-        Err(e) => {
-            error!(error = %clean(&e), "cannot take the run lock");
-            return Exit::Failed;
-        }
+        Err(e) => return fail_before_run(cfg, opts, requested, &clean(&e), log_file, stages).await,
     }
 
     let window = match choose_window(cfg, opts, &db).await {
@@ -126,25 +117,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
             info!("window is empty: the data is loaded up to now; nothing to fetch");
             return Exit::Success;
         }
-        Err(e) => {
-            let message = clean(&e);
-            error!(error = %message, "run failed");
-            notify(cfg, opts, &failure_report(None, &message, log_file, stages)).await;
-            return Exit::Failed;
-        }
+        Err(e) => return fail_before_run(cfg, opts, requested, &clean(&e), log_file, stages).await,
     };
     let run_id = match db.start_run(&window).await {
         Ok(id) => id,
         Err(e) => {
-            let message = clean(&e);
-            error!(error = %message, "run failed");
-            notify(
-                cfg,
-                opts,
-                &failure_report(Some(window), &message, log_file, stages),
-            )
-            .await;
-            return Exit::Failed;
+            return fail_before_run(cfg, opts, Some(window), &clean(&e), log_file, stages).await
         }
     };
     let span = info_span!("run", run_id);
@@ -460,6 +438,25 @@ async fn notify(cfg: &Config, opts: &RunOptions, report: &RunReport) -> bool {
             false
         }
     }
+}
+
+/// A failure before the run row exists: logged and e-mailed, nothing to close.
+async fn fail_before_run(
+    cfg: &Config,
+    opts: &RunOptions,
+    window: Option<Window>,
+    message: &str,
+    log_file: PathBuf,
+    stages: Stages,
+) -> Exit {
+    error!(error = %message, "run failed");
+    notify(
+        cfg,
+        opts,
+        &failure_report(window, message, log_file, stages),
+    )
+    .await;
+    Exit::Failed
 }
 
 fn failure_report(

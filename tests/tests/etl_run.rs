@@ -444,3 +444,33 @@ fn status_prints_the_last_runs_and_days() {
         "{text}"
     );
 }
+
+#[test]
+fn database_down_exits_1_and_still_reports_the_failure() {
+    let db = TestDb::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let etl = Etl::new(&db, "http://127.0.0.1:1").with_env(
+        "DATABASE_URL",
+        &format!("postgresql://postgres@{closed}/lms_etl"),
+    );
+    let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-21"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        etl.log_text().contains("cannot connect to PostgreSQL"),
+        "{}",
+        etl.log_text()
+    );
+    let mails: Vec<_> = std::fs::read_dir(etl.outbox())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(mails.len(), 1);
+    let eml = std::fs::read_to_string(&mails[0]).unwrap();
+    assert!(
+        eml.contains("[lms-etl] FAILED 2026-11-20: cannot connect to PostgreSQL"),
+        "{eml}"
+    );
+}
