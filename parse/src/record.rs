@@ -165,6 +165,31 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
         }
     };
 
+    // PostgreSQL text cannot hold NUL; loading it would cut or corrupt the value.
+    let texts = [
+        ("lti_user_id", Some(&user_id)),
+        (
+            "passback_params.oauth_consumer_key",
+            passback.oauth_consumer_key.as_ref(),
+        ),
+        (
+            "passback_params.lis_result_sourcedid",
+            passback.lis_result_sourcedid.as_ref(),
+        ),
+        (
+            "passback_params.lis_outcome_service_url",
+            passback.lis_outcome_service_url.as_ref(),
+        ),
+    ];
+    if let Some((field, _)) = texts
+        .iter()
+        .find(|(_, v)| v.is_some_and(|v| v.contains('\0')))
+    {
+        return Err(format!(
+            "field `{field}`: contains a NUL character, which PostgreSQL text cannot store"
+        ));
+    }
+
     Ok(Attempt {
         user_id,
         passback,
@@ -356,6 +381,18 @@ mod tests {
         assert!(
             reason(&GOOD.replace("2026-11-24 10:11:12.123456", "0000-11-24 10:11:12.123456"))
                 .contains("created_at")
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_rejected_not_truncated() {
+        assert_eq!(
+            reason(&GOOD.replace("3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52", "3f4a\\u0000")),
+            "field `lti_user_id`: contains a NUL character, which PostgreSQL text cannot store"
+        );
+        assert_eq!(
+            reason(&GOOD.replace("'lis_outcome_service_url': ''", "'lis_outcome_service_url': 'a\\\\x00b'")),
+            "field `passback_params.lis_outcome_service_url`: contains a NUL character, which PostgreSQL text cannot store"
         );
     }
 

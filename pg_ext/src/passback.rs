@@ -65,7 +65,9 @@ fn to_row(p: PassbackParams<'_>) -> pgrx::composite_type!('static, "passback_par
 fn parse_passback_params(
     passback_params: &str,
 ) -> pgrx::composite_type!('static, "passback_params") {
-    to_row(parse(passback_params).unwrap_or_else(|e| invalid_literal("passback_params", e)))
+    to_row(
+        parse_storable(passback_params).unwrap_or_else(|e| invalid_literal("passback_params", e)),
+    )
 }
 
 /// Like `parse_passback_params`, but NULL for malformed input.
@@ -73,7 +75,26 @@ fn parse_passback_params(
 fn try_parse_passback_params(
     passback_params: &str,
 ) -> Option<pgrx::composite_type!('static, "passback_params")> {
-    parse(passback_params).ok().map(to_row)
+    parse_storable(passback_params).ok().map(to_row)
+}
+
+/// Parses, and refuses values PostgreSQL text cannot hold (a NUL would cut them short).
+fn parse_storable(input: &str) -> Result<PassbackParams<'_>, String> {
+    let p = parse(input).map_err(|e| e.to_string())?;
+    let fields = [
+        &p.oauth_consumer_key,
+        &p.lis_result_sourcedid,
+        &p.lis_outcome_service_url,
+    ];
+    if fields
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|v| v.contains('\0')))
+    {
+        return Err(
+            "a value contains a NUL character (\\x00), which PostgreSQL text cannot store".into(),
+        );
+    }
+    Ok(p)
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -205,6 +226,22 @@ mod tests {
             error_of(sql, "[1]").1,
             "invalid passback_params: at byte 0: expected a dict, found list"
         );
+    }
+
+    #[pg_test]
+    fn a_nul_character_is_refused_not_truncated() {
+        let nul = r"{'lis_result_sourcedid': 'a\x00b'}";
+        let (state, message) = error_of("SELECT lms_etl.parse_passback_params($1)", nul);
+        assert_eq!(state, "22P02");
+        assert_eq!(
+            message,
+            r"invalid passback_params: a value contains a NUL character (\x00), which PostgreSQL text cannot store"
+        );
+        let null = Spi::get_one_with_args::<bool>(
+            "SELECT lms_etl.try_parse_passback_params($1) IS NULL",
+            &[nul.into()],
+        );
+        assert_eq!(null, Ok(Some(true)));
     }
 
     #[pg_test]
