@@ -12,6 +12,21 @@ pub struct PassbackParams<'a> {
     pub lis_outcome_service_url: Option<Cow<'a, str>>,
 }
 
+impl PassbackParams<'_> {
+    /// The key of the first value holding a NUL character, which PostgreSQL text cannot store.
+    pub fn key_with_nul(&self) -> Option<&'static str> {
+        let values = [
+            &self.oauth_consumer_key,
+            &self.lis_result_sourcedid,
+            &self.lis_outcome_service_url,
+        ];
+        KEYS.into_iter()
+            .zip(values)
+            .find(|(_, v)| v.as_deref().is_some_and(|v| v.contains('\0')))
+            .map(|(key, _)| key)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PassbackError {
     #[error("{0}")]

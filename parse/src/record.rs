@@ -166,28 +166,14 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
     };
 
     // PostgreSQL text cannot hold NUL; loading it would cut or corrupt the value.
-    let texts = [
-        ("lti_user_id", Some(&user_id)),
-        (
-            "passback_params.oauth_consumer_key",
-            passback.oauth_consumer_key.as_ref(),
-        ),
-        (
-            "passback_params.lis_result_sourcedid",
-            passback.lis_result_sourcedid.as_ref(),
-        ),
-        (
-            "passback_params.lis_outcome_service_url",
-            passback.lis_outcome_service_url.as_ref(),
-        ),
-    ];
-    if let Some((field, _)) = texts
-        .iter()
-        .find(|(_, v)| v.is_some_and(|v| v.contains('\0')))
-    {
-        return Err(format!(
-            "field `{field}`: contains a NUL character, which PostgreSQL text cannot store"
-        ));
+    let nul = |field: &str| {
+        format!("field `{field}`: contains a NUL character, which PostgreSQL text cannot store")
+    };
+    if user_id.contains('\0') {
+        return Err(nul("lti_user_id"));
+    }
+    if let Some(key) = passback.key_with_nul() {
+        return Err(nul(&format!("passback_params.{key}")));
     }
 
     Ok(Attempt {

@@ -81,15 +81,7 @@ fn try_parse_passback_params(
 /// Parses, and refuses values PostgreSQL text cannot hold (a NUL would cut them short).
 fn parse_storable(input: &str) -> Result<PassbackParams<'_>, String> {
     let p = parse(input).map_err(|e| e.to_string())?;
-    let fields = [
-        &p.oauth_consumer_key,
-        &p.lis_result_sourcedid,
-        &p.lis_outcome_service_url,
-    ];
-    if fields
-        .iter()
-        .any(|f| f.as_deref().is_some_and(|v| v.contains('\0')))
-    {
+    if p.key_with_nul().is_some() {
         return Err(
             "a value contains a NUL character (\\x00), which PostgreSQL text cannot store".into(),
         );
