@@ -2,7 +2,7 @@
 # Fuzzes lms_etl_parse with cargo-fuzz (libFuzzer + AddressSanitizer): each target for
 # SECONDS (default 60), one after the other.
 #
-#   scripts/fuzz.sh [SECONDS]            all targets: pyrepr passback record_chunk
+#   scripts/fuzz.sh [SECONDS]            all targets: pyrepr passback record_chunk stream
 #   FUZZ_TARGETS="pyrepr" scripts/fuzz.sh 300
 #
 # The toolchain is stable; cargo-fuzz's nightly-only flags (-Zsanitizer=address, ...) are
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 seconds="${1:-60}"
-targets="${FUZZ_TARGETS:-pyrepr passback record_chunk}"
+targets="${FUZZ_TARGETS:-pyrepr passback record_chunk stream}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fuzz_dir="$root/parse/fuzz"
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -31,7 +31,7 @@ cd "$root"
 status=0
 for target in $targets; do
   case "$target" in
-    record_chunk) dict="$fuzz_dir/record_chunk.dict" ;;
+    record_chunk | stream) dict="$fuzz_dir/record_chunk.dict" ;;
     *) dict="$fuzz_dir/pyrepr.dict" ;;
   esac
   say "$target: ${seconds}s"

@@ -1,5 +1,6 @@
 //! Parsers for what the LMS statistics API sends: Python-repr literals (`pyrepr`), the
-//! `passback_params` dict (`passback`) and whole chunks of attempt records (`record`).
+//! `passback_params` dict (`passback`), whole chunks of attempt records (`record`) and the
+//! streamed body cut into chunks of bounded size (`stream`).
 //! Pure Rust, no PostgreSQL: the `lms_etl` extension and the loader both build on it.
 
 /// Re-exported so dependents use the same chrono as `Attempt::created_at`.
@@ -9,6 +10,8 @@ pub mod json;
 pub mod passback;
 pub mod pyrepr;
 pub mod record;
+pub mod stream;
 
 pub use passback::{parse_passback_params, PassbackError, PassbackParams};
 pub use record::{parse_chunk, split_records, Attempt, AttemptType, ChunkError, Rejection};
+pub use stream::{Batch, BatchSplitter, SplitError, SplitErrorKind};
