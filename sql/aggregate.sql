@@ -1,10 +1,40 @@
--- Daily aggregation (version 0.1.0). Plain SQL so pg_cron, psql and the loader can all call it.
+-- Daily aggregation (version 0.2.0). PL/pgSQL so pg_cron, psql and the loader all call the
+-- same thing, and so each statement takes a fresh snapshot (see aggregate_daily).
 
--- Recomputes one day from lms_etl.attempts and upserts it; a day without attempts gets zeros.
+-- Marks the report-zone days of [first, last] as changed, in the caller's transaction.
+-- DO UPDATE (not DO NOTHING) takes the mark's row lock: an aggregation clearing the mark
+-- waits for this transaction, then sees its rows (see aggregate_daily).
+CREATE FUNCTION lms_etl.mark_days(first timestamptz, last timestamptz)
+RETURNS void
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO lms_etl.pending_days AS p (day)
+    SELECT d::date
+      FROM generate_series((first AT TIME ZONE lms_etl.setting('report_timezone'))::date,
+                           (last AT TIME ZONE lms_etl.setting('report_timezone'))::date,
+                           interval '1 day') AS d
+    ON CONFLICT ON CONSTRAINT pending_days_pkey DO UPDATE SET marked_at = now();
+$$;
+COMMENT ON FUNCTION lms_etl.mark_days(timestamptz, timestamptz) IS
+    'Mark the report-zone days spanned by [first, last] for re-aggregation (lms_etl.pending_days).';
+
+-- Recomputes one day of the report zone from lms_etl.attempts and upserts it; a day without
+-- attempts gets zeros. Clears the day's pending mark first, in its own statement: a chunk
+-- that commits before that statement is seen by the next one (READ COMMITTED takes a new
+-- snapshot per statement), and one that commits later marks the day again.
 CREATE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
-LANGUAGE sql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    zone constant text := lms_etl.setting('report_timezone');
+    day_start constant timestamptz := aggregate_daily.day::timestamp AT TIME ZONE zone;
+    day_end constant timestamptz := (aggregate_daily.day + 1)::timestamp AT TIME ZONE zone;
+    result lms_etl.daily_stats;
+BEGIN
+    DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
     INSERT INTO lms_etl.daily_stats AS d (day, attempts, successful_attempts, unique_users, computed_at)
     -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),
     -- which sorts the whole day; an empty day still yields one row of zeros.
@@ -15,28 +45,53 @@ AS $$
            now()
       FROM (SELECT a.user_id, count(*) AS attempts, count(*) FILTER (WHERE a.is_correct) AS successful
               FROM lms_etl.attempts a
-             WHERE a.created_at >= aggregate_daily.day
-               AND a.created_at < aggregate_daily.day + 1
+             WHERE a.created_at >= day_start
+               AND a.created_at < day_end
              GROUP BY a.user_id) AS per_user
     ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,
            unique_users = EXCLUDED.unique_users,
            computed_at = EXCLUDED.computed_at
-    RETURNING d.*;
+    RETURNING d.* INTO result;
+    RETURN result;
+END
 $$;
 COMMENT ON FUNCTION lms_etl.aggregate_daily(date) IS
-    'Recompute and upsert lms_etl.daily_stats for one calendar day of created_at; returns the row.';
+    'Recompute and upsert lms_etl.daily_stats for one calendar day of created_at in the report zone; returns the row.';
 
 -- Recomputes every day in [from_day, to_day], both ends included.
 CREATE FUNCTION lms_etl.refresh_daily_stats(from_day date, to_day date)
 RETURNS SETOF lms_etl.daily_stats
-LANGUAGE sql VOLATILE STRICT
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.*
-      FROM generate_series(0, to_day - from_day) AS g(offset_days),
-           LATERAL lms_etl.aggregate_daily(from_day + g.offset_days) AS s
-     ORDER BY s.day;
+DECLARE
+    d date := from_day;
+BEGIN
+    WHILE d <= to_day LOOP
+        RETURN NEXT lms_etl.aggregate_daily(d);
+        d := d + 1;
+    END LOOP;
+END
 $$;
 COMMENT ON FUNCTION lms_etl.refresh_daily_stats(date, date) IS
     'Recompute lms_etl.daily_stats for every day from from_day to to_day inclusive.';
+
+-- Recomputes every day marked in lms_etl.pending_days, oldest first: what the loader runs
+-- after loading (also after a failure), and what pg_cron can run to heal a dead run.
+CREATE FUNCTION lms_etl.aggregate_pending()
+RETURNS SETOF lms_etl.daily_stats
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d date;
+BEGIN
+    FOR d IN SELECT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
+        RETURN NEXT lms_etl.aggregate_daily(d);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.aggregate_pending() IS
+    'Recompute lms_etl.daily_stats for every day marked in lms_etl.pending_days; returns the rows.';

@@ -7,8 +7,17 @@
 
 CREATE EXTENSION IF NOT EXISTS pg_cron;
 
--- Every night at 00:15 (server time): recompute the last three days, so late records
--- loaded after the previous run are counted. Re-scheduling under the same name updates it.
+-- Every 10 minutes: aggregate the days whose attempts changed and were not aggregated yet
+-- (a loader that died before its aggregation stage, an ingest_chunk from psql, a reprocess).
+-- Re-scheduling under the same name updates a job.
+SELECT cron.schedule(
+    'lms_etl_pending_days',
+    '*/10 * * * *',
+    $$SELECT count(*) FROM lms_etl.aggregate_pending()$$
+);
+
+-- Every night at 00:15 (server time; days are calendar days of the report zone,
+-- lms_etl.setting('report_timezone')): recompute the last three days in full.
 SELECT cron.schedule(
     'lms_etl_daily_stats',
     '15 0 * * *',
@@ -17,4 +26,4 @@ SELECT cron.schedule(
 
 -- Inspect: SELECT * FROM cron.job;
 --          SELECT jobid, status, return_message, start_time FROM cron.job_run_details ORDER BY start_time DESC LIMIT 10;
--- Remove:  SELECT cron.unschedule('lms_etl_daily_stats');
+-- Remove:  SELECT cron.unschedule('lms_etl_daily_stats'); SELECT cron.unschedule('lms_etl_pending_days');

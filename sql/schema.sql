@@ -1,6 +1,8 @@
--- lms_etl schema: tables and types of the extension (version 0.1.0).
+-- lms_etl schema: tables and types of the extension (HEAD, version 0.2.0).
 -- Pulled into the install script by extension_sql_file! in pg_ext/src/lib.rs.
--- Released versions are never edited: changes go into lms_etl--<from>--<to>.sql.
+-- Released versions are frozen in sql/released/; changes since reach an existing database
+-- through lms_etl--<from>--<to>.sql. Columns added after 0.1.0 stand last in each table, in
+-- the order the upgrade script adds them, so a fresh install and an upgrade look the same.
 
 CREATE TYPE lms_etl.passback_params AS (
     oauth_consumer_key      text,
@@ -8,27 +10,65 @@ CREATE TYPE lms_etl.passback_params AS (
     lis_outcome_service_url text
 );
 
+-- True when PostgreSQL knows the IANA zone name. Declared IMMUTABLE for CHECK
+-- constraints: the zone database changes with PostgreSQL releases, not within a session.
+CREATE FUNCTION lms_etl.is_time_zone(name text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM now() AT TIME ZONE name;
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.is_time_zone(text) IS
+    'True when the text is a time zone name PostgreSQL knows (IANA, e.g. Europe/Moscow).';
+
+-- Settings shared by the loader, psql and pg_cron. A table, not a GUC: it travels with
+-- pg_dump into any database. Absent rows take the defaults of lms_etl.setting().
+CREATE TABLE lms_etl.settings (
+    name       text PRIMARY KEY CHECK (name IN ('report_timezone', 'source_timezone')),
+    value      text NOT NULL CHECK (lms_etl.is_time_zone(value)),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- One row per loader run (or per manual ingest): the window, what happened, how long.
 CREATE TABLE lms_etl.runs (
     run_id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     started_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz,
-    window_start    timestamp NOT NULL,
-    window_end      timestamp NOT NULL,
+    window_start    timestamptz NOT NULL,
+    window_end      timestamptz NOT NULL,
+    -- running → succeeded | partial (an output failed) | failed | interrupted (a signal);
+    -- abandoned: the process died and a later run closed the row.
     status          text NOT NULL DEFAULT 'running'
-                    CHECK (status IN ('running', 'succeeded', 'failed', 'partial')),
+                    CONSTRAINT runs_status_check
+                    CHECK (status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted', 'abandoned')),
     fetched         bigint NOT NULL DEFAULT 0,
     inserted        bigint NOT NULL DEFAULT 0,
     duplicates      bigint NOT NULL DEFAULT 0,
     rejected        bigint NOT NULL DEFAULT 0,
-    -- {"fetch_ms": .., "load_ms": .., "aggregate_ms": .., ...}
+    -- {"connect": .., "fetch+load": .., "aggregate": .., ...}
     stage_ms        jsonb NOT NULL DEFAULT '{}',
     error           text,
-    CHECK (window_start < window_end)
+    -- Records whose key matches a loaded row but whose content differs.
+    conflicts       bigint NOT NULL DEFAULT 0,
+    -- The --end the operator asked for, when it was clamped to now - settle lag.
+    requested_end   timestamptz,
+    -- Zone the API's naive times are read in for this run (NULL: the settings' source zone).
+    source_timezone text CHECK (lms_etl.is_time_zone(source_timezone)),
+    -- Backend of the run's lock-holding connection: chunks commit only while it holds the lock.
+    lock_pid        integer,
+    CONSTRAINT runs_check CHECK (window_start < window_end)
 );
 
--- The loaded attempts. The primary key is the natural key: re-loading a record is a no-op.
--- created_at leads it so the same index serves per-day aggregation scans.
+-- The loaded attempts. The natural key keeps re-loads out; it includes the problem
+-- (lis_result_sourcedid, NULL counting as a value) so two submits of one user at the same
+-- instant on different problems are two attempts. created_at leads it so the same index
+-- serves per-day aggregation scans.
 CREATE TABLE lms_etl.attempts (
     user_id                 text NOT NULL,
     oauth_consumer_key      text,
@@ -36,32 +76,39 @@ CREATE TABLE lms_etl.attempts (
     lis_outcome_service_url text,
     is_correct              boolean,
     attempt_type            text NOT NULL CHECK (attempt_type IN ('run', 'submit')),
-    created_at              timestamp NOT NULL,
+    -- The API's naive time read in the run's source zone.
+    created_at              timestamptz NOT NULL,
     -- Which run loaded the row. Deliberately no foreign key: its per-row check cost about a
     -- quarter of the insert time (BENCHMARKS.md), and runs are never deleted by the loader.
     run_id                  bigint,
     loaded_at               timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT attempts_natural_key PRIMARY KEY (created_at, user_id, attempt_type),
+    CONSTRAINT attempts_natural_key
+        UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid),
     CONSTRAINT attempts_is_correct_by_type CHECK (
         (attempt_type = 'run' AND is_correct IS NULL) OR attempt_type = 'submit')
 );
 
 -- Records that could not be loaded, verbatim, with the reason: nothing fetched is lost.
+-- A record is kept once however often it is fetched again (by the overlap or a re-run).
 CREATE TABLE lms_etl.rejected_attempts (
     rejected_id  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id       bigint REFERENCES lms_etl.runs (run_id) ON DELETE SET NULL,
     record_index integer NOT NULL,          -- position in its chunk, from 0
     raw_record   text NOT NULL,             -- the JSON exactly as received
     reason       text NOT NULL,
-    rejected_at  timestamptz NOT NULL DEFAULT now()
+    rejected_at  timestamptz NOT NULL DEFAULT now(),
+    -- A stable class of the reason ('created_at: not a timestamp', 'conflict: ...') for
+    -- grouping; NULL for rows quarantined by 0.1.0.
+    kind         text
 );
 CREATE INDEX rejected_attempts_run_idx ON lms_etl.rejected_attempts (run_id);
+CREATE UNIQUE INDEX rejected_attempts_raw_key ON lms_etl.rejected_attempts ((md5(raw_record)::uuid));
 
 -- Chunks committed by a run, written in the same transaction as the chunk's rows.
 CREATE TABLE lms_etl.run_chunks (
     run_id      bigint NOT NULL REFERENCES lms_etl.runs (run_id) ON DELETE CASCADE,
-    chunk_start timestamp NOT NULL,
-    chunk_end   timestamp NOT NULL,
+    chunk_start timestamptz NOT NULL,
+    chunk_end   timestamptz NOT NULL,
     fetched     bigint NOT NULL,
     inserted    bigint NOT NULL,
     duplicates  bigint NOT NULL,
@@ -69,17 +116,19 @@ CREATE TABLE lms_etl.run_chunks (
     fetch_ms    bigint NOT NULL,
     load_ms     bigint NOT NULL,
     loaded_at   timestamptz NOT NULL DEFAULT now(),
+    conflicts   bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, chunk_start)
 );
 
--- Where the next default window starts: the end of the last contiguous committed chunk.
+-- Where the next default window starts (before the overlap): the end of the last contiguous
+-- committed chunk. Never past now - settle lag.
 CREATE TABLE lms_etl.watermark (
     source      text PRIMARY KEY DEFAULT 'statistics_api',
-    loaded_until timestamp NOT NULL,
+    loaded_until timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Per calendar day of created_at (the source's own time zone): the daily report.
+-- Per calendar day of created_at in the report zone (lms_etl.setting('report_timezone')).
 CREATE TABLE lms_etl.daily_stats (
     day                 date PRIMARY KEY,
     attempts            bigint NOT NULL,
@@ -88,9 +137,23 @@ CREATE TABLE lms_etl.daily_stats (
     computed_at         timestamptz NOT NULL DEFAULT now()
 );
 
+-- Report-zone days whose attempts changed since they were last aggregated. Marked in the
+-- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before
+-- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()).
+CREATE TABLE lms_etl.pending_days (
+    day       date PRIMARY KEY,
+    marked_at timestamptz NOT NULL DEFAULT now()
+);
+
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.rejected_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.run_chunks', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.watermark', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.daily_stats', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.settings', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.pending_days', '');
+-- The identity sequences too: without this, a restored database restarts them at 1 and
+-- every later run collides with a restored run_id.
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.rejected_attempts_rejected_id_seq', '');

@@ -17,6 +17,11 @@ pub struct Cli {
     #[arg(long, short, global = true, env = "LMS_ETL_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Clock override for tests: the loader's "now" starts at this UTC time
+    /// (YYYY-MM-DD HH:MM:SS or RFC 3339) and runs forward from there.
+    #[arg(long, global = true, env = "LMS_ETL_NOW", hide = true)]
+    pub now: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +38,9 @@ pub enum Command {
     SheetsSync(RangeArgs),
     /// Recompute lms_etl.daily_stats for a date range (same as lms_etl.refresh_daily_stats).
     Aggregate(RangeArgs),
+    /// Re-ingest quarantined records under the current rules (after a fix or an upgrade):
+    /// records now valid move into lms_etl.attempts; the touched days are re-aggregated.
+    Reprocess(ReprocessArgs),
     /// Write the demo API's valid records of a window as COPY text (the benchmark's baseline).
     #[command(hide = true)]
     ExportDemoCopy(ExportArgs),
@@ -41,12 +49,16 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Window start (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS[.ffffff], source time zone).
-    /// Default: where the last committed chunk ended (first run: 24 hours ago).
+    /// Default: the watermark minus window.overlap_minutes (first run: 24 hours before the end).
     #[arg(long)]
     pub start: Option<String>,
-    /// Window end, exclusive. Default: now.
+    /// Window end, exclusive. Default, and at the latest: now minus window.settle_lag_minutes.
     #[arg(long)]
     pub end: Option<String>,
+    /// Accept this share of invalid records for this run only (overrides load.max_rejected_ratio),
+    /// e.g. 1 to load past a chunk an operator has inspected.
+    #[arg(long)]
+    pub max_rejected_ratio: Option<f64>,
     /// Chunk length in minutes (overrides window.chunk_minutes).
     #[arg(long)]
     pub chunk_minutes: Option<i64>,
@@ -56,6 +68,13 @@ pub struct RunArgs {
     /// Do not send or write the e-mail this time.
     #[arg(long)]
     pub no_email: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    /// Only the records quarantined by this run (default: all).
+    #[arg(long = "run")]
+    pub run_id: Option<i64>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub api: ApiConfig,
     pub window: WindowConfig,
+    pub load: LoadConfig,
     pub logs: LogsConfig,
     pub sheets: Option<SheetsConfig>,
     pub email: EmailConfig,
@@ -57,19 +58,35 @@ pub struct ApiConfig {
     pub retry_budget: u32,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// Time zone of the API's naive timestamps (`created_at`, `start`, `end`).
-    pub source_timezone: chrono_tz::Tz,
+    /// Time zone of the API's naive timestamps (`created_at`, `start`, `end`); `None`: the
+    /// database's `lms_etl.setting('source_timezone')`, so psql and the loader agree.
+    pub source_timezone: Option<chrono_tz::Tz>,
 }
 
 #[derive(Debug, Clone)]
 pub struct WindowConfig {
     pub chunk: chrono::Duration,
-    /// Chunks downloaded ahead of the ones being loaded.
+    /// Sub-batches each loading connection downloads ahead of the one it is loading.
     pub prefetch: usize,
     /// Database connections loading chunks at the same time.
     pub parallel_loads: usize,
     /// Window length of the very first run, when there is no watermark yet.
     pub first_run_lookback: chrono::Duration,
+    /// No run loads past now − settle lag.
+    pub settle_lag: chrono::Duration,
+    /// How much an incremental run re-reads before the watermark.
+    pub overlap: chrono::Duration,
+    /// Largest sub-batch of a chunk handed to the database in one call (memory is bounded
+    /// by bytes, not by the chunk's length in time).
+    pub max_batch_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LoadConfig {
+    /// A chunk (or the run so far) with a larger share of invalid records fails the run.
+    pub max_rejected_ratio: f64,
+    /// Chunks with fewer records are judged by the run's running total instead.
+    pub ratio_min_records: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +164,8 @@ struct RawConfig {
     #[serde(default)]
     window: RawWindow,
     #[serde(default)]
+    load: RawLoad,
+    #[serde(default)]
     logs: RawLogs,
     #[serde(default)]
     sheets: RawSheets,
@@ -182,6 +201,16 @@ struct RawWindow {
     prefetch: Option<usize>,
     parallel_loads: Option<usize>,
     first_run_lookback_hours: Option<i64>,
+    settle_lag_minutes: Option<i64>,
+    overlap_minutes: Option<i64>,
+    max_batch_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLoad {
+    max_rejected_ratio: Option<f64>,
+    ratio_min_records: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -221,6 +250,7 @@ struct RawEmail {
 enum Kind {
     Str,
     Int,
+    Float,
     List,
 }
 
@@ -273,6 +303,31 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     (
         "window.first_run_lookback_hours",
         "LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS",
+        Kind::Int,
+    ),
+    (
+        "window.settle_lag_minutes",
+        "LMS_ETL_WINDOW_SETTLE_LAG_MINUTES",
+        Kind::Int,
+    ),
+    (
+        "window.overlap_minutes",
+        "LMS_ETL_WINDOW_OVERLAP_MINUTES",
+        Kind::Int,
+    ),
+    (
+        "window.max_batch_bytes",
+        "LMS_ETL_WINDOW_MAX_BATCH_BYTES",
+        Kind::Int,
+    ),
+    (
+        "load.max_rejected_ratio",
+        "LMS_ETL_LOAD_MAX_REJECTED_RATIO",
+        Kind::Float,
+    ),
+    (
+        "load.ratio_min_records",
+        "LMS_ETL_LOAD_RATIO_MIN_RECORDS",
         Kind::Int,
     ),
     ("logs.keep_days", "LMS_ETL_LOGS_KEEP_DAYS", Kind::Int),
@@ -362,6 +417,9 @@ impl Config {
                     Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
                         invalid(key, format!("expected an integer, found {value:?}"))
                     })?),
+                    Kind::Float => toml::Value::Float(value.trim().parse().map_err(|_| {
+                        invalid(key, format!("expected a number, found {value:?}"))
+                    })?),
                     Kind::List => toml::Value::Array(
                         value
                             .split(',')
@@ -421,7 +479,6 @@ impl RawConfig {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
-        let source_timezone = a.source_timezone.as_deref().unwrap_or("UTC");
         let backoff_initial = positive("api.backoff_initial_ms", a.backoff_initial_ms, 500)?;
         let backoff_max = positive("api.backoff_max_ms", a.backoff_max_ms, 30_000)?;
         if backoff_max < backoff_initial {
@@ -448,12 +505,14 @@ impl RawConfig {
             retry_budget: a.retry_budget.unwrap_or(30),
             backoff_initial: Duration::from_millis(backoff_initial),
             backoff_max: Duration::from_millis(backoff_max),
-            source_timezone: source_timezone.parse().map_err(|_| {
-                invalid(
-                    "api.source_timezone",
-                    format!("unknown time zone {source_timezone:?}"),
-                )
-            })?,
+            source_timezone: a
+                .source_timezone
+                .filter(|z| !z.trim().is_empty())
+                .map(|z| {
+                    lms_etl_parse::source_time::parse_zone(&z)
+                        .map_err(|e| invalid("api.source_timezone", e.to_string()))
+                })
+                .transpose()?,
         };
 
         let w = self.window;
@@ -471,11 +530,35 @@ impl RawConfig {
                 "must be at least 1",
             ));
         }
+        let minutes = |key: &str, value: Option<i64>, default: i64| match value.unwrap_or(default) {
+            m if (0..=7 * 24 * 60).contains(&m) => Ok(chrono::Duration::minutes(m)),
+            _ => Err(invalid(key, "must be between 0 and 10080 minutes (one week)")),
+        };
+        let max_batch_bytes = w.max_batch_bytes.unwrap_or(4 << 20);
+        if !(64 << 10..=256 << 20).contains(&max_batch_bytes) {
+            return Err(invalid(
+                "window.max_batch_bytes",
+                "must be between 65536 (64 KiB) and 268435456 (256 MiB)",
+            ));
+        }
         let window = WindowConfig {
             chunk: chrono::Duration::minutes(chunk_minutes),
             prefetch: w.prefetch.unwrap_or(1).clamp(1, 16),
             parallel_loads: w.parallel_loads.unwrap_or(2).clamp(1, 16),
             first_run_lookback: chrono::Duration::hours(lookback),
+            settle_lag: minutes("window.settle_lag_minutes", w.settle_lag_minutes, 15)?,
+            overlap: minutes("window.overlap_minutes", w.overlap_minutes, 60)?,
+            max_batch_bytes,
+        };
+        let load = LoadConfig {
+            max_rejected_ratio: rejected_ratio(
+                "load.max_rejected_ratio",
+                self.load.max_rejected_ratio.unwrap_or(0.05),
+            )?,
+            ratio_min_records: match self.load.ratio_min_records.unwrap_or(100) {
+                n if n >= 1 => n,
+                _ => return Err(invalid("load.ratio_min_records", "must be at least 1")),
+            },
         };
 
         let logs = LogsConfig {
@@ -514,10 +597,20 @@ impl RawConfig {
             database,
             api,
             window,
+            load,
             logs,
             sheets,
             email,
         })
+    }
+}
+
+/// A share of rejected records: a number from 0 to 1.
+pub fn rejected_ratio(key: &str, value: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(key, "must be a share between 0 and 1 (e.g. 0.05)"))
     }
 }
 
@@ -642,7 +735,29 @@ mod tests {
         assert_eq!(c.logs.dir, PathBuf::from("./logs"));
         assert!(c.sheets.is_none());
         assert!(c.email.smtp.is_none());
-        assert_eq!(c.api.source_timezone, chrono_tz::UTC);
+        assert_eq!(c.api.source_timezone, None);
+        assert_eq!(c.window.settle_lag, chrono::Duration::minutes(15));
+        assert_eq!(c.window.overlap, chrono::Duration::minutes(60));
+        assert_eq!(c.window.max_batch_bytes, 4 << 20);
+        assert_eq!(c.load.max_rejected_ratio, 0.05);
+        assert_eq!(c.load.ratio_min_records, 100);
+    }
+
+    #[test]
+    fn window_and_load_settings_come_from_the_environment_and_are_checked() {
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_WINDOW_SETTLE_LAG_MINUTES".into(), "5".into());
+        e.insert("LMS_ETL_WINDOW_OVERLAP_MINUTES".into(), "90".into());
+        e.insert("LMS_ETL_LOAD_MAX_REJECTED_RATIO".into(), "0.2".into());
+        e.insert("LMS_ETL_API_SOURCE_TIMEZONE".into(), "Europe/Moscow".into());
+        let c = Config::from_sources(None, &e).unwrap();
+        assert_eq!(c.window.settle_lag, chrono::Duration::minutes(5));
+        assert_eq!(c.window.overlap, chrono::Duration::minutes(90));
+        assert_eq!(c.load.max_rejected_ratio, 0.2);
+        assert_eq!(c.api.source_timezone, Some(chrono_tz::Europe::Moscow));
+        e.insert("LMS_ETL_LOAD_MAX_REJECTED_RATIO".into(), "1.5".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert_eq!(err, "config key `load.max_rejected_ratio` (env LMS_ETL_LOAD_MAX_REJECTED_RATIO): must be a share between 0 and 1 (e.g. 0.05)");
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Downloads one chunk of the statistics API with timeouts, retries (exponential backoff
-//! with jitter, `Retry-After` honoured, a run-wide retry budget) and the key redacted.
+//! Talks to the statistics API: one request per chunk, with timeouts, no redirects, and the
+//! retry policy (exponential backoff with jitter, `Retry-After` honoured, a run-wide retry
+//! budget). The body is not read here: the loader streams it into the database.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use reqwest::StatusCode;
@@ -10,29 +11,24 @@ use secrecy::ExposeSecret;
 
 use crate::config::ApiConfig;
 use crate::error_chain;
-use crate::window::Window;
-
-/// A complete, well-formed chunk: a JSON array and how many records it holds.
-#[derive(Debug)]
-pub struct ChunkBody {
-    pub json: String,
-    pub records: usize,
-    pub bytes: usize,
-    pub attempts: u32,
-    pub elapsed: Duration,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error(
-        "the API refused the credentials (HTTP 401) for {url}: check api.client and api.client_key"
+        "the API refused the credentials (HTTP {status}) for {url}: check api.client and api.client_key"
     )]
-    Unauthorized { url: String },
+    Unauthorized { status: u16, url: String },
     #[error("the API rejected the request (HTTP {status}) for {url}: {message}")]
     Rejected {
         status: u16,
         url: String,
         message: String,
+    },
+    #[error("the API answered {url} with a redirect (HTTP {status}) to {location}; lms-etl follows no redirect (the key travels in the query string): set api.url to the final address")]
+    Redirected {
+        status: u16,
+        url: String,
+        location: String,
     },
     #[error("giving up on {url} after {attempts} attempts: {last}")]
     Exhausted {
@@ -52,13 +48,23 @@ pub enum FetchError {
     Client(String),
 }
 
-/// Why one attempt failed, and whether another attempt may help.
-enum Attempt {
+/// Why one attempt at a chunk failed, and whether another attempt may help.
+#[derive(Debug)]
+pub enum Failure {
     Retry {
         reason: String,
         wait_at_least: Option<Duration>,
     },
     Fatal(FetchError),
+}
+
+impl Failure {
+    pub fn retry(reason: impl Into<String>) -> Failure {
+        Failure::Retry {
+            reason: reason.into(),
+            wait_at_least: None,
+        }
+    }
 }
 
 pub struct Fetcher {
@@ -72,6 +78,8 @@ impl Fetcher {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
+            // A redirect would carry the key in its query string to another address.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lms-etl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Client(e.without_url().to_string()))?;
@@ -83,11 +91,11 @@ impl Fetcher {
     }
 
     /// The request URL with `client_key` masked: the only form that may be logged.
-    pub fn display_url(&self, window: &Window) -> String {
-        self.url(window, "***").to_string()
+    pub fn display_url(&self, (start, end): &(String, String)) -> String {
+        self.url(start, end, "***").to_string()
     }
 
-    fn url(&self, window: &Window, key: &str) -> reqwest::Url {
+    fn url(&self, start: &str, end: &str, key: &str) -> reqwest::Url {
         let mut url = self
             .cfg
             .url
@@ -96,52 +104,99 @@ impl Fetcher {
         url.query_pairs_mut()
             .append_pair("client", &self.cfg.client)
             .append_pair("client_key", key)
-            .append_pair("start", &window.api_start())
-            .append_pair("end", &window.api_end());
+            .append_pair("start", start)
+            .append_pair("end", end);
         url
     }
 
-    /// Fetches `window`, retrying transient failures; returns only a complete JSON array.
-    pub async fn fetch(&self, window: &Window) -> Result<ChunkBody, FetchError> {
-        let shown = self.display_url(window);
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let (last, wait_at_least) = match self.attempt(window, &shown).await {
-                Ok(mut body) => {
-                    body.attempts = attempt;
-                    body.elapsed = started.elapsed();
-                    return Ok(body);
-                }
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Retry {
-                    reason,
-                    wait_at_least,
-                }) => (reason, wait_at_least),
-            };
-            if attempt > self.cfg.max_retries {
-                return Err(FetchError::Exhausted {
-                    url: shown,
-                    attempts: attempt,
-                    last,
-                });
-            }
-            if self
-                .retries_left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_err()
-            {
-                return Err(FetchError::BudgetSpent {
-                    url: shown,
-                    budget: self.cfg.retry_budget,
-                    last,
-                });
-            }
-            let wait = self.backoff(attempt).max(wait_at_least.unwrap_or_default());
-            tracing::warn!(url = %shown, attempt, error = %last, wait_ms = wait.as_millis() as u64, "download failed, retrying");
-            tokio::time::sleep(wait).await;
+    /// Masks the key in any text, in its plain and URL-encoded forms.
+    pub fn scrub(&self, text: &str) -> String {
+        scrub(text, self.cfg.client_key.expose_secret())
+    }
+
+    /// One request for the naive window `bounds`; a 200 response whose body is yet to read.
+    pub async fn open(&self, bounds: &(String, String)) -> Result<reqwest::Response, Failure> {
+        let shown = self.display_url(bounds);
+        let url = self.url(&bounds.0, &bounds.1, self.cfg.client_key.expose_secret());
+        // `without_url` everywhere: reqwest errors would otherwise print the key.
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Failure::retry(self.scrub(&error_chain(&e.without_url()))))?;
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after(response.headers()).map(|w| w.min(self.cfg.backoff_max * 10));
+            return Err(Failure::Retry {
+                reason: "HTTP 429 Too Many Requests".into(),
+                wait_at_least: wait,
+            });
         }
+        if status.is_server_error() {
+            return Err(Failure::retry(format!("HTTP {status}")));
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Failure::Fatal(FetchError::Unauthorized {
+                status: status.as_u16(),
+                url: shown,
+            }));
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map_or_else(|| "(no Location)".to_owned(), |l| self.scrub(l));
+            return Err(Failure::Fatal(FetchError::Redirected {
+                status: status.as_u16(),
+                url: shown,
+                location,
+            }));
+        }
+        if !status.is_success() {
+            let message = response.text().await.unwrap_or_default();
+            let message = self.scrub(message.trim());
+            return Err(Failure::Fatal(FetchError::Rejected {
+                status: status.as_u16(),
+                url: shown,
+                message: message.chars().take(300).collect(),
+            }));
+        }
+        Ok(response)
+    }
+
+    /// After failed attempt number `attempt`: waits the backoff and returns, or gives up.
+    pub async fn before_retry(
+        &self,
+        bounds: &(String, String),
+        attempt: u32,
+        reason: String,
+        wait_at_least: Option<Duration>,
+    ) -> Result<(), FetchError> {
+        let shown = self.display_url(bounds);
+        if attempt > self.cfg.max_retries {
+            return Err(FetchError::Exhausted {
+                url: shown,
+                attempts: attempt,
+                last: reason,
+            });
+        }
+        if self
+            .retries_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(FetchError::BudgetSpent {
+                url: shown,
+                budget: self.cfg.retry_budget,
+                last: reason,
+            });
+        }
+        let wait = self.backoff(attempt).max(wait_at_least.unwrap_or_default());
+        tracing::warn!(url = %shown, attempt, error = %reason, wait_ms = wait.as_millis() as u64, "download failed, retrying");
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     /// Full-jitter exponential backoff: uniform in [base/2, base], base doubling per attempt.
@@ -149,75 +204,10 @@ impl Fetcher {
         let base = self
             .cfg
             .backoff_initial
-            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .saturating_mul(1u32 << (attempt.max(1) - 1).min(16))
             .min(self.cfg.backoff_max);
         let half = base / 2;
         half + half.mul_f64(rand::rng().random::<f64>())
-    }
-
-    async fn attempt(&self, window: &Window, shown: &str) -> Result<ChunkBody, Attempt> {
-        let url = self.url(window, self.cfg.client_key.expose_secret());
-        // `without_url` everywhere: reqwest errors would otherwise print the key.
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| Attempt::Retry {
-                reason: error_chain(&e.without_url()),
-                wait_at_least: None,
-            })?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = retry_after(response.headers()).map(|w| w.min(self.cfg.backoff_max * 10));
-            return Err(Attempt::Retry {
-                reason: "HTTP 429 Too Many Requests".into(),
-                wait_at_least: wait,
-            });
-        }
-        if status.is_server_error() {
-            return Err(Attempt::Retry {
-                reason: format!("HTTP {status}"),
-                wait_at_least: None,
-            });
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(Attempt::Fatal(FetchError::Unauthorized {
-                url: shown.to_owned(),
-            }));
-        }
-        if !status.is_success() {
-            let message = response.text().await.unwrap_or_default();
-            let message = redact(message.trim(), self.cfg.client_key.expose_secret());
-            return Err(Attempt::Fatal(FetchError::Rejected {
-                status: status.as_u16(),
-                url: shown.to_owned(),
-                message: message.chars().take(300).collect(),
-            }));
-        }
-        let bytes = response.bytes().await.map_err(|e| Attempt::Retry {
-            reason: format!("body cut off: {}", error_chain(&e.without_url())),
-            wait_at_least: None,
-        })?;
-        // `Vec::from(Bytes)` takes the buffer over without a copy: chunks can be tens of MB.
-        let json = String::from_utf8(Vec::from(bytes)).map_err(|e| Attempt::Retry {
-            reason: format!("body is not UTF-8: {e}"),
-            wait_at_least: None,
-        })?;
-        // A body that is not one complete JSON array (e.g. truncated by a proxy) is a failed request.
-        let records = lms_etl_parse::split_records(&json)
-            .map_err(|e| Attempt::Retry {
-                reason: format!("incomplete or invalid body: {e}"),
-                wait_at_least: None,
-            })?
-            .len();
-        Ok(ChunkBody {
-            bytes: json.len(),
-            json,
-            records,
-            attempts: 0,
-            elapsed: Duration::ZERO,
-        })
     }
 }
 
@@ -237,13 +227,33 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .ok()
 }
 
-/// Masks every occurrence of `secret` (no-op for an empty secret).
-pub fn redact(text: &str, secret: &str) -> String {
+/// Masks every occurrence of `secret`, plain and URL-encoded (no-op for an empty secret).
+pub fn scrub(text: &str, secret: &str) -> String {
     if secret.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(secret, "***")
+        return text.to_owned();
     }
+    let mut out = text.replace(secret, "***");
+    for encoded in [
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+        percent_encoded(secret),
+    ] {
+        if encoded != secret {
+            out = out.replace(&encoded, "***");
+        }
+    }
+    out
+}
+
+/// Every byte outside the unreserved set as %XX, as a path or a strict client writes it.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -263,11 +273,15 @@ mod tests {
     }
 
     #[test]
-    fn redact_masks_the_key() {
+    fn scrub_masks_the_key_plain_and_url_encoded() {
         assert_eq!(
-            redact("GET /x?client_key=abc&y=abc", "abc"),
+            scrub("GET /x?client_key=abc&y=abc", "abc"),
             "GET /x?client_key=***&y=***"
         );
-        assert_eq!(redact("nothing", ""), "nothing");
+        assert_eq!(scrub("nothing", ""), "nothing");
+        let key = "k3y with/+&=é";
+        let form: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        let text = format!("a={form} b={} c={key}", percent_encoded(key));
+        assert_eq!(scrub(&text, key), "a=*** b=*** c=***");
     }
 }

@@ -3,6 +3,7 @@
 //! `main.rs` is the thin edge; everything here is a library so tests can reach it.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo_api;
 pub mod fetch;

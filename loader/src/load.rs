@@ -1,15 +1,17 @@
 //! The loader's side of PostgreSQL: the run lock, the `lms_etl.runs` row, one transaction
-//! per chunk (ingest + bookkeeping + watermark), and the daily aggregation calls.
+//! per chunk (sub-batches through `lms_etl.ingest_chunk`, then bookkeeping, committed only
+//! while the run holds its lock), the watermark and the aggregation calls.
 //! All parsing and validation happens in the extension; this module only moves text.
 
-use chrono::{NaiveDate, NaiveDateTime};
-use tokio_postgres::{Client, NoTls};
+use chrono::{DateTime, NaiveDate, Utc};
+use lms_etl_parse::source_time::{self, chrono_tz::Tz};
+use tokio_postgres::{Client, NoTls, Transaction};
 
-use crate::report::{Counts, DailyStats, RunStatus};
+use crate::report::{Counts, DailyStats, RejectionGroup, RunStatus};
 use crate::window::Window;
 
 /// Advisory-lock key held for the length of a run: "lms_etl" in ASCII.
-const RUN_LOCK_KEY: i64 = 0x006c_6d73_5f65_746c;
+pub const RUN_LOCK_KEY: i64 = 0x006c_6d73_5f65_746c;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -23,6 +25,19 @@ pub enum LoadError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error("run {run_id} no longer holds the run lock (its lock connection was lost, or a later run closed it as abandoned); chunk {chunk} was rolled back")]
+    LockLost { run_id: i64, chunk: String },
+    #[error("lms_etl.setting('{name}') holds {value:?}, which is not a time zone")]
+    BadSetting { name: &'static str, value: String },
+}
+
+impl LoadError {
+    /// The batch was not a JSON array (SQLSTATE 22P02 from `ingest_chunk`): the body was
+    /// malformed in transit or at the source, which another attempt may cure.
+    pub fn is_malformed_body(&self) -> bool {
+        matches!(self, LoadError::Query { source, .. }
+            if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION))
+    }
 }
 
 fn query_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> LoadError {
@@ -30,12 +45,35 @@ fn query_err(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> L
     move |source| LoadError::Query { what, source }
 }
 
-/// What one committed chunk added.
+/// What a chunk (or one sub-batch of it) did, as `ingest_chunk` counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChunkCounts {
+    pub fetched: i64,
     pub inserted: i64,
     pub duplicates: i64,
+    pub conflicts: i64,
+    /// Invalid records newly quarantined.
     pub rejected: i64,
+    /// Every invalid record, newly quarantined or already there: what the ratio judges.
+    pub invalid: i64,
+}
+
+impl ChunkCounts {
+    pub fn add(&mut self, other: &ChunkCounts) {
+        self.fetched += other.fetched;
+        self.inserted += other.inserted;
+        self.duplicates += other.duplicates;
+        self.conflicts += other.conflicts;
+        self.rejected += other.rejected;
+        self.invalid += other.invalid;
+    }
+}
+
+/// The zones a run works in.
+#[derive(Debug, Clone, Copy)]
+pub struct Zones {
+    pub source: Tz,
+    pub report: Tz,
 }
 
 pub struct Database {
@@ -65,18 +103,61 @@ impl Database {
         Ok(db)
     }
 
-    /// Takes the session-level run lock; false when another run holds it.
-    pub async fn try_lock(&self) -> Result<bool, LoadError> {
+    /// Takes the session-level run lock; false when another run holds it. Returns the
+    /// backend pid that holds it, for the chunks' lock check.
+    pub async fn try_lock(&self) -> Result<Option<i32>, LoadError> {
         let row = self
             .client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
+                &[&RUN_LOCK_KEY],
+            )
             .await
             .map_err(query_err("taking the run lock"))?;
-        Ok(row.get(0))
+        Ok(row.get::<_, bool>(0).then(|| row.get(1)))
+    }
+
+    /// Closes the rows of runs whose process died (only called while holding the lock, so
+    /// no such run is alive). A zombie chunk transaction of such a run finishes first: this
+    /// update waits for its row lock, and once it commits, no chunk of that run can commit.
+    pub async fn abandon_dead_runs(&self) -> Result<Vec<i64>, LoadError> {
+        let rows = self
+            .client
+            .query(
+                "UPDATE lms_etl.runs SET status = 'abandoned', finished_at = now(),
+                        error = coalesce(error, 'the process ended without closing its run; closed by a later run')
+                  WHERE status = 'running' RETURNING run_id",
+                &[],
+            )
+            .await
+            .map_err(query_err("closing abandoned runs"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// The report zone from the settings, and the source zone (configured, else settings).
+    pub async fn zones(&self, configured_source: Option<Tz>) -> Result<Zones, LoadError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT lms_etl.setting('report_timezone'), lms_etl.setting('source_timezone')",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading lms_etl.settings"))?;
+        let zone = |name: &'static str, value: String| {
+            source_time::parse_zone(&value).map_err(|_| LoadError::BadSetting { name, value })
+        };
+        Ok(Zones {
+            report: zone("report_timezone", row.get(0))?,
+            source: match configured_source {
+                Some(z) => z,
+                None => zone("source_timezone", row.get(1))?,
+            },
+        })
     }
 
     /// End of the last contiguous committed chunk, if any run ever committed one.
-    pub async fn watermark(&self) -> Result<Option<NaiveDateTime>, LoadError> {
+    pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, LoadError> {
         let row = self
             .client
             .query_opt(
@@ -88,15 +169,17 @@ impl Database {
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// Moves the watermark over this run's chunks that are committed and contiguous with it
-    /// (chunks loaded on parallel connections can commit out of order).
+    /// Moves the watermark over this run's committed chunks that reach it without a gap
+    /// (chunks loaded on parallel connections can commit out of order; an overlap window
+    /// starts before the watermark, so a chunk counts when it covers it).
     pub async fn settle_watermark(&self, run_id: i64) -> Result<(), LoadError> {
         self.client
             .execute(
                 "WITH RECURSIVE chain(end_at) AS (
                      SELECT loaded_until FROM lms_etl.watermark WHERE source = 'statistics_api'
                      UNION
-                     SELECT c.chunk_end FROM lms_etl.run_chunks c JOIN chain ON c.chunk_start = chain.end_at
+                     SELECT c.chunk_end FROM lms_etl.run_chunks c JOIN chain
+                         ON c.chunk_start <= chain.end_at AND c.chunk_end > chain.end_at
                       WHERE c.run_id = $1)
                  UPDATE lms_etl.watermark SET loaded_until = (SELECT max(end_at) FROM chain), updated_at = now()
                   WHERE source = 'statistics_api' AND loaded_until < (SELECT max(end_at) FROM chain)",
@@ -109,7 +192,13 @@ impl Database {
 
     /// Records the start of a run; committed at once so even a crashed run leaves a trace.
     /// The very first run also starts the watermark at its window's start.
-    pub async fn start_run(&self, window: &Window) -> Result<i64, LoadError> {
+    pub async fn start_run(
+        &self,
+        window: &Window,
+        requested_end: Option<DateTime<Utc>>,
+        source_zone: Tz,
+        lock_pid: i32,
+    ) -> Result<i64, LoadError> {
         self.client
             .execute(
                 "INSERT INTO lms_etl.watermark (source, loaded_until) VALUES ('statistics_api', $1)
@@ -121,72 +210,38 @@ impl Database {
         let row = self
             .client
             .query_one(
-                "INSERT INTO lms_etl.runs (window_start, window_end) VALUES ($1, $2) RETURNING run_id",
-                &[&window.start, &window.end],
+                "INSERT INTO lms_etl.runs (window_start, window_end, requested_end, source_timezone, lock_pid)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING run_id",
+                &[&window.start, &window.end, &requested_end, &source_zone.name(), &lock_pid],
             )
             .await
             .map_err(query_err("recording the run"))?;
         Ok(row.get(0))
     }
 
-    /// Loads one chunk atomically: the records (through `lms_etl.ingest_chunk`), the chunk's
-    /// bookkeeping, the run's counters and the watermark commit together or not at all.
-    pub async fn load_chunk(
-        &mut self,
-        run_id: i64,
-        chunk: &Window,
-        json: &str,
-        fetched: i64,
-        fetch_ms: i64,
-    ) -> Result<ChunkCounts, LoadError> {
-        let what = || format!("loading chunk {chunk}");
-        let started = std::time::Instant::now();
-        let tx = self.client.transaction().await.map_err(query_err(what()))?;
-        let row = tx
-            .query_one(
-                "SELECT inserted, duplicates, rejected FROM lms_etl.ingest_chunk($1, $2)",
-                &[&json, &run_id],
+    /// Opens one chunk's transaction.
+    pub async fn begin_chunk(&mut self) -> Result<ChunkTx<'_>, LoadError> {
+        Ok(ChunkTx {
+            tx: self
+                .client
+                .transaction()
+                .await
+                .map_err(query_err("opening a chunk transaction"))?,
+        })
+    }
+
+    /// Aggregates every day marked as changed (this run's, and any a dead run left).
+    pub async fn aggregate_pending(&self) -> Result<Vec<DailyStats>, LoadError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at
+                   FROM lms_etl.aggregate_pending()",
+                &[],
             )
             .await
-            .map_err(query_err(what()))?;
-        let counts = ChunkCounts {
-            inserted: row.get(0),
-            duplicates: row.get(1),
-            rejected: row.get(2),
-        };
-        let load_ms = started.elapsed().as_millis() as i64;
-        tx.execute(
-            "INSERT INTO lms_etl.run_chunks (run_id, chunk_start, chunk_end, fetched, inserted, duplicates, rejected, fetch_ms, load_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[&run_id, &chunk.start, &chunk.end, &fetched, &counts.inserted, &counts.duplicates, &counts.rejected, &fetch_ms, &load_ms],
-        )
-        .await
-        .map_err(query_err(what()))?;
-        tx.execute(
-            "UPDATE lms_etl.runs SET fetched = fetched + $2, inserted = inserted + $3,
-                    duplicates = duplicates + $4, rejected = rejected + $5
-              WHERE run_id = $1",
-            &[
-                &run_id,
-                &fetched,
-                &counts.inserted,
-                &counts.duplicates,
-                &counts.rejected,
-            ],
-        )
-        .await
-        .map_err(query_err(what()))?;
-        // Advance only over contiguous data: a back-fill of an old window, or a chunk that
-        // commits before the one in front of it, must not move it (settle_watermark does later).
-        tx.execute(
-            "UPDATE lms_etl.watermark SET loaded_until = $2, updated_at = now()
-              WHERE source = 'statistics_api' AND loaded_until >= $1 AND loaded_until < $2",
-            &[&chunk.start, &chunk.end],
-        )
-        .await
-        .map_err(query_err(what()))?;
-        tx.commit().await.map_err(query_err(what()))?;
-        Ok(counts)
+            .map_err(query_err("aggregating the changed days"))?;
+        Ok(rows.iter().map(daily_stats).collect())
     }
 
     /// Recomputes `daily_stats` for every day in [from, to] with `lms_etl.refresh_daily_stats`.
@@ -225,7 +280,7 @@ impl Database {
         Ok(rows.iter().map(daily_stats).collect())
     }
 
-    /// Closes the run row with its outcome.
+    /// Closes the run row with its outcome; returns the run's committed counters.
     pub async fn finish_run(
         &self,
         run_id: i64,
@@ -237,7 +292,7 @@ impl Database {
             .client
             .query_one(
                 "UPDATE lms_etl.runs SET status = $2, stage_ms = $3, error = $4, finished_at = now()
-                  WHERE run_id = $1 RETURNING fetched, inserted, duplicates, rejected",
+                  WHERE run_id = $1 RETURNING fetched, inserted, duplicates, conflicts, rejected",
                 &[&run_id, &status.as_str(), stage_ms, &error],
             )
             .await
@@ -246,12 +301,155 @@ impl Database {
             fetched: row.get(0),
             inserted: row.get(1),
             duplicates: row.get(2),
-            rejected: row.get(3),
+            conflicts: row.get(3),
+            rejected: row.get(4),
         })
+    }
+
+    /// This run's quarantine grouped by kind, largest first, with one reason as the example.
+    pub async fn rejection_groups(&self, run_id: i64) -> Result<Vec<RejectionGroup>, LoadError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT coalesce(kind, 'unclassified'), count(*), min(reason)
+                   FROM lms_etl.rejected_attempts WHERE run_id = $1
+                  GROUP BY 1 ORDER BY 2 DESC, 1",
+                &[&run_id],
+            )
+            .await
+            .map_err(query_err("summarising the rejected records"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RejectionGroup {
+                kind: r.get(0),
+                count: r.get(1),
+                example: r.get(2),
+            })
+            .collect())
+    }
+
+    /// `lms_etl.reprocess`: (examined, loaded, still rejected).
+    pub async fn reprocess(&self, run_id: Option<i64>) -> Result<(i64, i64, i64), LoadError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT examined, loaded, still_rejected FROM lms_etl.reprocess($1)",
+                &[&run_id],
+            )
+            .await
+            .map_err(query_err("re-ingesting quarantined records"))?;
+        Ok((row.get(0), row.get(1), row.get(2)))
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+/// One chunk's transaction: its sub-batches, then its bookkeeping, then commit.
+pub struct ChunkTx<'a> {
+    tx: Transaction<'a>,
+}
+
+impl ChunkTx<'_> {
+    /// One sub-batch (a JSON array of whole records) through `lms_etl.ingest_chunk`.
+    pub async fn ingest(
+        &self,
+        json: &str,
+        records: usize,
+        first_index: usize,
+        run_id: i64,
+        zone: Tz,
+    ) -> Result<ChunkCounts, LoadError> {
+        let first_index = i32::try_from(first_index).unwrap_or(i32::MAX);
+        let row = self
+            .tx
+            .query_one(
+                "SELECT inserted, duplicates, conflicts, rejected, invalid
+                   FROM lms_etl.ingest_chunk($1, $2, $3, $4)",
+                &[&json, &run_id, &zone.name(), &first_index],
+            )
+            .await
+            .map_err(query_err(format!(
+                "loading records {first_index}..{}",
+                first_index as usize + records
+            )))?;
+        Ok(ChunkCounts {
+            fetched: records as i64,
+            inserted: row.get(0),
+            duplicates: row.get(1),
+            conflicts: row.get(2),
+            rejected: row.get(3),
+            invalid: row.get(4),
+        })
+    }
+
+    /// Adds the chunk to the run's counters and, when `completed`, records it in
+    /// `run_chunks` and moves the watermark over it; then commits. A chunk judged over the
+    /// rejected ratio commits its rows but not `completed`, so the watermark stays before it.
+    /// Commits only while the run still holds its lock: the counters' update finds the
+    /// run's row `running` with its lock-holding backend still holding the lock, or rolls back.
+    pub async fn commit(
+        self,
+        run_id: i64,
+        chunk: &Window,
+        counts: &ChunkCounts,
+        fetch_ms: i64,
+        load_ms: i64,
+        completed: bool,
+    ) -> Result<(), LoadError> {
+        let what = || format!("committing chunk {chunk}");
+        if completed {
+            self.tx
+                .execute(
+                    "INSERT INTO lms_etl.run_chunks (run_id, chunk_start, chunk_end, fetched, inserted, duplicates,
+                                                     rejected, fetch_ms, load_ms, conflicts)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &[&run_id, &chunk.start, &chunk.end, &counts.fetched, &counts.inserted, &counts.duplicates,
+                      &counts.rejected, &fetch_ms, &load_ms, &counts.conflicts],
+                )
+                .await
+                .map_err(query_err(what()))?;
+            // Advance only over contiguous data: a back-fill of an old window, or a chunk
+            // that commits before the one in front of it, must not move it.
+            self.tx
+                .execute(
+                    "UPDATE lms_etl.watermark SET loaded_until = $2, updated_at = now()
+                      WHERE source = 'statistics_api' AND loaded_until >= $1 AND loaded_until < $2",
+                    &[&chunk.start, &chunk.end],
+                )
+                .await
+                .map_err(query_err(what()))?;
+        }
+        // Last before the commit: it holds the run row's lock until then.
+        let (class_id, object_id) = (RUN_LOCK_KEY >> 32, RUN_LOCK_KEY & 0xffff_ffff);
+        let held = self
+            .tx
+            .execute(
+                "UPDATE lms_etl.runs r SET fetched = fetched + $2, inserted = inserted + $3,
+                        duplicates = duplicates + $4, conflicts = conflicts + $5, rejected = rejected + $6
+                  WHERE r.run_id = $1 AND r.status = 'running'
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                 WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_pid
+                                   AND l.classid = $7::bigint::oid AND l.objid = $8::bigint::oid AND l.objsubid = 1)",
+                &[&run_id, &counts.fetched, &counts.inserted, &counts.duplicates, &counts.conflicts,
+                  &counts.rejected, &class_id, &object_id],
+            )
+            .await
+            .map_err(query_err(what()))?;
+        if held == 0 {
+            let _ = self.tx.rollback().await;
+            return Err(LoadError::LockLost {
+                run_id,
+                chunk: chunk.to_string(),
+            });
+        }
+        self.tx.commit().await.map_err(query_err(what()))
+    }
+
+    pub async fn rollback(self) {
+        // A failed rollback leaves the transaction to die with its connection.
+        let _ = self.tx.rollback().await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Parsers for what the LMS statistics API sends: Python-repr literals (`pyrepr`), the
-//! `passback_params` dict (`passback`), whole chunks of attempt records (`record`) and the
-//! streamed body cut into chunks of bounded size (`stream`).
+//! `passback_params` dict (`passback`), whole chunks of attempt records (`record`), the
+//! streamed body cut into batches of bounded size (`stream`) and the source's naive times as
+//! instants (`source_time`).
 //! Pure Rust, no PostgreSQL: the `lms_etl` extension and the loader both build on it.
 
 /// Re-exported so dependents use the same chrono as `Attempt::created_at`.
@@ -11,6 +12,7 @@ pub mod passback;
 pub mod pyrepr;
 pub mod record;
 pub mod stream;
+pub mod source_time;
 
 pub use passback::{parse_passback_params, PassbackError, PassbackParams};
 pub use record::{parse_chunk, split_records, Attempt, AttemptType, ChunkError, Rejection};

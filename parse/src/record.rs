@@ -39,7 +39,24 @@ pub struct Attempt<'a> {
 pub struct Rejection<'a> {
     pub index: usize,
     pub raw: &'a str,
+    /// A stable class of the problem (`created_at: not a timestamp`), for grouping in reports.
+    pub kind: &'static str,
+    /// The problem in full, naming the field and the value found.
     pub reason: String,
+}
+
+/// Why one record is invalid: its class and the full message.
+#[derive(Debug)]
+struct Problem {
+    kind: &'static str,
+    text: String,
+}
+
+fn problem(kind: &'static str, text: impl Into<String>) -> Problem {
+    Problem {
+        kind,
+        text: text.into(),
+    }
 }
 
 /// The whole chunk is unusable (not a JSON array): nothing in it can be attributed to a record.
@@ -60,10 +77,11 @@ pub fn parse_chunk(json: &str) -> Result<Vec<Result<Attempt<'_>, Rejection<'_>>>
         .into_iter()
         .enumerate()
         .map(|(index, raw)| {
-            parse_record(raw).map_err(|reason| Rejection {
+            parse_record(raw).map_err(|p| Rejection {
                 index,
                 raw: raw.get(),
-                reason,
+                kind: p.kind,
+                reason: p.text,
             })
         })
         .collect())
@@ -86,26 +104,30 @@ struct WireRecord<'a> {
 /// Accepted `created_at` forms; the API writes the first.
 const TIMESTAMP_FORMATS: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"];
 
-fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
+fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, Problem> {
     let wire: WireRecord<'_> = serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            format!("expected a JSON object with the attempt fields: {e}")
-        }
-        _ => format!("malformed JSON: {e}"),
+        serde_json::error::Category::Data => problem(
+            "record: not an attempt object",
+            format!("expected a JSON object with the attempt fields: {e}"),
+        ),
+        _ => problem("record: malformed JSON", format!("malformed JSON: {e}")),
     })?;
 
     let user_id = required_str("lti_user_id", wire.lti_user_id)?;
     if user_id.trim().is_empty() {
-        return Err("field `lti_user_id`: empty".to_owned());
+        return Err(problem("lti_user_id: empty", "field `lti_user_id`: empty"));
     }
 
     let attempt_type = match required_str("attempt_type", wire.attempt_type)?.as_ref() {
         "run" => AttemptType::Run,
         "submit" => AttemptType::Submit,
         other => {
-            return Err(format!(
-                "field `attempt_type`: expected 'run' or 'submit', found {}",
-                shown(other)
+            return Err(problem(
+                "attempt_type: not run or submit",
+                format!(
+                    "field `attempt_type`: expected 'run' or 'submit', found {}",
+                    shown(other)
+                ),
             ))
         }
     };
@@ -115,18 +137,27 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
         Some("1" | "true") => Some(true),
         Some("0" | "false") => Some(false),
         Some(other) => {
-            return Err(format!(
-                "field `is_correct`: expected 0, 1, true, false or null, found {}",
-                shown(other)
+            return Err(problem(
+                "is_correct: not 0/1/true/false/null",
+                format!(
+                    "field `is_correct`: expected 0, 1, true, false or null, found {}",
+                    shown(other)
+                ),
             ))
         }
     };
     match (attempt_type, is_correct) {
         (AttemptType::Run, Some(_)) => {
-            return Err("field `is_correct`: must be null for a run".to_owned())
+            return Err(problem(
+                "is_correct: set for a run",
+                "field `is_correct`: must be null for a run",
+            ))
         }
         (AttemptType::Submit, None) => {
-            return Err("field `is_correct`: missing or null for a submit".to_owned())
+            return Err(problem(
+                "is_correct: missing for a submit",
+                "field `is_correct`: missing or null for a submit",
+            ))
         }
         _ => {}
     }
@@ -140,20 +171,37 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
         })
         .filter(|t| (1..=9999).contains(&t.year()))
         .ok_or_else(|| {
-            format!(
-                "field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found {}",
-                shown(&created_text)
+            problem(
+                "created_at: not a timestamp",
+                format!(
+                    "field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found {}",
+                    shown(&created_text)
+                ),
             )
         })?;
+    // PostgreSQL keeps microseconds: a finer value would be rounded, and two distinct
+    // values could collide on the key. Refuse it rather than change it.
+    if fraction_digits(&created_text) > 6 {
+        return Err(problem(
+            "created_at: finer than microseconds",
+            format!(
+                "field `created_at`: more than 6 fractional digits cannot be stored exactly, found {}",
+                shown(&created_text)
+            ),
+        ));
+    }
 
     // A null or absent passback_params loads as NULL columns: the three columns are optional.
     let passback = match wire.passback_params {
         None => PassbackParams::default(),
         Some(raw) => {
             let text = json_str(raw).ok_or_else(|| {
-                format!(
-                    "field `passback_params`: expected a string, found {}",
-                    shown(raw.get())
+                problem(
+                    "passback_params: not a string",
+                    format!(
+                        "field `passback_params`: expected a string, found {}",
+                        shown(raw.get())
+                    ),
                 )
             })?;
             match text {
@@ -161,13 +209,23 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, String> {
                 // Escaped JSON strings are rare; owning the fields keeps the borrow simple.
                 Cow::Owned(text) => parse_passback_params(&text).map(into_owned),
             }
-            .map_err(|e| format!("field `passback_params`: {e}"))?
+            .map_err(|e| {
+                problem(
+                    "passback_params: not a Python dict",
+                    format!("field `passback_params`: {e}"),
+                )
+            })?
         }
     };
 
     // PostgreSQL text cannot hold NUL; loading it would cut or corrupt the value.
     let nul = |field: &str| {
-        format!("field `{field}`: contains a NUL character, which PostgreSQL text cannot store")
+        problem(
+            "text: NUL character",
+            format!(
+                "field `{field}`: contains a NUL character, which PostgreSQL text cannot store"
+            ),
+        )
     };
     if user_id.contains('\0') {
         return Err(nul("lti_user_id"));
@@ -219,14 +277,31 @@ fn into_owned(p: PassbackParams<'_>) -> PassbackParams<'static> {
     }
 }
 
-fn required_str<'a>(field: &str, raw: Option<&'a RawValue>) -> Result<Cow<'a, str>, String> {
-    let raw = raw.ok_or_else(|| format!("field `{field}`: missing or null"))?;
+fn required_str<'a>(
+    field: &'static str,
+    raw: Option<&'a RawValue>,
+) -> Result<Cow<'a, str>, Problem> {
+    let (missing, not_string) = match field {
+        "lti_user_id" => ("lti_user_id: missing", "lti_user_id: not a string"),
+        "attempt_type" => ("attempt_type: missing", "attempt_type: not a string"),
+        _ => ("created_at: missing", "created_at: not a string"),
+    };
+    let raw = raw.ok_or_else(|| problem(missing, format!("field `{field}`: missing or null")))?;
     json_str(raw).ok_or_else(|| {
-        format!(
-            "field `{field}`: expected a string, found {}",
-            shown(raw.get())
+        problem(
+            not_string,
+            format!(
+                "field `{field}`: expected a string, found {}",
+                shown(raw.get())
+            ),
         )
     })
+}
+
+/// Digits after the decimal point of a timestamp's seconds (0 without a fraction).
+fn fraction_digits(text: &str) -> usize {
+    text.rsplit_once('.')
+        .map_or(0, |(_, frac)| frac.bytes().take_while(u8::is_ascii_digit).count())
 }
 
 /// The string a JSON string literal holds, borrowed when it has no escapes.
@@ -368,6 +443,45 @@ mod tests {
             reason(&GOOD.replace("2026-11-24 10:11:12.123456", "0000-11-24 10:11:12.123456"))
                 .contains("created_at")
         );
+    }
+
+    #[test]
+    fn timestamps_finer_than_microseconds_are_rejected_not_rounded() {
+        let r = GOOD.replace("10:11:12.123456", "10:11:12.1234567");
+        let chunk = format!("[{r}]");
+        let rej = parse_chunk(&chunk).unwrap().remove(0).unwrap_err();
+        assert_eq!(rej.kind, "created_at: finer than microseconds");
+        assert_eq!(
+            rej.reason,
+            "field `created_at`: more than 6 fractional digits cannot be stored exactly, found \"2026-11-24 10:11:12.1234567\""
+        );
+        // Six digits or fewer are exact.
+        for t in ["10:11:12", "10:11:12.5", "10:11:12.123456"] {
+            let r = GOOD.replace("10:11:12.123456", t);
+            assert!(parse_chunk(&format!("[{r}]")).unwrap()[0].is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn every_rejection_has_a_stable_kind() {
+        let kind = |record: &str| {
+            let chunk = format!("[{record}]");
+            parse_chunk(&chunk).unwrap().remove(0).unwrap_err().kind
+        };
+        assert_eq!(kind("42"), "record: not an attempt object");
+        assert_eq!(
+            kind(&GOOD.replace("\"3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52\"", "null")),
+            "lti_user_id: missing"
+        );
+        assert_eq!(
+            kind(&GOOD.replace("2026-11-24 10:11:12.123456", "2026-11-24T10:11:12Z")),
+            "created_at: not a timestamp"
+        );
+        assert_eq!(
+            kind(&GOOD.replace("\"is_correct\": 1", "\"is_correct\": null")),
+            "is_correct: missing for a submit"
+        );
+        assert_eq!(kind(&GOOD.replace("submit", "peek")), "attempt_type: not run or submit");
     }
 
     #[test]

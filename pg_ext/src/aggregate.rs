@@ -1,5 +1,5 @@
-//! The daily aggregation is plain SQL (`sql/aggregate.sql`) so that psql, pg_cron and the
-//! loader call the same thing; this module holds its tests.
+//! The daily aggregation is SQL (`sql/aggregate.sql`, `sql/settings.sql`) so that psql,
+//! pg_cron and the loader call the same thing; this module holds its tests.
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
@@ -8,7 +8,7 @@ mod tests {
 
     fn insert(user: &str, at: &str, kind: &str, correct: Option<bool>) {
         Spi::run_with_args(
-            "INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ($1, $2, $3, $4::timestamp)",
+            "INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ($1, $2, $3, $4::timestamp AT TIME ZONE 'UTC')",
             &[user.into(), kind.into(), correct.into(), at.into()],
         )
         .expect("insert");
@@ -81,6 +81,60 @@ mod tests {
     }
 
     #[pg_test]
+    fn days_are_calendar_days_of_the_report_zone() {
+        known_data();
+        // In Moscow (UTC+3), 2026-11-20 23:59:59.999999 UTC is already the 21st.
+        Spi::run("SELECT lms_etl.set_setting('report_timezone', 'Europe/Moscow')").unwrap();
+        assert_eq!(
+            day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.aggregate_daily('2026-11-20')"),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            day_row("SELECT attempts, successful_attempts, unique_users FROM lms_etl.aggregate_daily('2026-11-21')"),
+            (1, 0, 1)
+        );
+    }
+
+    #[pg_test]
+    fn a_new_report_zone_marks_every_day_for_re_aggregation() {
+        known_data();
+        Spi::run("SELECT lms_etl.refresh_daily_stats('2026-11-20', '2026-11-22')").unwrap();
+        Spi::run("DELETE FROM lms_etl.pending_days").unwrap();
+        Spi::run("SELECT lms_etl.set_setting('report_timezone', 'America/New_York')").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT string_agg(day::text, ',' ORDER BY day) FROM lms_etl.pending_days"),
+            Ok(Some("2026-11-19,2026-11-20,2026-11-21,2026-11-22".into()))
+        );
+        let total = Spi::get_one::<i64>(
+            "SELECT sum(attempts)::bigint FROM lms_etl.aggregate_pending()",
+        );
+        assert_eq!(total, Ok(Some(5)));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM lms_etl.pending_days"),
+            Ok(Some(0))
+        );
+        // Setting the same zone again changes nothing.
+        Spi::run("SELECT lms_etl.set_setting('report_timezone', 'America/New_York')").unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM lms_etl.pending_days"),
+            Ok(Some(0))
+        );
+    }
+
+    #[pg_test(error = "invalid value for lms_etl setting report_timezone: unknown time zone \"Mars/Olympus\"")]
+    fn an_unknown_zone_is_refused() {
+        Spi::run("SELECT lms_etl.set_setting('report_timezone', 'Mars/Olympus')").unwrap();
+    }
+
+    #[pg_test]
+    fn settings_default_to_utc() {
+        assert_eq!(
+            Spi::get_one::<String>("SELECT lms_etl.setting('report_timezone') || ' ' || lms_etl.setting('source_timezone')"),
+            Ok(Some("UTC UTC".into()))
+        );
+    }
+
+    #[pg_test]
     fn attempt_type_and_run_correctness_are_enforced() {
         let bad_type = PgTryBuilder::new(|| {
             insert("u1", "2026-11-20 00:00:00", "peek", None);
@@ -105,7 +159,7 @@ mod tests {
         };
         side("CREATE EXTENSION IF NOT EXISTS pg_cron");
         side("DELETE FROM lms_etl.daily_stats WHERE day = '2026-01-01'");
-        side("INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ('cron-u', 'submit', true, '2026-01-01 10:00') ON CONFLICT DO NOTHING");
+        side("INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at) VALUES ('cron-u', 'submit', true, '2026-01-01 10:00+00') ON CONFLICT DO NOTHING");
         // Same call as sql/pg_cron.sql, every minute, on the fixed day planted above.
         let schedule = "SELECT cron.schedule('lms_etl_test', '* * * * *', $$SELECT count(*) FROM lms_etl.refresh_daily_stats('2026-01-01', '2026-01-01')$$)::text";
         Spi::run_with_args(

@@ -1,139 +1,499 @@
-//! `lms_etl.ingest_chunk`: one chunk of raw API records in, attempts and quarantined
-//! records out, in two set-based statements (no per-row round trips).
+//! `lms_etl.ingest_chunk` and `lms_etl.reprocess`: raw API records in, attempts and
+//! quarantined records out, in a few set-based statements (no per-row round trips).
+//!
+//! Every record meets one fate: inserted, a duplicate (the same record is already loaded or
+//! already quarantined), a conflict (its key matches a loaded row, its content does not:
+//! quarantined, the loaded row kept), or invalid (quarantined with the reason).
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
-use lms_etl_parse::chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use lms_etl_parse::{parse_chunk, Attempt, Rejection};
-use pgrx::datum::Timestamp;
+use lms_etl_parse::chrono::{DateTime, NaiveDate, Utc};
+use lms_etl_parse::source_time::{self, chrono_tz::Tz};
+use lms_etl_parse::{parse_chunk, Attempt, AttemptType};
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-/// `sql/ingest.sql`: plain INSERT first, ON CONFLICT DO NOTHING only when the chunk re-loads rows.
-const INSERT_ATTEMPTS: &str = "SELECT lms_etl.insert_attempts($1, $2, $3, $4, $5, $6, $7, $8)";
+/// `sql/ingest.sql`: plain INSERT first, ON CONFLICT DO NOTHING only when the chunk meets
+/// loaded rows; returns the count inserted and the positions (1-based) of conflicts.
+const INSERT_ATTEMPTS: &str = "SELECT inserted, conflict_positions, conflict_fields
+    FROM lms_etl.insert_attempts($1, $2, $3, $4, $5, $6, $7, $8)";
 
-const INSERT_REJECTED: &str = "
-    INSERT INTO lms_etl.rejected_attempts (run_id, record_index, raw_record, reason)
-    SELECT $1, i, raw, why FROM unnest($2::int[], $3::text[], $4::text[]) AS r(i, raw, why)";
+/// Stores each record once, however often it is fetched: the count returned is the new ones.
+const QUARANTINE: &str = "
+    WITH stored AS (
+        INSERT INTO lms_etl.rejected_attempts (run_id, record_index, raw_record, reason, kind)
+        SELECT $1, i, raw, why, kind FROM unnest($2::int[], $3::text[], $4::text[], $5::text[]) AS r(i, raw, why, kind)
+        ON CONFLICT ((md5(raw_record)::uuid)) DO NOTHING
+        RETURNING kind)
+    SELECT count(*) FILTER (WHERE kind = $6), count(*) FILTER (WHERE kind <> $6) FROM stored";
 
-/// Loads one chunk (a JSON array of API records): valid records go to `lms_etl.attempts`
-/// (an exact re-load is skipped and counted as a duplicate), invalid ones to
-/// `lms_etl.rejected_attempts` with the reason. One bad record never fails the chunk;
-/// a chunk that is not a JSON array raises SQLSTATE 22P02.
+const ZONE_OF_RUN: &str = "SELECT coalesce($1, (SELECT r.source_timezone FROM lms_etl.runs r WHERE r.run_id = $2),
+                                 lms_etl.setting('source_timezone'))";
+
+/// The `kind` of every conflict in `rejected_attempts`.
+const CONFLICT_KIND: &str = "conflict: same key, different content";
+
+/// Loads one chunk (a JSON array of API records): valid records go to `lms_etl.attempts`,
+/// invalid ones and conflicts to `lms_etl.rejected_attempts` with the reason. One bad
+/// record never fails the chunk; a chunk that is not a JSON array raises SQLSTATE 22P02.
+/// `created_at` is read in `source_timezone` (default: the run's zone, else the settings').
+/// `first_index` numbers the records in reasons when the chunk is one part of a larger answer.
 #[pg_extern(volatile, parallel_unsafe)]
 fn ingest_chunk(
     records: &str,
     run_id: default!(Option<i64>, "NULL"),
+    source_timezone: default!(Option<&str>, "NULL"),
+    first_index: default!(i32, 0),
 ) -> TableIterator<
     'static,
     (
         name!(inserted, i64),
         name!(duplicates, i64),
+        name!(conflicts, i64),
         name!(rejected, i64),
+        name!(invalid, i64),
     ),
 > {
-    let parsed = parse_chunk(records).unwrap_or_else(|e| {
+    let zone = source_zone(source_timezone, run_id);
+    let batch = Batch::parse(records, zone, i64::from(first_index.max(0)));
+    let loaded = batch.load(run_id);
+    let stored = quarantine(&batch.quarantine_rows(&loaded), run_id);
+    // Everything neither inserted nor newly quarantined was seen before: a duplicate.
+    let duplicates = batch.records as i64 - loaded.inserted - stored.conflicts - stored.invalid;
+    TableIterator::once((
+        loaded.inserted,
+        duplicates,
+        stored.conflicts,
+        stored.invalid,
+        batch.invalid_count(),
+    ))
+}
+
+/// Re-ingests quarantined records (all, or one run's) under the current rules: records now
+/// valid move into `lms_etl.attempts` (or are dropped from the quarantine as duplicates of a
+/// loaded row), the rest stay with their reason brought up to date. The days of the moved
+/// records are marked for aggregation (`lms_etl.aggregate_pending()`).
+#[pg_extern(volatile, parallel_unsafe)]
+fn reprocess(
+    run_id: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(examined, i64),
+        name!(loaded, i64),
+        name!(still_rejected, i64),
+    ),
+> {
+    const PAGE: i64 = 5_000;
+    let (mut examined, mut loaded, mut kept) = (0_i64, 0_i64, 0_i64);
+    let mut after = 0_i64;
+    loop {
+        let page = quarantined_page(run_id, after, PAGE);
+        let Some(last) = page.last() else { break };
+        after = last.rejected_id;
+        let mut by_zone: HashMap<String, Vec<&Quarantined>> = HashMap::new();
+        for row in &page {
+            by_zone.entry(row.zone.clone()).or_default().push(row);
+        }
+        for (zone, rows) in by_zone {
+            let json = format!(
+                "[{}]",
+                rows.iter()
+                    .map(|r| r.raw.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let batch = Batch::parse(&json, parse_zone(&zone), 0);
+            // Loaded by reprocess, not by a run: run_id stays NULL, loaded_at tells when.
+            let fates = batch.fates(&batch.load(None));
+            let mut gone = Vec::new();
+            let mut still = (Vec::new(), Vec::new(), Vec::new());
+            for (row, fate) in rows.iter().zip(fates) {
+                match fate {
+                    Fate::Loaded => gone.push(row.rejected_id),
+                    Fate::Quarantined { kind, reason } => {
+                        still.0.push(row.rejected_id);
+                        still.1.push(format!("record {}: {reason}", row.record_index));
+                        still.2.push(kind);
+                    }
+                }
+            }
+            examined += rows.len() as i64;
+            loaded += gone.len() as i64;
+            kept += still.0.len() as i64;
+            Spi::run_with_args(
+                "DELETE FROM lms_etl.rejected_attempts WHERE rejected_id = ANY($1)",
+                &[gone.into()],
+            )
+            .unwrap_or_else(|e| error!("reprocess: removing loaded records: {e}"));
+            Spi::run_with_args(
+                "UPDATE lms_etl.rejected_attempts q SET reason = r.why, kind = r.kind
+                   FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, why, kind)
+                  WHERE q.rejected_id = r.id",
+                &[still.0.into(), still.1.into(), still.2.into()],
+            )
+            .unwrap_or_else(|e| error!("reprocess: updating reasons: {e}"));
+        }
+        pgrx::check_for_interrupts!();
+    }
+    TableIterator::once((examined, loaded, kept))
+}
+
+struct Quarantined {
+    rejected_id: i64,
+    record_index: i32,
+    raw: String,
+    zone: String,
+}
+
+fn quarantined_page(run_id: Option<i64>, after: i64, limit: i64) -> Vec<Quarantined> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT q.rejected_id, q.record_index, q.raw_record,
+                    coalesce(r.source_timezone, lms_etl.setting('source_timezone'))
+               FROM lms_etl.rejected_attempts q LEFT JOIN lms_etl.runs r ON r.run_id = q.run_id
+              WHERE ($1::bigint IS NULL OR q.run_id = $1) AND q.rejected_id > $2
+              ORDER BY q.rejected_id LIMIT $3",
+            None,
+            &[run_id.into(), after.into(), limit.into()],
+        )?;
+        rows.map(|row| {
+            Ok(Quarantined {
+                rejected_id: row.get::<i64>(1)?.unwrap_or_default(),
+                record_index: row.get::<i32>(2)?.unwrap_or_default(),
+                raw: row.get::<String>(3)?.unwrap_or_default(),
+                zone: row.get::<String>(4)?.unwrap_or_else(|| "UTC".into()),
+            })
+        })
+        .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .unwrap_or_else(|e| error!("reprocess: reading the quarantine: {e}"))
+}
+
+/// The zone `created_at` is read in: the argument, else the run's, else the settings'.
+fn source_zone(given: Option<&str>, run_id: Option<i64>) -> Tz {
+    let name = Spi::get_one_with_args::<String>(ZONE_OF_RUN, &[given.into(), run_id.into()])
+        .unwrap_or_else(|e| error!("reading the source time zone: {e}"))
+        .unwrap_or_else(|| "UTC".into());
+    parse_zone(&name)
+}
+
+fn parse_zone(name: &str) -> Tz {
+    source_time::parse_zone(name).unwrap_or_else(|e| {
         ereport!(
             ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            e.to_string()
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("source_timezone: {e}")
         );
-    });
-    let (good, bad): (Vec<_>, Vec<_>) = parsed.into_iter().partition(Result::is_ok);
-    let bad: Vec<Rejection<'_>> = bad.into_iter().filter_map(Result::err).collect();
-    let mut good: Vec<Attempt<'_>> = good.into_iter().filter_map(Result::ok).collect();
-    let valid = good.len() as i64;
-    drop_repeats(&mut good);
+    })
+}
 
-    let inserted = if good.is_empty() {
-        0
-    } else {
-        insert_attempts(&good, run_id)
-    };
-    if !bad.is_empty() {
-        insert_rejected(&bad, run_id);
+/// A valid record's natural key: (created_at µs since 2000, user, type, sourcedid).
+type Key<'a> = (i64, &'a str, AttemptType, Option<&'a str>);
+
+/// A parsed chunk: valid attempts (first of each key), and what goes to the quarantine.
+struct Batch<'a> {
+    records: usize,
+    /// Position of the first record in the whole answer, for `record N` and `record_index`.
+    first_index: i64,
+    attempts: Vec<Staged<'a>>,
+    /// Invalid records and in-chunk conflicts: (index, raw, kind, reason).
+    rejected: Vec<Rejected<'a>>,
+    invalid: usize,
+}
+
+struct Staged<'a> {
+    index: usize,
+    raw: &'a str,
+    attempt: Attempt<'a>,
+    created_at: i64,
+}
+
+struct Rejected<'a> {
+    index: usize,
+    raw: &'a str,
+    kind: &'static str,
+    reason: String,
+}
+
+/// What the insert reported: rows inserted, and the staged positions that conflict.
+struct Loaded {
+    inserted: i64,
+    conflicts: Vec<(usize, String)>,
+}
+
+enum Fate {
+    /// In `attempts` now: inserted, or the same record was there.
+    Loaded,
+    Quarantined { kind: String, reason: String },
+}
+
+impl<'a> Batch<'a> {
+    fn parse(json: &'a str, zone: Tz, first_index: i64) -> Batch<'a> {
+        let parsed = parse_chunk(json).unwrap_or_else(|e| {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+                e.to_string()
+            );
+        });
+        let raws = lms_etl_parse::split_records(json).unwrap_or_default();
+        let records = parsed.len();
+        let mut rejected = Vec::new();
+        let mut staged = Vec::with_capacity(records);
+        for (index, result) in parsed.into_iter().enumerate() {
+            match result {
+                Err(r) => rejected.push(Rejected {
+                    index: r.index,
+                    raw: r.raw,
+                    kind: r.kind,
+                    reason: format!("record {}: {}", first_index + r.index as i64, r.reason),
+                }),
+                Ok(attempt) => staged.push(Staged {
+                    index,
+                    raw: raws.get(index).map_or("", |r| r.get()),
+                    created_at: pg_micros(source_time::to_instant(zone, attempt.created_at)),
+                    attempt,
+                }),
+            }
+        }
+        let invalid = rejected.len();
+
+        // Keep the first record of each key: an exact repeat is a duplicate (nothing to
+        // store), a repeat with other content a conflict. Removing repeats here also lets
+        // the insert take its fast path.
+        let mut keep = vec![true; staged.len()];
+        let mut first_of_key: HashMap<Key<'_>, usize> = HashMap::with_capacity(staged.len());
+        for (i, s) in staged.iter().enumerate() {
+            let key = (
+                s.created_at,
+                s.attempt.user_id.as_ref(),
+                s.attempt.attempt_type,
+                s.attempt.passback.lis_result_sourcedid.as_deref(),
+            );
+            match first_of_key.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+                Entry::Occupied(o) => {
+                    keep[i] = false;
+                    let first = &staged[*o.get()];
+                    let fields = differing_fields(&first.attempt, &s.attempt);
+                    if !fields.is_empty() {
+                        rejected.push(Rejected {
+                            index: s.index,
+                            raw: s.raw,
+                            kind: CONFLICT_KIND,
+                            reason: format!(
+                                "record {}: conflict: record {} of the same answer has the same key (created_at, lti_user_id, attempt_type, lis_result_sourcedid) with a different {fields}; the first is kept",
+                                first_index + s.index as i64,
+                                first_index + first.index as i64
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        drop(first_of_key);
+        let mut keep = keep.into_iter();
+        staged.retain(|_| keep.next().unwrap_or(true));
+        Batch {
+            records,
+            first_index,
+            attempts: staged,
+            rejected,
+            invalid,
+        }
     }
-    TableIterator::once((inserted, valid - inserted, bad.len() as i64))
+
+    fn invalid_count(&self) -> i64 {
+        self.invalid as i64
+    }
+
+    /// A record's position in the whole answer, as stored in `record_index`.
+    fn number(&self, index: usize) -> i32 {
+        i32::try_from(self.first_index + index as i64).unwrap_or(i32::MAX)
+    }
+
+    /// Inserts the staged attempts; conflicts with loaded rows come back by position.
+    fn load(&self, run_id: Option<i64>) -> Loaded {
+        if self.attempts.is_empty() {
+            return Loaded {
+                inserted: 0,
+                conflicts: Vec::new(),
+            };
+        }
+        let a = &self.attempts;
+        let user_id: Vec<&str> = a.iter().map(|s| s.attempt.user_id.as_ref()).collect();
+        let consumer_key: Vec<Option<&str>> = a
+            .iter()
+            .map(|s| s.attempt.passback.oauth_consumer_key.as_deref())
+            .collect();
+        let sourcedid: Vec<Option<&str>> = a
+            .iter()
+            .map(|s| s.attempt.passback.lis_result_sourcedid.as_deref())
+            .collect();
+        let outcome_url: Vec<Option<&str>> = a
+            .iter()
+            .map(|s| s.attempt.passback.lis_outcome_service_url.as_deref())
+            .collect();
+        let attempt_type: Vec<&str> = a.iter().map(|s| s.attempt.attempt_type.as_str()).collect();
+        let is_correct: Vec<Option<bool>> = a.iter().map(|s| s.attempt.is_correct).collect();
+        let created_at: Vec<TimestampWithTimeZone> = a
+            .iter()
+            .map(|s| {
+                TimestampWithTimeZone::try_from(s.created_at)
+                    .unwrap_or_else(|e| error!("created_at out of range: {e:?}"))
+            })
+            .collect();
+        let (inserted, positions, fields) = Spi::get_three_with_args::<i64, Vec<i32>, Vec<String>>(
+            INSERT_ATTEMPTS,
+            &[
+                user_id.into(),
+                consumer_key.into(),
+                sourcedid.into(),
+                outcome_url.into(),
+                is_correct.into(),
+                attempt_type.into(),
+                created_at.into(),
+                run_id.into(),
+            ],
+        )
+        .unwrap_or_else(|e| error!("inserting attempts: {e}"));
+        let conflicts = positions
+            .unwrap_or_default()
+            .into_iter()
+            .zip(fields.unwrap_or_default())
+            .filter_map(|(pos, f)| usize::try_from(pos - 1).ok().map(|p| (p, f)))
+            .collect();
+        Loaded {
+            inserted: inserted.unwrap_or(0),
+            conflicts,
+        }
+    }
+
+    /// Rows for the quarantine: invalid records, in-chunk conflicts and conflicts with loaded rows.
+    fn quarantine_rows(&self, loaded: &Loaded) -> Vec<(i32, &'a str, String, &'static str)> {
+        let mut rows: Vec<(i32, &'a str, String, &'static str)> = self
+            .rejected
+            .iter()
+            .map(|r| (self.number(r.index), r.raw, r.reason.clone(), r.kind))
+            .collect();
+        for (pos, fields) in &loaded.conflicts {
+            let Some(staged) = self.attempts.get(*pos) else {
+                continue;
+            };
+            rows.push((
+                self.number(staged.index),
+                staged.raw,
+                conflict_with_loaded(i64::from(self.number(staged.index)), fields),
+                CONFLICT_KIND,
+            ));
+        }
+        rows
+    }
+
+    /// One fate per record, in record order (for `reprocess`).
+    fn fates(&self, loaded: &Loaded) -> Vec<Fate> {
+        let mut fates: Vec<Option<Fate>> = (0..self.records).map(|_| None).collect();
+        for r in &self.rejected {
+            fates[r.index] = Some(Fate::Quarantined {
+                kind: r.kind.to_owned(),
+                reason: strip_record_prefix(&r.reason),
+            });
+        }
+        for (pos, fields) in &loaded.conflicts {
+            if let Some(staged) = self.attempts.get(*pos) {
+                fates[staged.index] = Some(Fate::Quarantined {
+                    kind: CONFLICT_KIND.to_owned(),
+                    reason: strip_record_prefix(&conflict_with_loaded(0, fields)),
+                });
+            }
+        }
+        fates
+            .into_iter()
+            .map(|f| f.unwrap_or(Fate::Loaded))
+            .collect()
+    }
 }
 
-/// Keeps the first of records sharing a natural key: a record repeated inside one chunk is a
-/// duplicate like a re-load, and removing it lets the insert take its fast path (no ON CONFLICT).
-fn drop_repeats(attempts: &mut Vec<Attempt<'_>>) {
-    let mut seen = HashSet::with_capacity(attempts.len());
-    let keep: Vec<bool> = attempts
-        .iter()
-        .map(|a| seen.insert((a.created_at, a.user_id.as_ref(), a.attempt_type)))
-        .collect();
-    drop(seen);
-    let mut keep = keep.into_iter();
-    attempts.retain(|_| keep.next().unwrap_or(true));
+fn conflict_with_loaded(index: i64, fields: &str) -> String {
+    format!(
+        "record {index}: conflict: an attempt with the same key (created_at, lti_user_id, attempt_type, lis_result_sourcedid) is already loaded with a different {fields}; the loaded row is kept"
+    )
 }
 
-/// PostgreSQL's timestamp: microseconds since 2000-01-01 00:00. The parser limits years to
-/// 1..=9999, well inside PostgreSQL's range, so the conversion cannot fail.
-fn pg_timestamp(t: NaiveDateTime) -> Timestamp {
-    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)
-        .expect("a valid date")
-        .and_time(NaiveTime::MIN);
-    let micros = (t - epoch)
-        .num_microseconds()
-        .expect("years 1..=9999 fit in i64 microseconds");
-    Timestamp::try_from(micros).expect("years 1..=9999 are valid PostgreSQL timestamps")
+/// `record N: why` → `why`, for reasons re-numbered by their original position.
+fn strip_record_prefix(reason: &str) -> String {
+    reason
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("record "))
+        .map_or(reason, |(_, rest)| rest)
+        .to_owned()
 }
 
-fn insert_attempts(attempts: &[Attempt<'_>], run_id: Option<i64>) -> i64 {
-    let user_id: Vec<&str> = attempts.iter().map(|a| a.user_id.as_ref()).collect();
-    let consumer_key: Vec<Option<&str>> = attempts
-        .iter()
-        .map(|a| a.passback.oauth_consumer_key.as_deref())
-        .collect();
-    let sourcedid: Vec<Option<&str>> = attempts
-        .iter()
-        .map(|a| a.passback.lis_result_sourcedid.as_deref())
-        .collect();
-    let outcome_url: Vec<Option<&str>> = attempts
-        .iter()
-        .map(|a| a.passback.lis_outcome_service_url.as_deref())
-        .collect();
-    let attempt_type: Vec<&str> = attempts.iter().map(|a| a.attempt_type.as_str()).collect();
-    let is_correct: Vec<Option<bool>> = attempts.iter().map(|a| a.is_correct).collect();
-    let created_at: Vec<Timestamp> = attempts
-        .iter()
-        .map(|a| pg_timestamp(a.created_at))
-        .collect();
+/// The content fields that differ between two records of the same key, named as in SQL.
+fn differing_fields(a: &Attempt<'_>, b: &Attempt<'_>) -> String {
+    let mut fields = Vec::new();
+    if a.is_correct != b.is_correct {
+        fields.push("is_correct");
+    }
+    if a.passback.oauth_consumer_key != b.passback.oauth_consumer_key {
+        fields.push("oauth_consumer_key");
+    }
+    if a.passback.lis_outcome_service_url != b.passback.lis_outcome_service_url {
+        fields.push("lis_outcome_service_url");
+    }
+    fields.join(", ")
+}
 
-    Spi::get_one_with_args::<i64>(
-        INSERT_ATTEMPTS,
+struct Stored {
+    conflicts: i64,
+    invalid: i64,
+}
+
+fn quarantine(rows: &[(i32, &str, String, &'static str)], run_id: Option<i64>) -> Stored {
+    if rows.is_empty() {
+        return Stored {
+            conflicts: 0,
+            invalid: 0,
+        };
+    }
+    let index: Vec<i32> = rows.iter().map(|r| r.0).collect();
+    let raw: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let reason: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let kind: Vec<&str> = rows.iter().map(|r| r.3).collect();
+    let (conflicts, invalid) = Spi::get_two_with_args::<i64, i64>(
+        QUARANTINE,
         &[
-            user_id.into(),
-            consumer_key.into(),
-            sourcedid.into(),
-            outcome_url.into(),
-            is_correct.into(),
-            attempt_type.into(),
-            created_at.into(),
             run_id.into(),
+            index.into(),
+            raw.into(),
+            reason.into(),
+            kind.into(),
+            CONFLICT_KIND.into(),
         ],
     )
-    .unwrap_or_else(|e| error!("inserting attempts: {e}"))
-    .unwrap_or(0)
+    .unwrap_or_else(|e| error!("quarantining records: {e}"));
+    Stored {
+        conflicts: conflicts.unwrap_or(0),
+        invalid: invalid.unwrap_or(0),
+    }
 }
 
-fn insert_rejected(rejections: &[Rejection<'_>], run_id: Option<i64>) {
-    let index: Vec<i32> = rejections
-        .iter()
-        .map(|r| i32::try_from(r.index).unwrap_or(i32::MAX))
-        .collect();
-    let raw: Vec<&str> = rejections.iter().map(|r| r.raw).collect();
-    let reason: Vec<String> = rejections
-        .iter()
-        .map(|r| format!("record {}: {}", r.index, r.reason))
-        .collect();
-    Spi::run_with_args(
-        INSERT_REJECTED,
-        &[run_id.into(), index.into(), raw.into(), reason.into()],
-    )
-    .unwrap_or_else(|e| error!("inserting rejected records: {e}"));
+/// PostgreSQL's timestamptz: microseconds since 2000-01-01 00:00 UTC. The parser limits
+/// years to 1..=9999, well inside PostgreSQL's range.
+fn pg_micros(t: DateTime<Utc>) -> i64 {
+    let epoch = NaiveDate::from_ymd_opt(2000, 1, 1)
+        .expect("a valid date")
+        .and_hms_opt(0, 0, 0)
+        .expect("a valid time")
+        .and_utc();
+    (t - epoch)
+        .num_microseconds()
+        .expect("years 1..=9999 fit in i64 microseconds")
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -141,25 +501,53 @@ fn insert_rejected(rejections: &[Rejection<'_>], run_id: Option<i64>) {
 mod tests {
     use pgrx::prelude::*;
 
-    fn record(user: &str, created_at: &str, kind: &str, is_correct: &str) -> String {
+    fn record_for(
+        user: &str,
+        created_at: &str,
+        kind: &str,
+        is_correct: &str,
+        problem: &str,
+    ) -> String {
         format!(
-            r#"{{"lti_user_id": "{user}", "passback_params": "{{'oauth_consumer_key': '', 'lis_result_sourcedid': 'course-v1:Org+C+R:lms-b:{user}', 'lis_outcome_service_url': 'https://lms/x'}}", "is_correct": {is_correct}, "attempt_type": "{kind}", "created_at": "{created_at}"}}"#
+            r#"{{"lti_user_id": "{user}", "passback_params": "{{'oauth_consumer_key': '', 'lis_result_sourcedid': 'course-v1:Org+C+R:lms-{problem}:{user}', 'lis_outcome_service_url': 'https://lms/x'}}", "is_correct": {is_correct}, "attempt_type": "{kind}", "created_at": "{created_at}"}}"#
         )
     }
 
-    fn ingest(chunk: &str) -> (i64, i64, i64) {
-        let (i, d, r) = Spi::get_three_with_args::<i64, i64, i64>(
-            "SELECT inserted, duplicates, rejected FROM lms_etl.ingest_chunk($1)",
-            &[chunk.into()],
-        )
-        .expect("ingest runs");
-        (i.unwrap(), d.unwrap(), r.unwrap())
+    fn record(user: &str, created_at: &str, kind: &str, is_correct: &str) -> String {
+        record_for(user, created_at, kind, is_correct, "b")
+    }
+
+    /// (inserted, duplicates, conflicts, rejected, invalid)
+    fn ingest(chunk: &str) -> (i64, i64, i64, i64, i64) {
+        Spi::connect(|c| {
+            let row = c
+                .select(
+                    "SELECT inserted, duplicates, conflicts, rejected, invalid FROM lms_etl.ingest_chunk($1)",
+                    None,
+                    &[chunk.into()],
+                )?
+                .first();
+            Ok::<_, pgrx::spi::Error>((
+                row.get::<i64>(1)?.unwrap(),
+                row.get::<i64>(2)?.unwrap(),
+                row.get::<i64>(3)?.unwrap(),
+                row.get::<i64>(4)?.unwrap(),
+                row.get::<i64>(5)?.unwrap(),
+            ))
+        })
+        .expect("ingest runs")
     }
 
     fn count(sql: &str) -> i64 {
         Spi::get_one::<i64>(sql)
             .expect("query runs")
             .expect("not null")
+    }
+
+    fn text(sql: &str) -> String {
+        Spi::get_one::<String>(sql)
+            .expect("query runs")
+            .unwrap_or_default()
     }
 
     #[pg_test]
@@ -170,15 +558,15 @@ mod tests {
             record("u1", "2026-11-24 10:00:05.5", "submit", "1"),
             record("u2", "2026-11-24 11:00:00", "submit", "false"),
         );
-        assert_eq!(ingest(&chunk), (3, 0, 0));
-        assert_eq!(ingest(&chunk), (0, 3, 0));
+        assert_eq!(ingest(&chunk), (3, 0, 0, 0, 0));
+        assert_eq!(ingest(&chunk), (0, 3, 0, 0, 0));
         // Only this test's users: the pg_cron test commits rows of its own on the side.
         assert_eq!(
             count("SELECT count(*) FROM lms_etl.attempts WHERE user_id IN ('u1', 'u2')"),
             3
         );
         let (kind, correct) = Spi::get_two::<String, bool>(
-            "SELECT attempt_type, is_correct FROM lms_etl.attempts WHERE created_at = '2026-11-24 10:00:05.5'",
+            "SELECT attempt_type, is_correct FROM lms_etl.attempts WHERE created_at = '2026-11-24 10:00:05.5+00'",
         )
         .unwrap();
         assert_eq!((kind.as_deref(), correct), (Some("submit"), Some(true)));
@@ -192,10 +580,10 @@ mod tests {
     fn a_chunk_mixing_new_and_loaded_records_inserts_only_the_new() {
         let old = record("u1", "2026-11-24 10:00:00", "run", "null");
         let new = record("u2", "2026-11-24 10:00:00", "submit", "0");
-        assert_eq!(ingest(&format!("[{old}]")), (1, 0, 0));
+        assert_eq!(ingest(&format!("[{old}]")), (1, 0, 0, 0, 0));
         // The plain insert hits the existing row, rolls back its subtransaction and the
         // ON CONFLICT path loads the rest.
-        assert_eq!(ingest(&format!("[{new}, {old}, {new}]")), (1, 2, 0));
+        assert_eq!(ingest(&format!("[{new}, {old}, {new}]")), (1, 2, 0, 0, 0));
         assert_eq!(
             count("SELECT count(*) FROM lms_etl.attempts WHERE user_id IN ('u1', 'u2')"),
             2
@@ -205,11 +593,55 @@ mod tests {
     #[pg_test]
     fn duplicates_inside_one_chunk_load_once() {
         let r = record("u1", "2026-11-24 10:00:00", "run", "null");
-        assert_eq!(ingest(&format!("[{r}, {r}]")), (1, 1, 0));
+        assert_eq!(ingest(&format!("[{r}, {r}]")), (1, 1, 0, 0, 0));
     }
 
     #[pg_test]
-    fn bad_records_are_quarantined_with_reason_and_index() {
+    fn two_problems_at_the_same_instant_are_two_attempts() {
+        let a = record_for("u1", "2026-11-24 10:00:00", "submit", "1", "p1");
+        let b = record_for("u1", "2026-11-24 10:00:00", "submit", "0", "p2");
+        assert_eq!(ingest(&format!("[{a}, {b}]")), (2, 0, 0, 0, 0));
+        // A null sourcedid is a value of its own, and counts once.
+        let none = r#"{"lti_user_id": "u1", "passback_params": null, "is_correct": 1, "attempt_type": "submit", "created_at": "2026-11-24 10:00:00"}"#;
+        assert_eq!(ingest(&format!("[{none}]")), (1, 0, 0, 0, 0));
+        assert_eq!(ingest(&format!("[{none}, {a}, {b}]")), (0, 3, 0, 0, 0));
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u1'"),
+            3
+        );
+    }
+
+    #[pg_test]
+    fn a_changed_record_is_a_conflict_and_the_loaded_row_wins() {
+        let first = record("u1", "2026-11-24 10:00:00", "submit", "1");
+        let changed = record("u1", "2026-11-24 10:00:00", "submit", "0");
+        assert_eq!(ingest(&format!("[{first}]")), (1, 0, 0, 0, 0));
+        assert_eq!(ingest(&format!("[{changed}]")), (0, 0, 1, 0, 0));
+        assert!(Spi::get_one::<bool>(
+            "SELECT is_correct FROM lms_etl.attempts WHERE user_id = 'u1'"
+        )
+        .unwrap()
+        .unwrap());
+        assert_eq!(
+            text("SELECT kind || ' | ' || reason FROM lms_etl.rejected_attempts"),
+            "conflict: same key, different content | record 0: conflict: an attempt with the same key (created_at, lti_user_id, attempt_type, lis_result_sourcedid) is already loaded with a different is_correct; the loaded row is kept"
+        );
+        // Fetched again (the overlap, a re-run): stored once, now a duplicate.
+        assert_eq!(ingest(&format!("[{changed}, {first}]")), (0, 2, 0, 0, 0));
+        assert_eq!(count("SELECT count(*) FROM lms_etl.rejected_attempts"), 1);
+    }
+
+    #[pg_test]
+    fn a_changed_repeat_inside_one_chunk_is_a_conflict() {
+        let first = record("u1", "2026-11-24 10:00:00", "submit", "1");
+        let changed = record("u1", "2026-11-24 10:00:00", "submit", "0");
+        assert_eq!(ingest(&format!("[{first}, {changed}]")), (1, 0, 1, 0, 0));
+        assert!(text("SELECT reason FROM lms_etl.rejected_attempts")
+            .starts_with("record 1: conflict: record 0 of the same answer has the same key"));
+    }
+
+    #[pg_test]
+    fn bad_records_are_quarantined_with_reason_index_and_kind() {
         let chunk = format!(
             "[{}, {}, {}, 17, {}]",
             record("u1", "2026-11-24 10:00:00", "run", "null"),
@@ -217,12 +649,10 @@ mod tests {
             r#"{"lti_user_id": null, "attempt_type": "run", "created_at": "2026-11-24 10:00:00"}"#,
             record("u3", "yesterday", "run", "null"),
         );
-        assert_eq!(ingest(&chunk), (1, 0, 4));
-        let reasons = Spi::get_one::<String>(
+        assert_eq!(ingest(&chunk), (1, 0, 0, 4, 4));
+        let reasons = text(
             "SELECT string_agg(reason, ' | ' ORDER BY record_index) FROM lms_etl.rejected_attempts",
-        )
-        .unwrap()
-        .unwrap();
+        );
         assert_eq!(
             reasons,
             "record 1: field `attempt_type`: expected 'run' or 'submit', found \"peek\" | \
@@ -231,8 +661,141 @@ mod tests {
              record 4: field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found \"yesterday\""
         );
         assert_eq!(
+            text("SELECT string_agg(kind, ', ' ORDER BY record_index) FROM lms_etl.rejected_attempts"),
+            "attempt_type: not run or submit, lti_user_id: missing, record: not an attempt object, created_at: not a timestamp"
+        );
+        assert_eq!(
             count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE raw_record = '17'"),
             1
+        );
+        // Re-read: stored and counted once; still invalid for the rejected-ratio judge.
+        assert_eq!(ingest(&chunk), (0, 5, 0, 0, 4));
+        assert_eq!(count("SELECT count(*) FROM lms_etl.rejected_attempts"), 4);
+    }
+
+    #[pg_test]
+    fn a_later_part_numbers_its_records_from_first_index() {
+        let bad = record("u3", "yesterday", "run", "null");
+        Spi::run_with_args(
+            "SELECT * FROM lms_etl.ingest_chunk($1, first_index => 4000)",
+            &[format!("[{bad}]").as_str().into()],
+        )
+        .unwrap();
+        assert!(text("SELECT reason FROM lms_etl.rejected_attempts").starts_with("record 4000: "));
+    }
+
+    #[pg_test]
+    fn created_at_is_read_in_the_source_zone() {
+        let r = record("u1", "2026-11-24 03:00:00", "run", "null");
+        Spi::run_with_args(
+            "SELECT * FROM lms_etl.ingest_chunk($1, source_timezone => 'Europe/Moscow')",
+            &[format!("[{r}]").as_str().into()],
+        )
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at = '2026-11-24 00:00:00+00'"),
+            1
+        );
+        // The settings' zone is the default, and a run's recorded zone wins over it.
+        Spi::run("SELECT lms_etl.set_setting('source_timezone', 'Asia/Tokyo')").unwrap();
+        let r2 = record("u2", "2026-11-24 09:00:00", "run", "null");
+        assert_eq!(ingest(&format!("[{r2}]")).0, 1);
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u2' AND created_at = '2026-11-24 00:00:00+00'"),
+            1
+        );
+        let run = count("INSERT INTO lms_etl.runs (window_start, window_end, source_timezone) VALUES (now(), now() + interval '1 hour', 'America/New_York') RETURNING run_id");
+        let r3 = record("u3", "2026-11-23 19:00:00", "run", "null");
+        Spi::run_with_args(
+            "SELECT * FROM lms_etl.ingest_chunk($1, $2)",
+            &[format!("[{r3}]").as_str().into(), run.into()],
+        )
+        .unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u3' AND created_at = '2026-11-24 00:00:00+00'"),
+            1
+        );
+    }
+
+    #[pg_test(error = "source_timezone: unknown time zone \"Mars/Olympus\": expected an IANA name such as UTC or Europe/Moscow")]
+    fn an_unknown_zone_is_an_error() {
+        Spi::run("SELECT * FROM lms_etl.ingest_chunk('[]', source_timezone => 'Mars/Olympus')")
+            .unwrap();
+    }
+
+    #[pg_test]
+    fn an_autumn_hour_read_twice_loads_once() {
+        // Europe/Berlin repeats 02:00-03:00 on 2026-10-25; both passes' records carry the
+        // same naive times and map to the earlier instant, so a second fetch adds nothing.
+        let a = record("u1", "2026-10-25 02:30:00", "run", "null");
+        let b = record("u2", "2026-10-25 02:30:00", "run", "null");
+        let chunk = format!("[{a}, {b}]");
+        let call = "SELECT inserted FROM lms_etl.ingest_chunk($1, source_timezone => 'Europe/Berlin')";
+        assert_eq!(
+            Spi::get_one_with_args::<i64>(call, &[chunk.as_str().into()]),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            Spi::get_one_with_args::<i64>(call, &[chunk.as_str().into()]),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at = '2026-10-25 00:30:00+00'"),
+            2
+        );
+    }
+
+    #[pg_test]
+    fn the_days_of_inserted_rows_are_marked_for_aggregation() {
+        Spi::run("DELETE FROM lms_etl.pending_days").unwrap();
+        let chunk = format!(
+            "[{}, {}]",
+            record("u1", "2026-11-24 23:30:00", "run", "null"),
+            record("u1", "2026-11-25 00:30:00", "run", "null"),
+        );
+        ingest(&chunk);
+        assert_eq!(
+            text("SELECT string_agg(day::text, ',' ORDER BY day) FROM lms_etl.pending_days"),
+            "2026-11-24,2026-11-25"
+        );
+        Spi::run("SELECT count(*) FROM lms_etl.aggregate_pending()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM lms_etl.pending_days"), 0);
+        // A re-load inserts nothing and marks nothing.
+        ingest(&chunk);
+        assert_eq!(count("SELECT count(*) FROM lms_etl.pending_days"), 0);
+    }
+
+    #[pg_test]
+    fn reprocess_moves_records_a_rule_change_made_valid() {
+        // Simulate records quarantined under an older rule: valid today, stored as rejected.
+        let valid = record("u7", "2026-11-24 10:00:00", "submit", "1");
+        let still_bad = record("u8", "yesterday", "run", "null");
+        Spi::run_with_args(
+            "INSERT INTO lms_etl.rejected_attempts (record_index, raw_record, reason, kind)
+             VALUES (3, $1, 'record 3: old rule', 'old'), (4, $2, 'record 4: old rule', 'old')",
+            &[valid.as_str().into(), still_bad.as_str().into()],
+        )
+        .unwrap();
+        Spi::run("DELETE FROM lms_etl.pending_days").unwrap();
+        let (examined, loaded, kept) = Spi::get_three::<i64, i64, i64>(
+            "SELECT examined, loaded, still_rejected FROM lms_etl.reprocess()",
+        )
+        .unwrap();
+        assert_eq!(
+            (examined, loaded, kept),
+            (Some(2), Some(1), Some(1))
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u7'"),
+            1
+        );
+        assert_eq!(
+            text("SELECT kind || ' | ' || reason FROM lms_etl.rejected_attempts"),
+            "created_at: not a timestamp | record 4: field `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found \"yesterday\""
+        );
+        assert_eq!(
+            text("SELECT string_agg(day::text, ',') FROM lms_etl.pending_days"),
+            "2026-11-24"
         );
     }
 
@@ -245,6 +808,6 @@ mod tests {
 
     #[pg_test]
     fn an_empty_chunk_is_fine() {
-        assert_eq!(ingest("[]"), (0, 0, 0));
+        assert_eq!(ingest("[]"), (0, 0, 0, 0, 0));
     }
 }

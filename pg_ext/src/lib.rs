@@ -10,14 +10,19 @@ mod passback;
 // Tables and types first: the Rust functions' signatures refer to them.
 pgrx::extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!(
+    "../../sql/settings.sql",
+    name = "settings",
+    requires = ["schema"]
+);
+pgrx::extension_sql_file!(
     "../../sql/aggregate.sql",
     name = "aggregate",
-    requires = ["schema"]
+    requires = ["settings"]
 );
 pgrx::extension_sql_file!(
     "../../sql/ingest.sql",
     name = "ingest_sql",
-    requires = ["schema"]
+    requires = ["aggregate"]
 );
 pgrx::extension_sql_file!(
     "../../sql/pyrepr_jsonb.sql",
