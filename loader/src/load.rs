@@ -246,6 +246,7 @@ impl Database {
             fetched: row.get(0),
             inserted: row.get(1),
             duplicates: row.get(2),
+            conflicts: 0,
             rejected: row.get(3),
         })
     }
