@@ -156,7 +156,7 @@ async fn sheets_sync(
     let db = Database::connect(config.database.url()).await?;
     let days = db.daily_stats(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
-    let outcome = report::sheets::push_days(sheets, &days)
+    let outcome = report::sheets::push_days(sheets, &days, config.api.source_timezone)
         .await
         .context("pushing to Google Sheets")?;
     tracing::info!(rows = outcome.rows_written, url = %outcome.url, "sheets sync finished");

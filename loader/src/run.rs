@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
@@ -186,14 +186,20 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
               duplicates = counts.duplicates, rejected = counts.rejected,
               elapsed_ms = total.elapsed().as_millis() as u64, "run finished");
 
+        let tz = cfg.api.source_timezone;
         let report = RunReport {
             run_id: Some(run_id),
             status,
-            window_start: window.start,
-            window_end: window.end,
+            window_start: instant(tz, window.start),
+            window_end: instant(tz, window.end),
+            requested_end: None,
+            source_timezone: tz,
+            report_timezone: tz,
             counts,
             stage_ms: stages.0,
             days,
+            rejections: Vec::new(),
+            warnings: Vec::new(),
             error,
             sheets_error,
             sheets_url,
@@ -202,7 +208,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
         };
         let mail_ok = notify(cfg, opts, &report).await;
         match status {
-            RunStatus::Failed => Exit::Failed,
+            RunStatus::Failed | RunStatus::Interrupted => Exit::Failed,
             RunStatus::Partial => Exit::OutputFailed,
             RunStatus::Succeeded if !mail_ok => Exit::OutputFailed,
             RunStatus::Succeeded => Exit::Success,
@@ -398,7 +404,7 @@ async fn push_sheets(
     }
     let started = Instant::now();
     info!(sheet = %sheets_cfg.sheet, days = days.len(), "sheets push started");
-    let result = sheets::push_days(sheets_cfg, days).await;
+    let result = sheets::push_days(sheets_cfg, days, cfg.api.source_timezone).await;
     let ms = stages.add("sheets", started);
     match result {
         Ok(outcome) => {
@@ -453,32 +459,46 @@ async fn fail_before_run(
     notify(
         cfg,
         opts,
-        &failure_report(window, message, log_file, stages),
+        &failure_report(cfg.api.source_timezone, window, message, log_file, stages),
     )
     .await;
     Exit::Failed
 }
 
 fn failure_report(
+    tz: chrono_tz::Tz,
     window: Option<Window>,
     message: &str,
     log_file: PathBuf,
     mut stages: Stages,
 ) -> RunReport {
-    let now = Utc::now().naive_utc();
+    let now = Utc::now();
     stages.0.push(("total".into(), 0));
     RunReport {
         run_id: None,
         status: RunStatus::Failed,
-        window_start: window.map_or(now, |w| w.start),
-        window_end: window.map_or(now, |w| w.end),
+        window_start: window.map_or(now, |w| instant(tz, w.start)),
+        window_end: window.map_or(now, |w| instant(tz, w.end)),
+        requested_end: None,
+        source_timezone: tz,
+        report_timezone: tz,
         counts: Counts::default(),
         stage_ms: stages.0,
         days: Vec::new(),
+        rejections: Vec::new(),
+        warnings: Vec::new(),
         error: Some(message.to_owned()),
         sheets_error: None,
         sheets_url: None,
         log_file,
         finished_at: Utc::now(),
     }
+}
+
+/// A naive source-zone time as an instant (the earlier one in a DST fold; a time in a DST
+/// gap is read as UTC). Stop-gap for the report until the window carries instants.
+fn instant(tz: chrono_tz::Tz, at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_local_timezone(tz)
+        .earliest()
+        .map_or_else(|| at.and_utc(), |t| t.with_timezone(&Utc))
 }

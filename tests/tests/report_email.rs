@@ -2,22 +2,67 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Europe::Moscow;
 use lms_etl_loader::config::{EmailConfig, SendOn, SmtpConfig, SmtpTls};
 use lms_etl_loader::report::email::{send_report, subject, Delivery, EmailError};
-use lms_etl_loader::report::{Counts, DailyStats, RunReport, RunStatus};
+use lms_etl_loader::report::{Counts, DailyStats, RejectionGroup, RunReport, RunStatus};
 use lms_etl_tests::smtp_server::{
-    AuthMechanism, Mail, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
+    AuthMechanism, Mail, ReceivedMessage, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
 };
 
 const PASSWORD: &str = "s3cret-Pa55word";
+/// A learner's id as the API sends it: 32 hex digits.
+const USER_ID: &str = "3f4a9b8c7d6e5f4a3b2c1d0e9f8a7b6c";
+/// The per-problem part of a sourcedid.
+const BLOCK_ID: &str = "9c1e0d2f3a4b5c6d7e8f90a1b2c3d4e5";
+/// The LMS's grade callback.
+const GRADE_URL: &str = "https://lms.skillfactory.ru/courses/course-v1:SF+DST+1/xblock/\
+    block-v1:SF+DST+1+type@problem+block@9c1e0d2f3a4b5c6d7e8f90a1b2c3d4e5/handler_noauth/grade_handler";
 
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn at(s: &str) -> NaiveDateTime {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+/// A wall-clock time in Moscow (the fixture's source zone) as an instant.
+fn msk(s: &str) -> DateTime<Utc> {
+    Moscow
+        .from_local_datetime(&NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The quarantine of the fixture run, largest group first, with raw examples as the
+/// database holds them: ids and URLs in full.
+fn rejections() -> Vec<RejectionGroup> {
+    vec![
+        RejectionGroup {
+            kind: "invalid created_at".into(),
+            count: 4,
+            example: "record 3: field `created_at`: expected a timestamp \
+                      YYYY-MM-DD HH:MM:SS[.ffffff], found \"2026-11-24T10:00:00Z\""
+                .into(),
+        },
+        RejectionGroup {
+            kind: "conflict".into(),
+            count: 2,
+            example: format!(
+                "record 17: conflict: lis_result_sourcedid \
+                 'course-v1:SF+DST+1:lms.skillfactory.ru-{USER_ID}:{BLOCK_ID}', \
+                 lis_outcome_service_url '{GRADE_URL}'"
+            ),
+        },
+        RejectionGroup {
+            kind: "invalid passback_params".into(),
+            count: 1,
+            example: format!(
+                "{{\"lti_user_id\": \"{USER_ID}\",\n  \"passback_params\": \"{{'oauth_consumer_key': '', \
+                 'lis_result_sourcedid': 'course-v1:SF+DST+1:lms.skillfactory.ru-{USER_ID}:{BLOCK_ID}', \
+                 'lis_outcome_service_url': '{GRADE_URL}'\", \"is_correct\": 1, \
+                 \"attempt_type\": \"submit\", \"created_at\": \"2026-11-24 10:00:00\"}}"
+            ),
+        },
+    ]
 }
 
 fn report(status: RunStatus) -> RunReport {
@@ -25,12 +70,16 @@ fn report(status: RunStatus) -> RunReport {
     RunReport {
         run_id: Some(42),
         status,
-        window_start: at("2026-11-24 00:00:00"),
-        window_end: at("2026-11-25 00:00:00"),
+        window_start: msk("2026-11-24 00:00:00"),
+        window_end: msk("2026-11-25 00:00:00"),
+        requested_end: None,
+        source_timezone: Moscow,
+        report_timezone: chrono_tz::UTC,
         counts: Counts {
-            fetched: 12_400,
+            fetched: 12_402,
             inserted: 12_345,
             duplicates: 50,
+            conflicts: 2,
             rejected: 5,
         },
         stage_ms: vec![
@@ -54,6 +103,8 @@ fn report(status: RunStatus) -> RunReport {
                 computed_at,
             },
         ],
+        rejections: rejections(),
+        warnings: vec![],
         error: None,
         sheets_error: None,
         sheets_url: Some("https://docs.google.com/spreadsheets/d/1TestSheet".into()),
@@ -102,9 +153,9 @@ fn assert_report_content(body: &str) {
     for needle in [
         "42",
         "succeeded",
-        "2026-11-24 00:00:00 .. 2026-11-25 00:00:00",
+        "2026-11-24 00:00 – 2026-11-25 00:00 (Europe/Moscow)",
         "fetched",
-        "12 400",
+        "12 402",
         "inserted",
         "12 345",
         "duplicates",
@@ -113,6 +164,7 @@ fn assert_report_content(body: &str) {
         "fetch",
         "81 234 ms",
         "aggregate",
+        "day (UTC)",
         "2026-11-23",
         "2026-11-24",
         "12 338",
@@ -155,7 +207,7 @@ async fn success_mail_has_subject_addresses_and_both_parts_with_the_run_details(
     let mail = m.mail();
     assert_eq!(
         mail.header("Subject").unwrap(),
-        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded"
+        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded, 2 conflicts, 5 rejected"
     );
     let from = mail.header("From").unwrap();
     assert!(
@@ -264,7 +316,7 @@ async fn partial_mail_says_sheets_failed_and_shows_the_sheets_error() {
     let mail = server.messages()[0].mail();
     assert_eq!(
         mail.header("Subject").unwrap(),
-        "[lms-etl] PARTIAL 2026-11-24: 12 345 attempts loaded, Sheets failed"
+        "[lms-etl] PARTIAL 2026-11-24: 12 345 attempts loaded, 2 conflicts, 5 rejected, Sheets failed"
     );
     assert!(mail
         .text()
@@ -460,6 +512,8 @@ async fn send_on_decides_which_outcomes_are_mailed() {
         (SendOn::Success, RunStatus::Failed, false),
         (SendOn::Success, RunStatus::Partial, true),
         (SendOn::Never, RunStatus::Failed, false),
+        (SendOn::Failure, RunStatus::Interrupted, true),
+        (SendOn::Success, RunStatus::Interrupted, false),
         (SendOn::Both, RunStatus::Succeeded, true),
     ] {
         cfg.send_on = send_on;
@@ -499,9 +553,284 @@ async fn without_smtp_the_mail_is_written_to_the_outbox_as_eml() {
     assert_eq!(mail.header("Subject").unwrap(), subject(&r));
     assert_eq!(
         mail.header("Subject").unwrap(),
-        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded"
+        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded, 2 conflicts, 5 rejected"
     );
     assert_report_content(mail.text().unwrap());
     assert_report_content(mail.html().unwrap());
     assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 1);
+}
+
+/// Sends `r` through a fresh SMTP stand-in and returns what it received.
+async fn deliver(r: &RunReport) -> ReceivedMessage {
+    init();
+    let server = SmtpServer::start(SmtpOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Some(smtp(&server, SmtpTls::None, None, None)), dir.path());
+    send(&cfg, r).await.expect("sent");
+    let mut messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    messages.remove(0)
+}
+
+/// The text after `heading` in `body`, up to the next blank line (text) or `</table>` (HTML).
+fn section<'a>(body: &'a str, heading: &str) -> &'a str {
+    let start = body
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} in:\n{body}"));
+    let rest = &body[start..];
+    let end = ["\n\n", "</table>", "</ul>"]
+        .iter()
+        .filter_map(|e| rest.find(e))
+        .min()
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[tokio::test]
+async fn interrupted_mail_subject_says_interrupted_and_what_was_loaded() {
+    let mut r = report(RunStatus::Interrupted);
+    r.error = Some("interrupted by a signal; chunks committed so far are kept".into());
+
+    let mail = deliver(&r).await.mail();
+
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "[lms-etl] INTERRUPTED 2026-11-24: stopped after 12 345 attempts loaded, 2 conflicts, 5 rejected"
+    );
+    for body in [mail.text().unwrap(), mail.html().unwrap()] {
+        assert!(body.contains("lms-etl run 42: interrupted"), "{body}");
+        assert!(
+            body.contains("interrupted by a signal; chunks committed so far are kept"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rejected_records_are_listed_by_kind_with_counts_and_shortened_examples() {
+    let mail = deliver(&report(RunStatus::Succeeded)).await.mail();
+
+    let timestamp_example = "record 3: field `created_at`: expected a timestamp \
+                             YYYY-MM-DD HH:MM:SS[.ffffff], found \"2026-11-24T10:00:00Z\"";
+    let conflict_example = "record 17: conflict: lis_result_sourcedid \
+                            'course-v1:SF+DST+1:lms.skillfactory.ru-3f4a9b…:9c1e0d…', \
+                            lis_outcome_service_url 'https://lms.skillfactory.ru/…'";
+
+    let text = section(mail.text().unwrap(), "Rejected records");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[..5],
+        [
+            "Rejected records",
+            "4  invalid created_at",
+            format!("e.g. {timestamp_example}").as_str(),
+            "2  conflict",
+            format!("e.g. {conflict_example}").as_str(),
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[5], "1  invalid passback_params", "{text}");
+    let raw_example = lines[6].strip_prefix("e.g. ").expect(text);
+    assert!(
+        raw_example.starts_with(
+            "{\"lti_user_id\": \"3f4a9b…\", \"passback_params\": \"{'oauth_consumer_key': '', \
+             'lis_result_sourcedid': 'course-v1:SF+DST+1:lms.skillfactory.ru-3f4a9b…:9c1e0d…'"
+        ),
+        "{raw_example}"
+    );
+    assert!(raw_example.ends_with('…'), "cut short: {raw_example}");
+    assert!(raw_example.chars().count() <= 160, "{raw_example}");
+
+    let html = section(mail.html().unwrap(), "<h3>Rejected records</h3>");
+    let rows: Vec<&str> = html.lines().filter(|l| l.starts_with("<tr><td")).collect();
+    assert_eq!(rows.len(), 3, "{html}");
+    assert_eq!(
+        rows[0],
+        "<tr><td align=\"right\">4</td><td>invalid created_at</td><td><code>record 3: field \
+         `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found \
+         &quot;2026-11-24T10:00:00Z&quot;</code></td></tr>"
+    );
+    assert_eq!(
+        rows[1],
+        format!(
+            "<tr><td align=\"right\">2</td><td>conflict</td><td><code>{}</code></td></tr>",
+            conflict_example.replace('\'', "&#39;")
+        )
+    );
+    assert!(
+        rows[2].starts_with(
+            "<tr><td align=\"right\">1</td><td>invalid passback_params</td><td><code>\
+             {&quot;lti_user_id&quot;: &quot;3f4a9b…&quot;, &quot;passback_params&quot;"
+        ),
+        "{}",
+        rows[2]
+    );
+}
+
+#[tokio::test]
+async fn no_full_user_id_or_url_appears_anywhere_in_the_message() {
+    let m = deliver(&report(RunStatus::Succeeded)).await;
+    let mail = m.mail();
+    let raw = String::from_utf8_lossy(&m.data).into_owned();
+    // Quoted-printable may wrap a long id across lines; look at the raw text unwrapped too.
+    let unwrapped = raw.replace("=\r\n", "").replace("=\n", "");
+    let mut everything = vec![raw, unwrapped, mail.header("Subject").unwrap()];
+    everything.extend(mail.parts().iter().map(|p| p.body.clone()));
+    assert_eq!(mail.parts().len(), 2, "text and HTML decoded");
+
+    for haystack in &everything {
+        for secret in [
+            USER_ID,
+            BLOCK_ID,
+            &USER_ID[..16],
+            &BLOCK_ID[..16],
+            GRADE_URL,
+            "/courses/",
+            "handler_noauth",
+        ] {
+            assert!(
+                !haystack.contains(secret),
+                "{secret:?} leaked into:\n{haystack}"
+            );
+        }
+    }
+    // The masked forms are there instead: the shape of the problem survives.
+    for body in [mail.text().unwrap(), mail.html().unwrap()] {
+        assert!(
+            body.contains("lms.skillfactory.ru-3f4a9b…:9c1e0d…"),
+            "{body}"
+        );
+        assert!(body.contains("https://lms.skillfactory.ru/…"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn conflicts_are_counted_apart_from_rejections() {
+    let mut r = report(RunStatus::Succeeded);
+    r.counts.conflicts = 1_234;
+
+    let mail = deliver(&r).await.mail();
+
+    assert!(mail
+        .header("Subject")
+        .unwrap()
+        .ends_with("12 345 attempts loaded, 1 234 conflicts, 5 rejected"));
+    let text = section(mail.text().unwrap(), "Counts");
+    let counts: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().splitn(2, ' ').map(str::trim).collect())
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ["fetched", "12 402"],
+            ["inserted", "12 345"],
+            ["duplicates", "50"],
+            ["conflicts", "1 234"],
+            ["rejected", "5"],
+        ],
+        "{text}"
+    );
+    assert!(mail
+        .html()
+        .unwrap()
+        .contains("<tr><th align=\"left\">conflicts</th><td align=\"right\">1 234</td></tr>"));
+}
+
+#[tokio::test]
+async fn the_window_is_shown_in_the_named_source_zone_and_days_in_the_report_zone() {
+    let mut r = report(RunStatus::Succeeded);
+    r.report_timezone = chrono_tz::Asia::Tokyo;
+
+    let mail = deliver(&r).await.mail();
+
+    // The window ends 2026-11-25 00:00 in Moscow, 06:00 in Tokyo: the subject names the
+    // report zone's last day, the day of the table's last row.
+    assert!(mail
+        .header("Subject")
+        .unwrap()
+        .starts_with("[lms-etl] OK 2026-11-25: "));
+    let text = mail.text().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "Window:    2026-11-24 00:00 – 2026-11-25 00:00 (Europe/Moscow)"),
+        "{text}"
+    );
+    assert!(
+        section(text, "Days")
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim_start()
+            .starts_with("day (Asia/Tokyo)"),
+        "{text}"
+    );
+    let html = mail.html().unwrap();
+    assert!(html.contains(
+        "<tr><th align=\"left\">Window</th><td>2026-11-24 00:00 – 2026-11-25 00:00 (Europe/Moscow)</td></tr>"
+    ));
+    assert!(html.contains("<tr><th>day (Asia/Tokyo)</th><th>attempts</th>"));
+}
+
+#[tokio::test]
+async fn a_clamped_end_shows_the_requested_and_the_effective_end_and_the_warning() {
+    let mut r = report(RunStatus::Succeeded);
+    r.requested_end = Some(msk("2026-11-25 00:00:00"));
+    r.window_end = msk("2026-11-24 23:50:00");
+    let warning = "--end 2026-11-25 00:00 is later than now minus the settle lag (10 min); \
+                   loaded up to 2026-11-24 23:50 <Europe/Moscow>";
+    r.warnings = vec![warning.into()];
+
+    let mail = deliver(&r).await.mail();
+
+    let text = mail.text().unwrap();
+    for line in [
+        "Window:    2026-11-24 00:00 – 2026-11-24 23:50 (Europe/Moscow)",
+        "End:       requested 2026-11-25 00:00, effective 2026-11-24 23:50 \
+         (Europe/Moscow; clamped to now minus the settle lag)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert_eq!(
+        section(text, "Warnings").lines().collect::<Vec<_>>(),
+        ["Warnings", format!("  - {warning}").as_str()]
+    );
+    let html = mail.html().unwrap();
+    assert!(html.contains(
+        "<tr><th align=\"left\">End</th><td>requested 2026-11-25 00:00, effective 2026-11-24 23:50 \
+         (Europe/Moscow; clamped to now minus the settle lag)</td></tr>"
+    ), "{html}");
+    assert!(
+        html.contains(&format!(
+            "<h3>Warnings</h3>\n<ul>\n<li>{}</li>\n</ul>",
+            warning.replace('<', "&lt;").replace('>', "&gt;")
+        )),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_run_has_no_rejection_warning_or_end_lines() {
+    let mut r = report(RunStatus::Succeeded);
+    r.counts = Counts {
+        fetched: 12_395,
+        inserted: 12_345,
+        duplicates: 50,
+        conflicts: 0,
+        rejected: 0,
+    };
+    r.rejections.clear();
+
+    let mail = deliver(&r).await.mail();
+
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded"
+    );
+    for body in [mail.text().unwrap(), mail.html().unwrap()] {
+        for absent in ["Rejected records", "Warnings", "requested", "clamped"] {
+            assert!(!body.contains(absent), "{absent:?} in:\n{body}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `report::sheets::push_days` against the Sheets emulator: exact cells after each push.
 
 use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::UTC;
 use lms_etl_loader::config::SheetsConfig;
 use lms_etl_loader::report::sheets::{push_days, spreadsheet_url, SheetsError, SCOPE};
 use lms_etl_loader::report::DailyStats;
@@ -53,7 +54,7 @@ fn day(date: &str, attempts: i64, successful: i64, users: i64, at: DateTime<Utc>
 
 fn header() -> Vec<Value> {
     [
-        "date",
+        "date (UTC)",
         "attempts",
         "successful_attempts",
         "unique_users",
@@ -72,7 +73,7 @@ async fn first_push_creates_the_tab_with_a_header_and_rows_sorted_by_date() {
         day("2026-11-23", 3, 2, 2, computed(0, 5)),
     ];
 
-    let outcome = push_days(&f.cfg, &days).await.expect("push");
+    let outcome = push_days(&f.cfg, &days, UTC).await.expect("push");
 
     assert_eq!(outcome.rows_written, 2);
     assert_eq!(
@@ -120,10 +121,10 @@ async fn pushing_the_same_days_again_leaves_the_cells_unchanged() {
         day("2026-11-23", 3, 2, 2, computed(0, 5)),
         day("2026-11-24", 10, 5, 4, computed(0, 5)),
     ];
-    push_days(&f.cfg, &days).await.unwrap();
+    push_days(&f.cfg, &days, UTC).await.unwrap();
     let first = f.emulator.cells(TAB);
 
-    let outcome = push_days(&f.cfg, &days).await.unwrap();
+    let outcome = push_days(&f.cfg, &days, UTC).await.unwrap();
 
     assert_eq!(outcome.rows_written, 2);
     assert_eq!(f.emulator.cells(TAB), first);
@@ -155,11 +156,12 @@ async fn a_new_day_is_inserted_in_date_order() {
             day("2026-11-23", 3, 2, 2, computed(0, 5)),
             day("2026-11-25", 8, 8, 3, computed(0, 5)),
         ],
+        UTC,
     )
     .await
     .unwrap();
 
-    let outcome = push_days(&f.cfg, &[day("2026-11-24", 4, 1, 1, computed(1, 0))])
+    let outcome = push_days(&f.cfg, &[day("2026-11-24", 4, 1, 1, computed(1, 0))], UTC)
         .await
         .unwrap();
 
@@ -205,12 +207,13 @@ async fn an_existing_day_is_updated_in_place() {
             day("2026-11-23", 3, 2, 2, computed(0, 5)),
             day("2026-11-24", 10, 5, 4, computed(0, 5)),
         ],
+        UTC,
     )
     .await
     .unwrap();
 
     // A later run re-aggregated 2026-11-24 after late records arrived.
-    push_days(&f.cfg, &[day("2026-11-24", 12, 9, 5, computed(1, 0))])
+    push_days(&f.cfg, &[day("2026-11-24", 12, 9, 5, computed(1, 0))], UTC)
         .await
         .unwrap();
 
@@ -275,7 +278,7 @@ async fn rows_of_an_existing_tab_are_kept_and_stale_rows_below_are_cleared() {
         ],
     );
 
-    push_days(&f.cfg, &[day("2026-11-24", 10, 5, 4, computed(0, 5))])
+    push_days(&f.cfg, &[day("2026-11-24", 10, 5, 4, computed(0, 5))], UTC)
         .await
         .unwrap();
 
@@ -315,10 +318,10 @@ async fn a_tab_name_with_spaces_and_quotes_works() {
     let tab = "LMS stats 'daily' #1";
     let f = fixture(tab).await;
 
-    push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))])
+    push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))], UTC)
         .await
         .unwrap();
-    push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))])
+    push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))], UTC)
         .await
         .unwrap();
 
@@ -334,6 +337,60 @@ async fn a_tab_name_with_spaces_and_quotes_works() {
                 json!(0.5),
                 json!("2026-11-25 00:05:00 UTC")
             ]
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_header_names_the_report_zone() {
+    let f = fixture(TAB).await;
+
+    push_days(
+        &f.cfg,
+        &[day("2026-11-24", 2, 1, 1, computed(0, 5))],
+        chrono_tz::Europe::Moscow,
+    )
+    .await
+    .unwrap();
+
+    let cells = f.emulator.cells(TAB);
+    assert_eq!(cells[0][0], json!("date (Europe/Moscow)"));
+    assert_eq!(cells[0][1..], header()[1..]);
+    assert_eq!(cells[1][0], json!("2026-11-24"));
+}
+
+#[tokio::test]
+async fn a_tab_with_the_0_1_header_gets_the_zoned_header_and_keeps_its_days() {
+    let f = fixture(TAB).await;
+    let old_day = vec![
+        json!("2026-11-20"),
+        json!(1),
+        json!(1),
+        json!(1),
+        json!(1.0),
+        json!("2026-11-21 00:05:00 UTC"),
+    ];
+    let mut old_header = header();
+    old_header[0] = json!("date");
+    f.emulator.set_cells(TAB, vec![old_header, old_day.clone()]);
+
+    push_days(&f.cfg, &[day("2026-11-24", 10, 5, 4, computed(0, 5))], UTC)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        f.emulator.cells(TAB),
+        vec![
+            header(),
+            old_day,
+            vec![
+                json!("2026-11-24"),
+                json!(10),
+                json!(5),
+                json!(4),
+                json!(0.5),
+                json!("2026-11-25 00:05:00 UTC")
+            ],
         ]
     );
 }
@@ -355,7 +412,7 @@ async fn an_outage_is_an_error_naming_the_call_and_status_without_secrets() {
     let f = fixture(TAB).await;
     f.emulator.set_outage(true);
 
-    let err = push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))])
+    let err = push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))], UTC)
         .await
         .unwrap_err();
 
@@ -378,7 +435,7 @@ async fn an_outage_is_an_error_naming_the_call_and_status_without_secrets() {
 
     // Once the service is back, the same push goes through.
     f.emulator.set_outage(false);
-    push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))])
+    push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))], UTC)
         .await
         .unwrap();
     assert_eq!(f.emulator.cells(TAB).len(), 2);
@@ -389,7 +446,7 @@ async fn a_rejected_grant_is_an_auth_error_without_secrets() {
     let f = fixture(TAB).await;
     f.emulator.set_reject_grants(true);
 
-    let err = push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))])
+    let err = push_days(&f.cfg, &[day("2026-11-24", 2, 1, 1, computed(0, 5))], UTC)
         .await
         .unwrap_err();
 
@@ -411,7 +468,7 @@ async fn a_missing_key_file_is_an_error_naming_the_file() {
     let mut f = fixture(TAB).await;
     f.cfg.key_file = f._dir.path().join("no-such-key.json");
 
-    let err = push_days(&f.cfg, &[]).await.unwrap_err();
+    let err = push_days(&f.cfg, &[], UTC).await.unwrap_err();
 
     assert!(matches!(err, SheetsError::KeyFile { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-key.json"), "{err}");
@@ -429,7 +486,7 @@ async fn a_key_file_that_is_not_json_is_an_error_that_does_not_quote_it() {
     .unwrap();
     f.cfg.key_file = path;
 
-    let err = push_days(&f.cfg, &[]).await.unwrap_err();
+    let err = push_days(&f.cfg, &[], UTC).await.unwrap_err();
 
     assert!(matches!(err, SheetsError::KeyInvalid { .. }), "{err:?}");
     assert!(err.to_string().contains("broken.json"), "{err}");

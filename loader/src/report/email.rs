@@ -4,14 +4,15 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
+use chrono_tz::Tz;
 use lettre::message::{Message, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::{DailyStats, RunReport, RunStatus};
+use super::{shorten_example, DailyStats, RunReport, RunStatus};
 use crate::config::{EmailConfig, SmtpConfig, SmtpTls};
 
 /// Longest error excerpt in a subject line, in characters.
@@ -50,7 +51,8 @@ pub enum EmailError {
 /// Sends (or files, or skips) the notification for `report`, as `cfg` says.
 /// A failure is returned, not logged: the caller decides; the loaded data is never touched.
 pub async fn send_report(cfg: &EmailConfig, report: &RunReport) -> Result<Delivery, EmailError> {
-    let success = report.status != RunStatus::Failed;
+    // An interrupted run is not a success: whoever wants failures wants to know.
+    let success = matches!(report.status, RunStatus::Succeeded | RunStatus::Partial);
     if !cfg.send_on.wants(success) {
         tracing::debug!(status = report.status.as_str(), send_on = ?cfg.send_on, "no e-mail for this outcome");
         return Ok(Delivery::Skipped);
@@ -177,13 +179,19 @@ fn smtp_stage(e: &lettre::transport::smtp::Error, tls: SmtpTls) -> &'static str 
 
 // ---- rendering -------------------------------------------------------------------
 
-/// `[lms-etl] OK 2026-11-24: 12 345 attempts loaded` and its PARTIAL / FAILED variants.
+/// `[lms-etl] OK 2026-11-24: 12 345 attempts loaded` and its PARTIAL / FAILED / INTERRUPTED
+/// variants; a run that loaded data also names its conflicts and rejections, if any.
 pub fn subject(report: &RunReport) -> String {
     let date = report_date(report);
-    let loaded = attempts(report.counts.inserted);
+    let loaded = format!(
+        "{} loaded{}",
+        attempts(report.counts.inserted),
+        quarantined(report)
+    );
     match report.status {
-        RunStatus::Succeeded => format!("[lms-etl] OK {date}: {loaded} loaded"),
-        RunStatus::Partial => format!("[lms-etl] PARTIAL {date}: {loaded} loaded, Sheets failed"),
+        RunStatus::Succeeded => format!("[lms-etl] OK {date}: {loaded}"),
+        RunStatus::Partial => format!("[lms-etl] PARTIAL {date}: {loaded}, Sheets failed"),
+        RunStatus::Interrupted => format!("[lms-etl] INTERRUPTED {date}: stopped after {loaded}"),
         RunStatus::Failed => {
             let reason = report
                 .error
@@ -197,6 +205,24 @@ pub fn subject(report: &RunReport) -> String {
     }
 }
 
+/// `, 3 conflicts, 5 rejected`, or nothing when every fetched record was taken.
+fn quarantined(report: &RunReport) -> String {
+    let c = &report.counts;
+    let mut text = String::new();
+    if c.conflicts > 0 {
+        let noun = if c.conflicts == 1 {
+            "conflict"
+        } else {
+            "conflicts"
+        };
+        let _ = write!(text, ", {} {noun}", thousands(c.conflicts));
+    }
+    if c.rejected > 0 {
+        let _ = write!(text, ", {} rejected", thousands(c.rejected));
+    }
+    text
+}
+
 /// The plain-text body.
 pub fn render_text(report: &RunReport) -> String {
     let mut t = String::new();
@@ -207,18 +233,28 @@ pub fn render_text(report: &RunReport) -> String {
         report.status.as_str()
     );
     let _ = writeln!(t);
-    let _ = writeln!(t, "Run id:    {}", run_id(report));
-    let _ = writeln!(t, "Status:    {}", report.status.as_str());
-    let _ = writeln!(t, "Window:    {}", window(report));
-    let _ = writeln!(
-        t,
-        "Finished:  {}",
-        report.finished_at.format("%Y-%m-%d %H:%M:%S UTC")
-    );
+    for (k, v) in summary(report) {
+        let _ = writeln!(t, "{:<11}{v}", format!("{k}:"));
+    }
+    if !report.warnings.is_empty() {
+        let _ = writeln!(t);
+        let _ = writeln!(t, "Warnings");
+        for w in &report.warnings {
+            let _ = writeln!(t, "  - {w}");
+        }
+    }
     let _ = writeln!(t);
     let _ = writeln!(t, "Counts");
     for (name, n) in counts(report) {
         let _ = writeln!(t, "  {name:<12}{:>12}", thousands(n));
+    }
+    if !report.rejections.is_empty() {
+        let _ = writeln!(t);
+        let _ = writeln!(t, "Rejected records");
+        for g in &report.rejections {
+            let _ = writeln!(t, "  {:>10}  {}", thousands(g.count), g.kind);
+            let _ = writeln!(t, "  {:>10}  e.g. {}", "", shorten_example(&g.example));
+        }
     }
     if !report.stage_ms.is_empty() {
         let _ = writeln!(t);
@@ -234,12 +270,16 @@ pub fn render_text(report: &RunReport) -> String {
         let _ = writeln!(t, "Days");
         let _ = writeln!(
             t,
-            "  {:<12}{:>10}{:>12}{:>14}{:>14}",
-            "date", "attempts", "successful", "unique users", "success rate"
+            "  {:<22}{:>10}{:>12}{:>14}{:>14}",
+            day_heading(report),
+            "attempts",
+            "successful",
+            "unique users",
+            "success rate"
         );
         for d in &report.days {
             let [date, a, s, u, r] = day_cells(d);
-            let _ = writeln!(t, "  {date:<12}{a:>10}{s:>12}{u:>14}{r:>14}");
+            let _ = writeln!(t, "  {date:<22}{a:>10}{s:>12}{u:>14}{r:>14}");
         }
     }
     let _ = writeln!(t);
@@ -280,18 +320,7 @@ pub fn render_html(report: &RunReport) -> String {
         e(report.status.as_str())
     );
     let _ = writeln!(h, "<table cellpadding=\"3\">");
-    for (k, v) in [
-        ("Run id", run_id(report)),
-        ("Status", report.status.as_str().to_owned()),
-        ("Window", window(report)),
-        (
-            "Finished",
-            report
-                .finished_at
-                .format("%Y-%m-%d %H:%M:%S UTC")
-                .to_string(),
-        ),
-    ] {
+    for (k, v) in summary(report) {
         let _ = writeln!(
             h,
             "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
@@ -300,6 +329,15 @@ pub fn render_html(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(h, "</table>");
+
+    if !report.warnings.is_empty() {
+        let _ = writeln!(h, "<h3>Warnings</h3>");
+        let _ = writeln!(h, "<ul>");
+        for w in &report.warnings {
+            let _ = writeln!(h, "<li>{}</li>", e(w));
+        }
+        let _ = writeln!(h, "</ul>");
+    }
 
     let _ = writeln!(h, "<h3>Counts</h3>");
     let _ = writeln!(h, "<table cellpadding=\"3\">");
@@ -312,6 +350,25 @@ pub fn render_html(report: &RunReport) -> String {
         );
     }
     let _ = writeln!(h, "</table>");
+
+    if !report.rejections.is_empty() {
+        let _ = writeln!(h, "<h3>Rejected records</h3>");
+        let _ = writeln!(
+            h,
+            "<table border=\"1\" cellpadding=\"3\" style=\"border-collapse: collapse\">"
+        );
+        let _ = writeln!(h, "<tr><th>count</th><th>kind</th><th>example</th></tr>");
+        for g in &report.rejections {
+            let _ = writeln!(
+                h,
+                "<tr><td align=\"right\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                e(&thousands(g.count)),
+                e(&g.kind),
+                e(&shorten_example(&g.example))
+            );
+        }
+        let _ = writeln!(h, "</table>");
+    }
 
     if !report.stage_ms.is_empty() {
         let _ = writeln!(h, "<h3>Stages</h3>");
@@ -337,7 +394,8 @@ pub fn render_html(report: &RunReport) -> String {
         );
         let _ = writeln!(
             h,
-            "<tr><th>date</th><th>attempts</th><th>successful</th><th>unique users</th><th>success rate</th></tr>"
+            "<tr><th>{}</th><th>attempts</th><th>successful</th><th>unique users</th><th>success rate</th></tr>",
+            e(&day_heading(report))
         );
         for d in &report.days {
             let [date, a, s, u, r] = day_cells(d).map(|c| e(&c));
@@ -368,9 +426,40 @@ pub fn render_html(report: &RunReport) -> String {
     h
 }
 
-/// The last calendar day the window covers: `window_end` is exclusive.
+/// The key/value lines at the top of both bodies.
+fn summary(report: &RunReport) -> Vec<(&'static str, String)> {
+    let mut rows = vec![
+        ("Run id", run_id(report)),
+        ("Status", report.status.as_str().to_owned()),
+        ("Window", window(report)),
+    ];
+    if let Some(requested) = report.requested_end {
+        rows.push((
+            "End",
+            format!(
+                "requested {}, effective {} ({}; clamped to now minus the settle lag)",
+                local(requested, report.source_timezone),
+                local(report.window_end, report.source_timezone),
+                report.source_timezone.name(),
+            ),
+        ));
+    }
+    rows.push((
+        "Finished",
+        report
+            .finished_at
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+    ));
+    rows
+}
+
+/// The last calendar day the window covers, in the report zone (the zone of the days
+/// table, so the subject's date is its last row): `window_end` is exclusive.
 fn report_date(report: &RunReport) -> NaiveDate {
-    (report.window_end - Duration::microseconds(1)).date()
+    (report.window_end - Duration::microseconds(1))
+        .with_timezone(&report.report_timezone)
+        .date_naive()
 }
 
 fn run_id(report: &RunReport) -> String {
@@ -379,20 +468,41 @@ fn run_id(report: &RunReport) -> String {
         .map_or_else(|| "-".to_owned(), |id| id.to_string())
 }
 
+/// `2026-11-24 00:00 – 2026-11-25 00:00 (Europe/Moscow)`: the window as the operator gave
+/// it, in the API's zone.
 fn window(report: &RunReport) -> String {
+    let tz = report.source_timezone;
     format!(
-        "{} .. {} (end exclusive, source time zone)",
-        report.window_start.format("%Y-%m-%d %H:%M:%S"),
-        report.window_end.format("%Y-%m-%d %H:%M:%S")
+        "{} – {} ({})",
+        local(report.window_start, tz),
+        local(report.window_end, tz),
+        tz.name()
     )
 }
 
-fn counts(report: &RunReport) -> [(&'static str, i64); 4] {
+/// Minutes when the seconds are zero (the usual, aligned case); seconds otherwise, so an
+/// end at "now" is not shown earlier than it was.
+fn local(at: DateTime<Utc>, tz: Tz) -> String {
+    let at = at.with_timezone(&tz);
+    if at.second() == 0 && at.nanosecond() == 0 {
+        at.format("%Y-%m-%d %H:%M").to_string()
+    } else {
+        at.format("%Y-%m-%d %H:%M:%S").to_string()
+    }
+}
+
+/// `day (UTC)`: daily_stats' days are calendar days of the report zone.
+fn day_heading(report: &RunReport) -> String {
+    format!("day ({})", report.report_timezone.name())
+}
+
+fn counts(report: &RunReport) -> [(&'static str, i64); 5] {
     let c = &report.counts;
     [
         ("fetched", c.fetched),
         ("inserted", c.inserted),
         ("duplicates", c.duplicates),
+        ("conflicts", c.conflicts),
         ("rejected", c.rejected),
     ]
 }
@@ -465,27 +575,35 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Counts;
-    use chrono::{NaiveDateTime, TimeZone, Utc};
+    use crate::report::{Counts, RejectionGroup};
+    use chrono::TimeZone;
 
-    fn at(s: &str) -> NaiveDateTime {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    fn utc(s: &str) -> DateTime<Utc> {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
     }
 
     fn report(status: RunStatus, error: Option<&str>) -> RunReport {
         RunReport {
             run_id: Some(7),
             status,
-            window_start: at("2026-11-24 00:00:00"),
-            window_end: at("2026-11-25 00:00:00"),
+            window_start: utc("2026-11-24 00:00:00"),
+            window_end: utc("2026-11-25 00:00:00"),
+            requested_end: None,
+            source_timezone: chrono_tz::UTC,
+            report_timezone: chrono_tz::UTC,
             counts: Counts {
                 fetched: 12_400,
                 inserted: 12_345,
-                duplicates: 50,
-                rejected: 5,
+                duplicates: 55,
+                conflicts: 0,
+                rejected: 0,
             },
             stage_ms: vec![("fetch".into(), 1_234)],
             days: vec![],
+            rejections: vec![],
+            warnings: vec![],
             error: error.map(str::to_owned),
             sheets_error: None,
             sheets_url: None,
@@ -504,6 +622,60 @@ mod tests {
             subject(&report(RunStatus::Partial, None)),
             "[lms-etl] PARTIAL 2026-11-24: 12 345 attempts loaded, Sheets failed"
         );
+        assert_eq!(
+            subject(&report(RunStatus::Interrupted, None)),
+            "[lms-etl] INTERRUPTED 2026-11-24: stopped after 12 345 attempts loaded"
+        );
+    }
+
+    #[test]
+    fn subject_mentions_conflicts_and_rejections_briefly() {
+        let mut r = report(RunStatus::Succeeded, None);
+        r.counts.rejected = 5;
+        assert_eq!(
+            subject(&r),
+            "[lms-etl] OK 2026-11-24: 12 345 attempts loaded, 5 rejected"
+        );
+        r.counts.conflicts = 1;
+        assert_eq!(
+            subject(&r),
+            "[lms-etl] OK 2026-11-24: 12 345 attempts loaded, 1 conflict, 5 rejected"
+        );
+        r.counts.conflicts = 1_002;
+        r.status = RunStatus::Partial;
+        assert_eq!(
+            subject(&r),
+            "[lms-etl] PARTIAL 2026-11-24: 12 345 attempts loaded, 1 002 conflicts, 5 rejected, Sheets failed"
+        );
+    }
+
+    #[test]
+    fn subject_date_is_the_last_day_in_the_report_zone() {
+        // [2026-11-24 00:00, 2026-11-25 00:00) in Moscow is [11-23 21:00, 11-24 21:00) UTC.
+        let mut r = report(RunStatus::Succeeded, None);
+        r.source_timezone = chrono_tz::Europe::Moscow;
+        r.window_start = utc("2026-11-23 21:00:00");
+        r.window_end = utc("2026-11-24 21:00:00");
+        assert!(subject(&r).starts_with("[lms-etl] OK 2026-11-24: "));
+        r.report_timezone = chrono_tz::Asia::Tokyo; // 11-25 06:00 there
+        assert!(
+            subject(&r).starts_with("[lms-etl] OK 2026-11-25: "),
+            "{}",
+            subject(&r)
+        );
+    }
+
+    #[test]
+    fn window_is_shown_in_the_source_zone_and_days_under_the_report_zone() {
+        let mut r = report(RunStatus::Succeeded, None);
+        r.source_timezone = chrono_tz::Europe::Moscow;
+        r.window_start = utc("2026-11-23 21:00:00");
+        r.window_end = utc("2026-11-24 21:00:30");
+        assert_eq!(
+            window(&r),
+            "2026-11-24 00:00 – 2026-11-25 00:00:30 (Europe/Moscow)"
+        );
+        assert_eq!(day_heading(&r), "day (UTC)");
     }
 
     #[test]
@@ -539,5 +711,29 @@ mod tests {
         let html = render_html(&r);
         assert!(!html.contains("<script>"));
         assert!(html.contains("bad &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+    }
+
+    #[test]
+    fn rejection_examples_are_shortened_then_escaped() {
+        let mut r = report(RunStatus::Succeeded, None);
+        r.rejections = vec![RejectionGroup {
+            kind: "<kind>".into(),
+            count: 3,
+            example: format!("<b>{}</b>", "a".repeat(40)),
+        }];
+        let html = render_html(&r);
+        assert!(
+            html.contains("<td>&lt;kind&gt;</td><td><code>&lt;b&gt;aaaaaa…&lt;/b&gt;</code></td>"),
+            "{html}"
+        );
+        assert!(render_text(&r).contains("e.g. <b>aaaaaa…</b>"));
+    }
+
+    #[test]
+    fn sections_for_rejections_and_warnings_are_absent_when_empty() {
+        let r = report(RunStatus::Succeeded, None);
+        for body in [render_text(&r), render_html(&r)] {
+            assert!(!body.contains("Rejected records") && !body.contains("Warnings"));
+        }
     }
 }

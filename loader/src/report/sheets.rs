@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use chrono_tz::Tz;
 use google_sheets4::api::{
     AddSheetRequest, BatchUpdateSpreadsheetRequest, ClearValuesRequest, Request, SheetProperties,
     ValueRange,
@@ -26,7 +27,7 @@ use crate::error_chain;
 /// The only OAuth scope asked for: read and write spreadsheets.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/spreadsheets";
 
-/// Row 1 of the tab.
+/// Row 1 of the tab, but for A1, which is [`header`]'s `date (<zone>)`.
 pub const HEADER: [&str; 6] = [
     "date",
     "attempts",
@@ -35,6 +36,14 @@ pub const HEADER: [&str; 6] = [
     "success_rate",
     "updated_at",
 ];
+
+/// Row 1 as written: [`HEADER`] with A1 naming the zone whose calendar days the rows are,
+/// `date (UTC)`, so a reader does not take them for their own local days.
+pub fn header(report_timezone: Tz) -> [String; 6] {
+    let mut row = HEADER.map(str::to_owned);
+    row[0] = format!("date ({})", report_timezone.name());
+    row
+}
 
 /// Columns A..F hold [`HEADER`]; cells right of F are left alone.
 const LAST_COLUMN: char = 'F';
@@ -114,11 +123,13 @@ pub fn spreadsheet_url(cfg: &SheetsConfig) -> String {
     )
 }
 
-/// Writes `days` into the tab `cfg.sheet`, creating the tab if needed. Days already in the
-/// tab are replaced, new days are added, other days are kept; rows stay sorted by date.
+/// Writes `days` (calendar days of `report_timezone`) into the tab `cfg.sheet`, creating the
+/// tab if needed. Days already in the tab are replaced, new days are added, other days are
+/// kept; rows stay sorted by date; the header is rewritten to name `report_timezone`.
 pub async fn push_days(
     cfg: &SheetsConfig,
     days: &[DailyStats],
+    report_timezone: Tz,
 ) -> Result<SheetsOutcome, SheetsError> {
     let started = Instant::now();
     check_api_root(&cfg.api_root)?;
@@ -158,7 +169,7 @@ pub async fn push_days(
         tracing::info!(sheet = %cfg.sheet, "created the Sheets tab");
     }
     let existing = api.read_rows().await?;
-    let block = merge(&existing, days);
+    let block = merge(&existing, days, report_timezone);
     api.write_rows(&block).await?;
     // Rows that merged away (blank rows, duplicate dates) would otherwise linger below the block.
     if existing.len() > block.len() {
@@ -467,11 +478,17 @@ impl Api<'_> {
 
 /// Header + one row per day sorted by date (pushed days replace stored ones), then any
 /// non-blank rows whose first cell is not a date, kept as they were.
-fn merge(existing: &[Vec<Value>], days: &[DailyStats]) -> Vec<Vec<Value>> {
+fn merge(existing: &[Vec<Value>], days: &[DailyStats], report_timezone: Tz) -> Vec<Vec<Value>> {
     let mut rows = existing;
     if let Some(first) = rows.first() {
         if first.first().and_then(cell_day).is_none() {
             rows = &rows[1..]; // the old header; rewritten below
+            let old = first.first().and_then(Value::as_str).unwrap_or_default();
+            let new = &header(report_timezone)[0];
+            if old.starts_with("date (") && old != new {
+                // Rows kept from before are days of the old zone; say so once, in the log.
+                tracing::warn!(old, new = %new, "Sheets tab's days change time zone");
+            }
         }
     }
     let mut by_day: BTreeMap<NaiveDate, Vec<Value>> = BTreeMap::new();
@@ -497,7 +514,7 @@ fn merge(existing: &[Vec<Value>], days: &[DailyStats]) -> Vec<Vec<Value>> {
         by_day.insert(day.day, day_row(day));
     }
     let mut block = Vec::with_capacity(1 + by_day.len() + unrecognised.len());
-    block.push(HEADER.iter().map(|h| Value::from(*h)).collect());
+    block.push(header(report_timezone).map(Value::from).to_vec());
     block.extend(by_day.into_values());
     block.extend(unrecognised);
     block
@@ -589,11 +606,12 @@ mod tests {
         let block = merge(
             &existing,
             &[day("2026-11-23", 9, 9), day("2026-11-22", 4, 0)],
+            chrono_tz::UTC,
         );
         let dates: Vec<_> = block.iter().map(|r| r[0].clone()).collect();
         assert_eq!(
             dates,
-            ["date", "2026-11-21", "2026-11-22", "2026-11-23"].map(Value::from)
+            ["date (UTC)", "2026-11-21", "2026-11-22", "2026-11-23"].map(Value::from)
         );
         assert_eq!(block[3][1], Value::from(9));
         assert_eq!(block[1], existing[3], "a day not pushed is kept as it was");
@@ -605,10 +623,30 @@ mod tests {
             vec![Value::from(46_350)],
             vec![Value::from("note"), Value::from("x")],
         ];
-        let block = merge(&existing, &[]);
+        let block = merge(&existing, &[], chrono_tz::Europe::Moscow);
         assert_eq!(block.len(), 3);
+        assert_eq!(block[0][0], Value::from("date (Europe/Moscow)"));
         assert_eq!(cell_day(&block[1][0]), "2026-11-24".parse().ok());
         assert_eq!(block[2][0], Value::from("note"));
+    }
+
+    #[test]
+    fn header_names_the_zone_in_a1_only() {
+        assert_eq!(
+            header(chrono_tz::UTC),
+            [
+                "date (UTC)",
+                "attempts",
+                "successful_attempts",
+                "unique_users",
+                "success_rate",
+                "updated_at"
+            ]
+        );
+        assert_eq!(
+            header(chrono_tz::America::Sao_Paulo)[0],
+            "date (America/Sao_Paulo)"
+        );
     }
 
     #[test]
