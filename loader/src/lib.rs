@@ -11,6 +11,7 @@ pub mod load;
 pub mod logs;
 pub mod report;
 pub mod run;
+pub mod signals;
 pub mod status;
 pub mod window;
 

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use lms_etl_loader::cli::{Cli, Command, RunArgs};
-use lms_etl_loader::config::Config;
+use lms_etl_loader::clock::Clock;
+use lms_etl_loader::config::{rejected_ratio, Config};
+use lms_etl_loader::signals::Interrupt;
 use lms_etl_loader::load::Database;
 use lms_etl_loader::run::{self, Exit, RunOptions};
 use lms_etl_loader::window::parse_time;
@@ -45,12 +47,30 @@ async fn dispatch(cli: Cli) -> Exit {
                 Exit::Config
             }
         },
-        command => with_config(cli.config.as_deref(), command).await,
+        command => {
+            let clock = match cli.now.as_deref().map(parse_clock).transpose() {
+                Ok(clock) => clock.unwrap_or_else(Clock::system),
+                Err(e) => {
+                    eprintln!("lms-etl: --now: {e:#}");
+                    return Exit::Config;
+                }
+            };
+            with_config(cli.config.as_deref(), command, clock).await
+        }
     }
 }
 
+/// `--now`: a UTC timestamp or RFC 3339 time where the clock starts.
+fn parse_clock(text: &str) -> anyhow::Result<Clock> {
+    let at = match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        Ok(t) => t.with_timezone(&chrono::Utc),
+        Err(_) => parse_time("--now", text)?.and_utc(),
+    };
+    Ok(Clock::starting_at(at))
+}
+
 /// Commands that need the configuration and the log file.
-async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
+async fn with_config(path: Option<&std::path::Path>, command: Command, clock: Clock) -> Exit {
     let mut config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -84,18 +104,21 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
 
     let result = match command {
         Command::Run(args) => {
-            let options = match run_options(&args, &mut config) {
+            // Listen before anything else, so a signal at any stage is seen.
+            let interrupt = Interrupt::listen();
+            let options = match run_options(&args, &mut config, clock) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "invalid arguments");
                     return Exit::Config;
                 }
             };
-            return run::execute(&config, &options, logging.current_file()).await;
+            return run::execute(&config, &options, logging.current_file(), interrupt).await;
         }
         Command::Status(args) => show_status(&config, args.runs, args.days).await,
         Command::SheetsSync(range) => sheets_sync(&config, range.from, range.to).await,
         Command::Aggregate(range) => aggregate(&config, range.from, range.to).await,
+        Command::Reprocess(args) => reprocess(&config, args.run_id).await,
         Command::DemoApi(_) | Command::ExportDemoCopy(_) => {
             unreachable!("handled without configuration")
         }
@@ -109,7 +132,7 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
     }
 }
 
-fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions> {
+fn run_options(args: &RunArgs, config: &mut Config, clock: Clock) -> anyhow::Result<RunOptions> {
     if let Some(minutes) = args.chunk_minutes {
         anyhow::ensure!(
             (1..=10_080).contains(&minutes),
@@ -135,6 +158,11 @@ fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions
         end,
         skip_sheets: args.no_sheets,
         skip_email: args.no_email,
+        max_rejected_ratio: args
+            .max_rejected_ratio
+            .map(|r| rejected_ratio("--max-rejected-ratio", r))
+            .transpose()?,
+        clock,
     })
 }
 
@@ -156,7 +184,8 @@ async fn sheets_sync(
     let db = Database::connect(config.database.url()).await?;
     let days = db.daily_stats(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
-    let outcome = report::sheets::push_days(sheets, &days, config.api.source_timezone)
+    let zones = db.zones(config.api.source_timezone).await?;
+    let outcome = report::sheets::push_days(sheets, &days, zones.report)
         .await
         .context("pushing to Google Sheets")?;
     tracing::info!(rows = outcome.rows_written, url = %outcome.url, "sheets sync finished");
@@ -172,6 +201,22 @@ async fn aggregate(
     let days = db.aggregate(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "aggregation finished");
     print!("{}", status::render(&db, 0, days.len() as i64).await?);
+    Ok(())
+}
+
+async fn reprocess(config: &Config, run_id: Option<i64>) -> anyhow::Result<()> {
+    let db = Database::connect(config.database.url()).await?;
+    anyhow::ensure!(
+        db.try_lock().await?.is_some(),
+        "another lms-etl run holds the lock; reprocess when it has finished"
+    );
+    let started = std::time::Instant::now();
+    tracing::info!(run_id, "reprocess started");
+    let (examined, loaded, still) = db.reprocess(run_id).await?;
+    let days = db.aggregate_pending().await?;
+    tracing::info!(examined, loaded, still_rejected = still, days = days.len(),
+                   elapsed_ms = started.elapsed().as_millis() as u64, "reprocess finished");
+    println!("{examined} quarantined records examined: {loaded} loaded (or found loaded), {still} still rejected; {} days re-aggregated", days.len());
     Ok(())
 }
 

@@ -1,29 +1,39 @@
-//! One `lms-etl run`: lock → window → fetch chunks (prefetching) → load each chunk in its
-//! own transaction → aggregate the touched days → Sheets → close the run row → e-mail.
+//! One `lms-etl run`: lock → close dead runs → window (never past now − settle lag) →
+//! chunks streamed from the API into the database on parallel connections, each in one
+//! transaction → aggregate every changed day → Sheets → close the run row → e-mail.
+//! A failure or a signal at any stage still waits for the chunks in flight, aggregates what
+//! committed, and closes the run as `failed` or `interrupted`.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use lms_etl_parse::source_time::{self, chrono_tz::Tz};
+use lms_etl_parse::{Batch, BatchSplitter};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error_chain as chain;
-use crate::fetch::{redact, ChunkBody, FetchError, Fetcher};
-use crate::load::{ChunkCounts, Database, LoadError};
+use crate::fetch::{scrub, Failure, FetchError, Fetcher};
+use crate::load::{ChunkCounts, Database, LoadError, Zones};
 use crate::report::{email, sheets, Counts, DailyStats, RunReport, RunStatus};
-use crate::window::Window;
+use crate::signals::Interrupt;
+use crate::window::{plan, Window, WindowRules};
 
 /// Process exit codes (documented in the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Loaded (or nothing to do) and every output succeeded.
     Success = 0,
-    /// The run failed: nothing after the last committed chunk was loaded.
+    /// The run failed or was interrupted: nothing after the last committed chunk was loaded.
     Failed = 1,
     /// Bad command line or configuration.
     Config = 2,
@@ -33,12 +43,29 @@ pub enum Exit {
     OutputFailed = 4,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// `--start`/`--end`, naive times of the source zone.
     pub start: Option<NaiveDateTime>,
     pub end: Option<NaiveDateTime>,
     pub skip_sheets: bool,
     pub skip_email: bool,
+    /// `--max-rejected-ratio`: overrides `load.max_rejected_ratio` for this run.
+    pub max_rejected_ratio: Option<f64>,
+    pub clock: Clock,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            start: None,
+            end: None,
+            skip_sheets: false,
+            skip_email: false,
+            max_rejected_ratio: None,
+            clock: Clock::system(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +74,20 @@ pub enum RunError {
     Load(#[from] LoadError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error("{0}")]
-    Window(#[from] crate::window::WindowError),
     #[error("interrupted by a signal; chunks committed so far are kept")]
     Interrupted,
+    #[error("{scope} has {invalid} invalid records of {fetched} ({share:.1}%), above load.max_rejected_ratio {max:.1}%: its records are kept (valid ones loaded, the rest quarantined) but the watermark stays before chunk {chunk}; fix the source, or pass this run with --max-rejected-ratio")]
+    TooManyRejected {
+        scope: &'static str,
+        chunk: String,
+        invalid: i64,
+        fetched: i64,
+        share: f64,
+        max: f64,
+    },
 }
 
-/// Stage name → milliseconds, in order, for the run row, the log and the e-mail.
+/// Stage name → milliseconds, wall clock, in order, for the run row, the log and the e-mail.
 #[derive(Default)]
 struct Stages(Vec<(String, u64)>);
 
@@ -73,133 +107,207 @@ impl Stages {
     }
 }
 
-/// What the loading phase achieved, also when it stopped early.
-#[derive(Default)]
-struct Progress {
-    counts: Counts,
-    /// End of the last committed chunk.
-    loaded_until: Option<NaiveDateTime>,
-    fetch_ms: u64,
-    load_ms: u64,
+/// Judges the share of invalid records: a chunk alone once it is large enough, smaller
+/// chunks by the run's running total (a quiet hour with 1 bad record in 10 passes).
+struct RatioJudge {
+    max: f64,
+    min_records: i64,
+    run_fetched: i64,
+    run_invalid: i64,
 }
 
-pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit {
+impl RatioJudge {
+    fn judge(&mut self, chunk: &Window, counts: &ChunkCounts) -> Result<(), RunError> {
+        self.run_fetched += counts.fetched;
+        self.run_invalid += counts.invalid;
+        let over = |invalid: i64, fetched: i64| invalid as f64 > self.max * fetched as f64;
+        let (scope, invalid, fetched) = if counts.fetched >= self.min_records {
+            ("chunk", counts.invalid, counts.fetched)
+        } else if self.run_fetched >= self.min_records {
+            ("the run so far", self.run_invalid, self.run_fetched)
+        } else {
+            return Ok(());
+        };
+        if over(invalid, fetched) {
+            return Err(RunError::TooManyRejected {
+                scope: if scope == "chunk" {
+                    "the chunk"
+                } else {
+                    "the run so far"
+                },
+                chunk: chunk.to_string(),
+                invalid,
+                fetched,
+                share: 100.0 * invalid as f64 / fetched as f64,
+                max: 100.0 * self.max,
+            });
+        }
+        Ok(())
+    }
+}
+
+pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: Interrupt) -> Exit {
     let total = Instant::now();
     let mut stages = Stages::default();
-    let secrets = [cfg.api.client_key.expose_secret().to_owned()];
-    let clean =
-        |e: &dyn std::error::Error| secrets.iter().fold(chain(e), |text, s| redact(&text, s));
+    let key = cfg.api.client_key.expose_secret().to_owned();
+    let clean = |e: &dyn std::error::Error| scrub(&chain(e), &key);
+    let early = |message: String, zone: Option<Tz>, stages: Stages| {
+        let zone = zone.unwrap_or(Tz::UTC);
+        fail_before_run(cfg, opts, zone, message, log_file.clone(), stages)
+    };
 
     let started = Instant::now();
     info!("connecting to PostgreSQL");
-    let requested = opts
-        .start
-        .zip(opts.end)
-        .map(|(start, end)| Window { start, end });
     let db = match Database::connect(cfg.database.url()).await {
         Ok(db) => db,
-        Err(e) => return fail_before_run(cfg, opts, requested, &clean(&e), log_file, stages).await,
+        Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     };
-    stages.add("connect", started);
-
-    match db.try_lock().await {
-        Ok(true) => {}
-        Ok(false) => {
+    let lock_pid = match db.try_lock().await {
+        Ok(Some(pid)) => pid,
+        Ok(None) => {
             warn!("another lms-etl run holds the lock; exiting without doing anything");
             return Exit::LockHeld;
         }
-        Err(e) => return fail_before_run(cfg, opts, requested, &clean(&e), log_file, stages).await,
+        Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
+    };
+    match db.abandon_dead_runs().await {
+        Ok(ids) => ids.iter().for_each(|id| {
+            warn!(run_id = id, "run {id} was left running by a process that died; closed it as abandoned (its committed chunks are kept and its days are aggregated now)")
+        }),
+        Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     }
+    let zones = match db.zones(cfg.api.source_timezone).await {
+        Ok(z) => z,
+        Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
+    };
+    let watermark = match db.watermark().await {
+        Ok(w) => w,
+        Err(e) => return early(clean(&e), Some(zones.source), stages).await,
+    };
+    stages.add("connect", started);
 
-    let window = match choose_window(cfg, opts, &db).await {
-        Ok(Some(w)) => w,
-        Ok(None) => {
-            info!("window is empty: the data is loaded up to now; nothing to fetch");
-            return Exit::Success;
-        }
-        Err(e) => return fail_before_run(cfg, opts, requested, &clean(&e), log_file, stages).await,
+    let rules = WindowRules {
+        settle_lag: cfg.window.settle_lag,
+        overlap: cfg.window.overlap,
+        first_run_lookback: cfg.window.first_run_lookback,
     };
-    let run_id = match db.start_run(&window).await {
+    let at = |naive: NaiveDateTime| source_time::to_instant(zones.source, naive);
+    let plan = plan(
+        &rules,
+        opts.clock.now(),
+        opts.start.map(at),
+        opts.end.map(at),
+        watermark,
+    );
+    let mut warnings = Vec::new();
+    if let Some(requested) = plan.requested_end {
+        let message = format!(
+            "the requested end {} is past now minus the settle lag ({} min); loading up to {}",
+            show(requested, zones.source),
+            rules.settle_lag.num_minutes(),
+            show(plan.limit, zones.source)
+        );
+        warn!(requested_end = %requested, effective_end = %plan.limit, "{message}");
+        warnings.push(message);
+    }
+    let Some(window) = plan.window else {
+        info!(settled_until = %plan.limit, "window is empty: nothing settled to load past its start yet; nothing to fetch");
+        return Exit::Success;
+    };
+    if stop.is_set() {
+        return early(
+            RunError::Interrupted.to_string(),
+            Some(zones.source),
+            stages,
+        )
+        .await;
+    }
+    let run_id = match db
+        .start_run(&window, plan.requested_end, zones.source, lock_pid)
+        .await
+    {
         Ok(id) => id,
-        Err(e) => {
-            return fail_before_run(cfg, opts, Some(window), &clean(&e), log_file, stages).await
-        }
+        Err(e) => return early(clean(&e), Some(zones.source), stages).await,
     };
+
     let span = info_span!("run", run_id);
     async {
         let chunks = window.chunks(cfg.window.chunk);
-        info!(%window, chunks = chunks.len(), chunk_minutes = cfg.window.chunk.num_minutes(), "run started");
+        info!(%window, source_timezone = zones.source.name(), report_timezone = zones.report.name(),
+              chunks = chunks.len(), chunk_minutes = cfg.window.chunk.num_minutes(), "run started");
 
         let started = Instant::now();
-        let mut progress = Progress::default();
-        let outcome = fetch_and_load(cfg, &db, run_id, &chunks, &mut progress).await;
-        stages.0.push(("fetch".into(), progress.fetch_ms));
-        stages.0.push(("load".into(), progress.load_ms));
-        stages.add("fetch_and_load", started);
-        let load_error = outcome.err().map(|e| clean(&e));
+        let outcome = fetch_and_load(cfg, opts, &db, run_id, zones, &chunks, &stop).await;
+        stages.add("fetch+load", started);
+        let load_error = outcome.error.as_ref().map(|e| clean(e));
         match &load_error {
-            None => info!(fetched = progress.counts.fetched, inserted = progress.counts.inserted,
-                          duplicates = progress.counts.duplicates, rejected = progress.counts.rejected, "load finished"),
-            Some(e) => error!(error = %e, committed_until = ?progress.loaded_until, "load failed"),
+            None => info!(fetched = outcome.counts.fetched, inserted = outcome.counts.inserted,
+                          duplicates = outcome.counts.duplicates, conflicts = outcome.counts.conflicts,
+                          rejected = outcome.counts.rejected, "load finished"),
+            Some(e) => error!(error = %e, "load failed"),
         }
 
-        // Aggregate what was committed, even after a failure, so the stats match the data.
-        let mut days = Vec::new();
-        let mut aggregate_error = None;
-        if let Some(until) = progress.loaded_until.filter(|u| *u > window.start) {
-            let touched = Window { start: window.start, end: until }.days();
-            let (from, to) = (touched[0], touched[touched.len() - 1]);
-            let started = Instant::now();
-            info!(from = %from, to = %to, "aggregation started");
-            match db.aggregate(from, to).await {
-                Ok(d) => days = d,
-                Err(e) => aggregate_error = Some(clean(&e)),
-            }
-            let ms = stages.add("aggregate", started);
-            match &aggregate_error {
-                None => info!(days = days.len(), elapsed_ms = ms, "aggregation finished"),
-                Some(e) => error!(error = %e, elapsed_ms = ms, "aggregation failed"),
-            }
+        // Aggregate what committed (the marked days), also after a failure or a signal.
+        let started = Instant::now();
+        info!("aggregation started");
+        let (days, aggregate_error) = match aggregated_days(&db, &window, zones.report).await {
+            Ok(days) => (days, None),
+            Err(e) => (Vec::new(), Some(clean(&e))),
+        };
+        let ms = stages.add("aggregate", started);
+        match &aggregate_error {
+            None => info!(days = days.len(), elapsed_ms = ms, "aggregation finished"),
+            Some(e) => error!(error = %e, elapsed_ms = ms, "aggregation failed"),
         }
         let error = load_error.or(aggregate_error);
+        let interrupted =
+            stop.is_set() || matches!(outcome.error, Some(RunError::Interrupted));
 
         let mut sheets_error = None;
         let sheets_url = cfg.sheets.as_ref().map(sheets::spreadsheet_url);
-        if error.is_none() {
-            sheets_error = push_sheets(cfg, opts, &days, &mut stages).await;
+        if error.is_none() && !interrupted {
+            sheets_error = push_sheets(cfg, opts, &days, zones.report, &mut stages).await;
         }
 
         let status = match (&error, &sheets_error) {
+            _ if interrupted || stop.is_set() => RunStatus::Interrupted,
             (Some(_), _) => RunStatus::Failed,
             (None, Some(_)) => RunStatus::Partial,
             (None, None) => RunStatus::Succeeded,
+        };
+        let error = match (status, error) {
+            (RunStatus::Interrupted, None) => Some(RunError::Interrupted.to_string()),
+            (_, e) => e,
         };
         stages.0.push(("total".into(), total.elapsed().as_millis() as u64));
         let counts = match db.finish_run(run_id, status, &stages.json(), error.as_deref().or(sheets_error.as_deref())).await {
             Ok(c) => c,
             Err(e) => {
                 error!(error = %clean(&e), "cannot close the run row");
-                progress.counts
+                outcome.counts
             }
         };
+        let rejections = db.rejection_groups(run_id).await.unwrap_or_else(|e| {
+            error!(error = %clean(&e), "cannot summarise the rejected records");
+            Vec::new()
+        });
         info!(status = status.as_str(), fetched = counts.fetched, inserted = counts.inserted,
-              duplicates = counts.duplicates, rejected = counts.rejected,
+              duplicates = counts.duplicates, conflicts = counts.conflicts, rejected = counts.rejected,
               elapsed_ms = total.elapsed().as_millis() as u64, "run finished");
 
-        let tz = cfg.api.source_timezone;
         let report = RunReport {
             run_id: Some(run_id),
             status,
-            window_start: instant(tz, window.start),
-            window_end: instant(tz, window.end),
-            requested_end: None,
-            source_timezone: tz,
-            report_timezone: tz,
+            window_start: window.start,
+            window_end: window.end,
+            requested_end: plan.requested_end,
+            source_timezone: zones.source,
+            report_timezone: zones.report,
             counts,
             stage_ms: stages.0,
             days,
-            rejections: Vec::new(),
-            warnings: Vec::new(),
+            rejections,
+            warnings,
             error,
             sheets_error,
             sheets_url,
@@ -218,143 +326,330 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf) -> Exit
     .await
 }
 
-/// `--start/--end` if given; otherwise from the watermark (or `first_run_lookback` ago) to now.
-async fn choose_window(
+fn show(t: DateTime<Utc>, zone: Tz) -> String {
+    format!(
+        "{} ({})",
+        source_time::to_naive(zone, t).format("%Y-%m-%d %H:%M:%S"),
+        zone.name()
+    )
+}
+
+/// Aggregates every marked day, then returns the statistics of the window's report-zone
+/// days together with any other day aggregated now (days a dead run left), sorted.
+async fn aggregated_days(
+    db: &Database,
+    window: &Window,
+    report_zone: Tz,
+) -> Result<Vec<DailyStats>, LoadError> {
+    let aggregated = db.aggregate_pending().await?;
+    let (first, last) = window.days_in(report_zone);
+    let mut days = db.daily_stats(first, last).await?;
+    days.extend(
+        aggregated
+            .into_iter()
+            .filter(|d| d.day < first || d.day > last),
+    );
+    days.sort_by_key(|d| d.day);
+    Ok(days)
+}
+
+/// What the loading phase achieved, also when it stopped early.
+struct Outcome {
+    counts: Counts,
+    error: Option<RunError>,
+}
+
+/// What a loading connection reports for one committed chunk.
+struct Loaded {
+    chunk: Window,
+    counts: ChunkCounts,
+}
+
+/// Everything the loading connections share.
+struct Loading<'a> {
+    cfg: &'a Config,
+    run_id: i64,
+    zones: Zones,
+    fetcher: Fetcher,
+    queue: Mutex<VecDeque<Window>>,
+    /// Set on the first failure: no new chunk is started.
+    halt: AtomicBool,
+    judge: Mutex<RatioJudge>,
+    stop: Interrupt,
+}
+
+/// Loads the chunks on `window.parallel_loads` connections (inserting is the slow part and
+/// one backend uses one core). Each chunk commits on its own; the watermark only moves over
+/// a contiguous prefix. On the first failure or a signal no new chunk starts, and this
+/// returns once every chunk in flight has committed or rolled back.
+async fn fetch_and_load(
     cfg: &Config,
     opts: &RunOptions,
     db: &Database,
-) -> Result<Option<Window>, RunError> {
-    let now = Utc::now()
-        .with_timezone(&cfg.api.source_timezone)
-        .naive_local();
-    let end = opts.end.unwrap_or(now);
-    let start = match opts.start {
-        Some(s) => s,
-        None => match db.watermark().await? {
-            Some(w) => w,
-            None => end - cfg.window.first_run_lookback,
-        },
-    };
-    if opts.start.is_none() && start >= end {
-        return Ok(None);
-    }
-    Ok(Some(Window::new(start, end)?))
-}
-
-/// What a load worker reports for one committed chunk.
-struct Loaded {
-    chunk: Window,
-    fetched: i64,
-    counts: ChunkCounts,
-    fetch_ms: u64,
-    load_ms: u64,
-}
-
-/// Downloads chunks in order, `window.prefetch` ahead, and loads them on
-/// `window.parallel_loads` connections: inserting is the slow part and one backend uses one
-/// core. Each chunk commits on its own; the watermark only moves over a contiguous prefix.
-async fn fetch_and_load(
-    cfg: &Config,
-    db: &Database,
     run_id: i64,
+    zones: Zones,
     chunks: &[Window],
-    progress: &mut Progress,
-) -> Result<(), RunError> {
-    let fetcher = Arc::new(Fetcher::new(&cfg.api)?);
-    let (body_tx, body_rx) =
-        mpsc::channel::<(Window, Result<ChunkBody, FetchError>)>(cfg.window.prefetch);
-    let producer = {
-        let chunks = chunks.to_vec();
-        let fetcher = fetcher.clone();
-        tokio::spawn(
-            async move {
-                for chunk in chunks {
-                    info!(chunk = %chunk, url = %fetcher.display_url(&chunk), "download started");
-                    let result = fetcher.fetch(&chunk).await;
-                    let failed = result.is_err();
-                    if body_tx.send((chunk, result)).await.is_err() || failed {
-                        break;
-                    }
-                }
-            }
-            .in_current_span(),
-        )
+    stop: &Interrupt,
+) -> Outcome {
+    let mut outcome = Outcome {
+        counts: Counts::default(),
+        error: None,
     };
-    let body_rx = Arc::new(tokio::sync::Mutex::new(body_rx));
-    let (done_tx, mut done_rx) =
-        mpsc::channel::<Result<Loaded, RunError>>(cfg.window.parallel_loads);
-    let mut workers = Vec::with_capacity(cfg.window.parallel_loads);
+    let fetcher = match Fetcher::new(&cfg.api) {
+        Ok(f) => f,
+        Err(e) => {
+            outcome.error = Some(e.into());
+            return outcome;
+        }
+    };
+    let loading = Loading {
+        cfg,
+        run_id,
+        zones,
+        fetcher,
+        queue: Mutex::new(chunks.iter().copied().collect()),
+        halt: AtomicBool::new(false),
+        judge: Mutex::new(RatioJudge {
+            max: opts.max_rejected_ratio.unwrap_or(cfg.load.max_rejected_ratio),
+            min_records: cfg.load.ratio_min_records,
+            run_fetched: 0,
+            run_invalid: 0,
+        }),
+        stop: stop.clone(),
+    };
+    let mut connections = Vec::with_capacity(cfg.window.parallel_loads);
     for _ in 0..cfg.window.parallel_loads {
-        let mut conn = Database::connect(cfg.database.url()).await?;
-        let (body_rx, done_tx) = (body_rx.clone(), done_tx.clone());
-        workers.push(tokio::spawn(
-            async move {
-                loop {
-                    let next = body_rx.lock().await.recv().await;
-                    let Some((chunk, body)) = next else { break };
-                    let result = load_one(&mut conn, run_id, chunk, body).await;
-                    let failed = result.is_err();
-                    if done_tx.send(result).await.is_err() || failed {
-                        break;
-                    }
-                }
+        match Database::connect(cfg.database.url()).await {
+            Ok(c) => connections.push(c),
+            Err(e) => {
+                outcome.error = Some(e.into());
+                return outcome;
             }
-            .in_current_span(),
-        ));
-    }
-    drop(done_tx);
-
-    let bar = progress_bar(chunks.len() as u64);
-    let result = async {
-        loop {
-            let next = tokio::select! {
-                next = done_rx.recv() => next,
-                _ = shutdown_signal() => return Err(RunError::Interrupted),
-            };
-            let Some(loaded) = next else { return Ok(()) };
-            let loaded = loaded?;
-            info!(chunk = %loaded.chunk, inserted = loaded.counts.inserted, duplicates = loaded.counts.duplicates,
-                  rejected = loaded.counts.rejected, elapsed_ms = loaded.load_ms, "chunk loaded");
-            progress.counts.fetched += loaded.fetched;
-            progress.counts.inserted += loaded.counts.inserted;
-            progress.counts.duplicates += loaded.counts.duplicates;
-            progress.counts.rejected += loaded.counts.rejected;
-            progress.fetch_ms += loaded.fetch_ms;
-            progress.load_ms += loaded.load_ms;
-            progress.loaded_until = progress.loaded_until.max(Some(loaded.chunk.end));
-            // Chunks may commit out of order; catch the watermark up over the contiguous ones.
-            db.settle_watermark(run_id).await?;
-            bar.inc(1);
         }
     }
-    .await;
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<Loaded, RunError>>();
+    let senders: Vec<_> = connections.iter().map(|_| done_tx.clone()).collect();
+    drop(done_tx);
+    let loading = &loading;
+    let workers = connections.into_iter().zip(senders).map(|(conn, done_tx)| {
+        async move {
+            let mut conn = conn;
+            loop {
+                if loading.halt.load(Ordering::SeqCst) || loading.stop.is_set() {
+                    break;
+                }
+                let Some(chunk) = loading.queue.lock().expect("queue lock").pop_front() else {
+                    break;
+                };
+                let result = load_chunk(loading, &mut conn, chunk).await;
+                if result.is_err() {
+                    loading.halt.store(true, Ordering::SeqCst);
+                }
+                let _ = done_tx.send(result);
+            }
+        }
+    });
+    let workers = futures_util::future::join_all(workers);
+
+    let bar = progress_bar(chunks.len() as u64);
+    let settle = async {
+        while let Some(result) = done_rx.recv().await {
+            match result {
+                Ok(loaded) => {
+                    info!(chunk = %loaded.chunk, records = loaded.counts.fetched, inserted = loaded.counts.inserted,
+                          duplicates = loaded.counts.duplicates, conflicts = loaded.counts.conflicts,
+                          rejected = loaded.counts.rejected, "chunk loaded");
+                    add_counts(&mut outcome.counts, &loaded.counts);
+                    // Chunks may commit out of order; catch the watermark up over the contiguous ones.
+                    if let Err(e) = db.settle_watermark(run_id).await {
+                        loading.halt.store(true, Ordering::SeqCst);
+                        outcome.error.get_or_insert(e.into());
+                    }
+                    bar.inc(1);
+                }
+                // The first failure is the run's; what fails after it is its consequence.
+                Err(e) => {
+                    outcome.error.get_or_insert(e);
+                }
+            }
+        }
+    };
+    tokio::join!(workers, settle);
     bar.finish_and_clear();
-    producer.abort();
-    workers.iter().for_each(|w| w.abort());
-    result
+    if outcome.error.is_none() && stop.is_set() {
+        outcome.error = Some(RunError::Interrupted);
+    }
+    outcome
 }
 
-async fn load_one(
+fn add_counts(total: &mut Counts, chunk: &ChunkCounts) {
+    total.fetched += chunk.fetched;
+    total.inserted += chunk.inserted;
+    total.duplicates += chunk.duplicates;
+    total.conflicts += chunk.conflicts;
+    total.rejected += chunk.rejected;
+}
+
+/// Why one attempt at a chunk ended without a commit.
+enum Stop {
+    Retry(Failure),
+    Fatal(RunError),
+}
+
+impl From<LoadError> for Stop {
+    fn from(e: LoadError) -> Stop {
+        Stop::Fatal(e.into())
+    }
+}
+
+/// Loads one chunk, retrying transient API failures (a fresh transaction each attempt).
+async fn load_chunk(
+    loading: &Loading<'_>,
     conn: &mut Database,
-    run_id: i64,
     chunk: Window,
-    body: Result<ChunkBody, FetchError>,
 ) -> Result<Loaded, RunError> {
-    let body = body?;
-    let fetch_ms = body.elapsed.as_millis() as u64;
-    info!(chunk = %chunk, records = body.records, bytes = body.bytes, attempts = body.attempts,
-          elapsed_ms = fetch_ms, "download finished");
+    let Some(bounds) = chunk.api_bounds(loading.zones.source) else {
+        // A chunk whose naive bounds fold away (autumn change): nothing to ask for.
+        let counts = ChunkCounts::default();
+        let tx = conn.begin_chunk().await?;
+        tx.commit(loading.run_id, &chunk, &counts, 0, 0, true)
+            .await?;
+        return Ok(Loaded { chunk, counts });
+    };
+    info!(chunk = %chunk, url = %loading.fetcher.display_url(&bounds), "download started");
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        match try_chunk(loading, conn, &chunk, &bounds, attempt).await {
+            Ok(loaded) => return Ok(loaded),
+            Err(Stop::Fatal(e)) => return Err(e),
+            Err(Stop::Retry(Failure::Fatal(e))) => return Err(e.into()),
+            Err(Stop::Retry(Failure::Retry {
+                reason,
+                wait_at_least,
+            })) => {
+                if loading.stop.is_set() {
+                    return Err(RunError::Interrupted);
+                }
+                tokio::select! {
+                    r = loading.fetcher.before_retry(&bounds, attempt, reason, wait_at_least) => r?,
+                    _ = loading.stop.wait() => return Err(RunError::Interrupted),
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: the request, then the body streamed in sub-batches of at most
+/// `window.max_batch_bytes` into one transaction, judged, and committed.
+async fn try_chunk(
+    loading: &Loading<'_>,
+    conn: &mut Database,
+    chunk: &Window,
+    bounds: &(String, String),
+    attempt: u32,
+) -> Result<Loaded, Stop> {
     let started = Instant::now();
-    let fetched = body.records as i64;
-    let counts = conn
-        .load_chunk(run_id, &chunk, &body.json, fetched, fetch_ms as i64)
-        .await?;
-    Ok(Loaded {
+    let response = tokio::select! {
+        r = loading.fetcher.open(bounds) => r.map_err(Stop::Retry)?,
+        _ = loading.stop.wait() => return Err(Stop::Fatal(RunError::Interrupted)),
+    };
+    let tx = conn.begin_chunk().await?;
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(loading.cfg.window.prefetch);
+    let fetcher = &loading.fetcher;
+    let stop = &loading.stop;
+
+    let download = async move {
+        let mut splitter = BatchSplitter::new(loading.cfg.window.max_batch_bytes);
+        let mut body = response.bytes_stream();
+        loop {
+            let piece = tokio::select! {
+                p = body.next() => p,
+                _ = stop.wait() => return Err(Stop::Fatal(RunError::Interrupted)),
+            };
+            let batches = match piece {
+                None => break,
+                Some(Err(e)) => {
+                    return Err(Stop::Retry(Failure::retry(format!(
+                        "body cut off: {}",
+                        fetcher.scrub(&chain(&e.without_url()))
+                    ))))
+                }
+                Some(Ok(bytes)) => splitter.push(&bytes).map_err(|e| {
+                    Stop::Retry(Failure::retry(format!("incomplete or invalid body: {e}")))
+                })?,
+            };
+            for batch in batches {
+                if batch_tx.send(batch).await.is_err() {
+                    return Ok(0); // the loading side stopped; its error tells why
+                }
+            }
+        }
+        let bytes = splitter.bytes_seen();
+        if let Some(last) = splitter.finish().map_err(|e| {
+            Stop::Retry(Failure::retry(format!("incomplete or invalid body: {e}")))
+        })? {
+            let _ = batch_tx.send(last).await;
+        }
+        Ok(bytes)
+    };
+    let zone = loading.zones.source;
+    let run_id = loading.run_id;
+    let tx_ref = &tx;
+    let ingest = async move {
+        let mut counts = ChunkCounts::default();
+        while let Some(batch) = batch_rx.recv().await {
+            if stop.is_set() {
+                return Err(Stop::Fatal(RunError::Interrupted));
+            }
+            let part = tx_ref
+                .ingest(&batch.json, batch.records, batch.first_index, run_id, zone)
+                .await
+                .map_err(|e| {
+                    if e.is_malformed_body() {
+                        Stop::Retry(Failure::retry(format!(
+                            "a record of the body is not JSON: {}",
+                            chain(&e)
+                        )))
+                    } else {
+                        Stop::from(e)
+                    }
+                })?;
+            counts.add(&part);
+        }
+        Ok(counts)
+    };
+    let (downloaded, ingested) = tokio::join!(download, ingest);
+    let fetch_ms = started.elapsed().as_millis() as i64;
+    let (bytes, counts) = match (downloaded, ingested) {
+        (Ok(bytes), Ok(counts)) => (bytes, counts),
+        // The database's error first: a download error after it is its consequence.
+        (_, Err(e)) | (Err(e), _) => {
+            tx.rollback().await;
+            return Err(e);
+        }
+    };
+    info!(chunk = %chunk, records = counts.fetched, bytes, attempts = attempt, elapsed_ms = fetch_ms,
+          "download finished");
+    let verdict = loading
+        .judge
+        .lock()
+        .expect("judge lock")
+        .judge(chunk, &counts);
+    tx.commit(
+        run_id,
         chunk,
-        fetched,
-        counts,
+        &counts,
         fetch_ms,
-        load_ms: started.elapsed().as_millis() as u64,
+        started.elapsed().as_millis() as i64,
+        verdict.is_ok(),
+    )
+    .await?;
+    verdict.map_err(Stop::Fatal)?;
+    Ok(Loaded {
+        chunk: *chunk,
+        counts,
     })
 }
 
@@ -372,25 +667,12 @@ fn progress_bar(chunks: u64) -> ProgressBar {
     bar
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler can be installed");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-/// Pushes the touched days to Sheets when configured; returns the error text on failure.
+/// Pushes the days to Sheets when configured; returns the error text on failure.
 async fn push_sheets(
     cfg: &Config,
     opts: &RunOptions,
     days: &[DailyStats],
+    report_zone: Tz,
     stages: &mut Stages,
 ) -> Option<String> {
     let Some(sheets_cfg) = cfg.sheets.as_ref().filter(|_| !opts.skip_sheets) else {
@@ -404,7 +686,7 @@ async fn push_sheets(
     }
     let started = Instant::now();
     info!(sheet = %sheets_cfg.sheet, days = days.len(), "sheets push started");
-    let result = sheets::push_days(sheets_cfg, days, cfg.api.source_timezone).await;
+    let result = sheets::push_days(sheets_cfg, days, report_zone).await;
     let ms = stages.add("sheets", started);
     match result {
         Ok(outcome) => {
@@ -450,55 +732,86 @@ async fn notify(cfg: &Config, opts: &RunOptions, report: &RunReport) -> bool {
 async fn fail_before_run(
     cfg: &Config,
     opts: &RunOptions,
-    window: Option<Window>,
-    message: &str,
-    log_file: PathBuf,
-    stages: Stages,
-) -> Exit {
-    error!(error = %message, "run failed");
-    notify(
-        cfg,
-        opts,
-        &failure_report(cfg.api.source_timezone, window, message, log_file, stages),
-    )
-    .await;
-    Exit::Failed
-}
-
-fn failure_report(
-    tz: chrono_tz::Tz,
-    window: Option<Window>,
-    message: &str,
+    zone: Tz,
+    message: String,
     log_file: PathBuf,
     mut stages: Stages,
-) -> RunReport {
+) -> Exit {
+    error!(error = %message, "run failed");
     let now = Utc::now();
     stages.0.push(("total".into(), 0));
-    RunReport {
+    let report = RunReport {
         run_id: None,
         status: RunStatus::Failed,
-        window_start: window.map_or(now, |w| instant(tz, w.start)),
-        window_end: window.map_or(now, |w| instant(tz, w.end)),
+        window_start: now,
+        window_end: now,
         requested_end: None,
-        source_timezone: tz,
-        report_timezone: tz,
+        source_timezone: zone,
+        report_timezone: zone,
         counts: Counts::default(),
         stage_ms: stages.0,
         days: Vec::new(),
         rejections: Vec::new(),
         warnings: Vec::new(),
-        error: Some(message.to_owned()),
+        error: Some(message),
         sheets_error: None,
         sheets_url: None,
         log_file,
-        finished_at: Utc::now(),
-    }
+        finished_at: now,
+    };
+    notify(cfg, opts, &report).await;
+    Exit::Failed
 }
 
-/// A naive source-zone time as an instant (the earlier one in a DST fold; a time in a DST
-/// gap is read as UTC). Stop-gap for the report until the window carries instants.
-fn instant(tz: chrono_tz::Tz, at: NaiveDateTime) -> DateTime<Utc> {
-    at.and_local_timezone(tz)
-        .earliest()
-        .map_or_else(|| at.and_utc(), |t| t.with_timezone(&Utc))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(fetched: i64, invalid: i64) -> ChunkCounts {
+        ChunkCounts {
+            fetched,
+            invalid,
+            ..ChunkCounts::default()
+        }
+    }
+
+    fn judge() -> RatioJudge {
+        RatioJudge {
+            max: 0.05,
+            min_records: 100,
+            run_fetched: 0,
+            run_invalid: 0,
+        }
+    }
+
+    fn chunk() -> Window {
+        let t = |h| DateTime::from_timestamp(1_790_000_000 + h * 3600, 0).unwrap();
+        Window::new(t(0), t(1)).unwrap()
+    }
+
+    #[test]
+    fn a_large_chunk_is_judged_alone() {
+        let mut j = judge();
+        assert!(j.judge(&chunk(), &counts(1000, 50)).is_ok());
+        let err = j.judge(&chunk(), &counts(1000, 51)).unwrap_err().to_string();
+        assert!(err.starts_with("the chunk has 51 invalid records of 1000 (5.1%), above load.max_rejected_ratio 5.0%"), "{err}");
+    }
+
+    #[test]
+    fn a_quiet_hour_with_one_bad_record_in_ten_passes() {
+        let mut j = judge();
+        assert!(j.judge(&chunk(), &counts(10, 1)).is_ok());
+        // ... but small chunks add up, and the running total is judged once it is large enough.
+        for _ in 0..8 {
+            assert!(j.judge(&chunk(), &counts(10, 1)).is_ok());
+        }
+        let err = j.judge(&chunk(), &counts(10, 1)).unwrap_err().to_string();
+        assert!(err.starts_with("the run so far has 10 invalid records of 100"), "{err}");
+    }
+
+    #[test]
+    fn a_share_of_one_passes_everything() {
+        let mut j = RatioJudge { max: 1.0, ..judge() };
+        assert!(j.judge(&chunk(), &counts(500, 500)).is_ok());
+    }
 }
