@@ -33,7 +33,8 @@ pub enum Command {
     SheetsSync(RangeArgs),
     /// Recompute lms_etl.daily_stats for a date range (same as lms_etl.refresh_daily_stats).
     Aggregate(RangeArgs),
-    /// Write the demo API's valid records of a window as COPY text (the benchmark's baseline).
+    /// Write the valid records the demo API would serve for a window at --now as COPY text,
+    /// created_at as a UTC instant (the benchmark's baseline).
     #[command(hide = true)]
     ExportDemoCopy(ExportArgs),
 }
@@ -80,8 +81,10 @@ pub struct RangeArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Window start (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS[.ffffff]), naive in --timezone.
     #[arg(long)]
     pub start: String,
+    /// Window end, exclusive (same forms).
     #[arg(long)]
     pub end: String,
     #[command(flatten)]
