@@ -41,7 +41,8 @@ pub enum Command {
     /// Re-ingest quarantined records under the current rules (after a fix or an upgrade):
     /// records now valid move into lms_etl.attempts; the touched days are re-aggregated.
     Reprocess(ReprocessArgs),
-    /// Write the demo API's valid records of a window as COPY text (the benchmark's baseline).
+    /// Write the valid records the demo API would serve for a window at --now as COPY text,
+    /// created_at as a UTC instant (the benchmark's baseline).
     #[command(hide = true)]
     ExportDemoCopy(ExportArgs),
 }
@@ -99,8 +100,10 @@ pub struct RangeArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Window start (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS[.ffffff]), naive in --timezone.
     #[arg(long)]
     pub start: String,
+    /// Window end, exclusive (same forms).
     #[arg(long)]
     pub end: String,
     #[command(flatten)]

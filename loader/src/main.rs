@@ -62,11 +62,9 @@ async fn dispatch(cli: Cli) -> Exit {
 
 /// `--now`: a UTC timestamp or RFC 3339 time where the clock starts.
 fn parse_clock(text: &str) -> anyhow::Result<Clock> {
-    let at = match chrono::DateTime::parse_from_rfc3339(text.trim()) {
-        Ok(t) => t.with_timezone(&chrono::Utc),
-        Err(_) => parse_time("--now", text)?.and_utc(),
-    };
-    Ok(Clock::starting_at(at))
+    Ok(Clock::starting_at(
+        lms_etl_loader::clock::parse_instant(text).map_err(anyhow::Error::msg)?,
+    ))
 }
 
 /// Commands that need the configuration and the log file.

@@ -1,5 +1,6 @@
 //! The demo data set as a pure function of the seed: users, courses and blocks, and the
 //! records of each one-minute bucket, so any window, whole or in pieces, holds the same records.
+//! Times here are instants (UTC microseconds); time zones are the business of `selection`.
 
 use std::ops::Range;
 
@@ -35,6 +36,7 @@ const HOURLY_WEIGHTS: [f64; 24] = [
 const SALT_BUCKET: u64 = 0x6275_636b_6574_0001;
 const SALT_USER: u64 = 0x7573_6572_0000_0002;
 const SALT_COURSE: u64 = 0x636f_7572_7365_0003;
+const SALT_LATE: u64 = 0x6c61_7465_0000_0005;
 
 /// SplitMix64: a tiny, fast generator whose whole state is one `u64`, so seeding it from a
 /// hash of (seed, bucket) costs nothing.
@@ -131,8 +133,11 @@ impl AttemptKind {
 /// One generated attempt; strings are rendered from the indices only when written out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
-    /// Microseconds since 1970-01-01 00:00:00 (naive, like the API's timestamps).
+    /// The instant of the attempt, in microseconds since 1970-01-01 00:00:00 UTC.
     pub created_at: i64,
+    /// When the API starts serving the record: `created_at`, or `created_at` plus the
+    /// `--late-minutes` delay for the `--late-share` of records that arrive late.
+    pub visible_at: i64,
     pub user: u32,
     pub course: u16,
     pub block: u16,
@@ -147,6 +152,8 @@ pub struct Record {
 pub struct DataSet {
     seed: u64,
     malformed_share: f64,
+    late_share: f64,
+    late_delay_micros: i64,
     /// Expected records in the bucket starting at each minute of the day.
     per_minute: Box<[f64; MINUTES_PER_DAY]>,
     pub courses: Vec<Course>,
@@ -217,10 +224,28 @@ impl DataSet {
         DataSet {
             seed,
             malformed_share,
+            late_share: 0.0,
+            late_delay_micros: 0,
             per_minute,
             courses,
             users,
         }
+    }
+
+    /// Makes a `share` of the records (always the same ones for a seed, whatever the share of
+    /// the others) visible only `delay_micros` after their `created_at`.
+    pub fn with_late(mut self, share: f64, delay_micros: i64) -> Self {
+        self.late_share = share;
+        self.late_delay_micros = delay_micros.max(0);
+        self
+    }
+
+    /// Whether the record created at `created_at` arrives late. A hash of the seed and the
+    /// timestamp (distinct within a data set), not a draw from the bucket's stream, so the
+    /// records and their order stay what they were before lateness existed.
+    fn is_late(&self, created_at: i64) -> bool {
+        self.late_share > 0.0
+            && unit(hash2(self.seed ^ SALT_LATE, created_at as u64)) < self.late_share
     }
 
     /// The buckets that hold records of [start, end) (microseconds); empty if start >= end.
@@ -276,8 +301,14 @@ impl DataSet {
             let fault = rng.next_u64();
             let malformation =
                 (unit(fault) < self.malformed_share).then(|| Malformation::pick(fault));
+            let visible_at = if self.is_late(created_at) {
+                created_at.saturating_add(self.late_delay_micros)
+            } else {
+                created_at
+            };
             out.push(Record {
                 created_at,
+                visible_at,
                 user,
                 course,
                 block,
@@ -372,6 +403,41 @@ mod tests {
             total += records.len();
         }
         assert!((7_800..9_500).contains(&total), "{total} records in a day");
+    }
+
+    #[test]
+    fn late_records_are_a_fixed_share_delayed_by_the_set_minutes() {
+        let delay = 30 * BUCKET_MICROS;
+        let late = DataSet::new(5, 20_000, 0.0).with_late(0.2, delay);
+        let more = DataSet::new(5, 20_000, 0.0).with_late(0.5, delay);
+        let none = DataSet::new(5, 20_000, 0.0);
+        let (mut rl, mut rm, mut rn) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut all, mut delayed) = (0.0, 0.0);
+        for bucket in 29_000_000..29_000_100 {
+            late.fill_bucket(bucket, &mut rl);
+            more.fill_bucket(bucket, &mut rm);
+            none.fill_bucket(bucket, &mut rn);
+            assert_eq!(rl.len(), rn.len());
+            for ((l, m), n) in rl.iter().zip(&rm).zip(&rn) {
+                // Only the visibility differs; the late ones at 0.2 are late at 0.5 too.
+                assert_eq!(
+                    Record {
+                        visible_at: n.visible_at,
+                        ..l.clone()
+                    },
+                    *n
+                );
+                assert_eq!(n.visible_at, n.created_at);
+                assert!(l.visible_at == l.created_at || l.visible_at == l.created_at + delay);
+                if l.visible_at != l.created_at {
+                    assert_eq!(m.visible_at, m.created_at + delay);
+                    delayed += 1.0;
+                }
+                all += 1.0;
+            }
+        }
+        assert!(all > 20_000.0);
+        assert!((0.18..0.22).contains(&(delayed / all)), "{}", delayed / all);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! A deterministic stand-in for the LMS statistics API (`lms-etl demo-api`), for the quick
 //! start, the end-to-end tests and the benchmark: same wire format, seeded data, injectable faults.
 //!
-//! `generator` makes the records, `pyrepr` and `render` write them, `faults` breaks some of
-//! them on purpose, `server` answers HTTP.
+//! `generator` makes the records, `selection` picks an answer's records by zone and `clock`,
+//! `pyrepr` and `render` write them, `faults` breaks some of them on purpose, `server` answers HTTP.
 
 mod faults;
 mod generator;
 pub mod pyrepr;
 mod render;
+mod selection;
 mod server;
 
 use std::fmt;
@@ -17,11 +18,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono_tz::Tz;
 use tokio::net::TcpListener;
 
+pub use crate::clock::{parse_instant, Clock};
 use faults::FaultPlan;
 use generator::{DataSet, MAX_RECORDS_PER_HOUR};
+use selection::Selection;
 use server::AppState;
 
 /// `lms-etl demo-api`: serve the demo statistics API.
@@ -66,6 +70,23 @@ pub struct DemoApiArgs {
     /// The first N requests fail with 503.
     #[arg(long, default_value_t = 0)]
     pub fail_first: u64,
+    /// Start the API's clock at TIME, then let it run in real time (for tests). TIME is
+    /// YYYY-MM-DD HH:MM:SS[.ffffff] in UTC, or RFC 3339 with an offset. Nothing created after
+    /// the clock's now is ever served. Default: the real clock.
+    #[arg(long, value_name = "TIME", value_parser = crate::clock::parse_instant)]
+    pub now: Option<DateTime<Utc>>,
+    /// Share of records that arrive late: served only --late-minutes after their created_at;
+    /// always the same records for a given seed.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_share)]
+    pub late_share: f64,
+    /// How long a late record stays invisible after its created_at, in minutes.
+    #[arg(long, value_name = "M", default_value_t = 30)]
+    pub late_minutes: u32,
+    /// IANA time zone of the naive times: created_at is written, and start/end are read, as
+    /// local time there (e.g. Europe/Moscow). In an hour repeated by a DST change, a naive
+    /// window holds the records of both passes; a skipped hour holds none.
+    #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_zone)]
+    pub timezone: Tz,
 }
 
 impl Default for DemoApiArgs {
@@ -84,6 +105,10 @@ impl Default for DemoApiArgs {
             truncate_bodies: 0.0,
             malformed: 0.0,
             fail_first: 0,
+            now: None,
+            late_share: 0.0,
+            late_minutes: 30,
+            timezone: Tz::UTC,
         }
     }
 }
@@ -105,6 +130,10 @@ impl fmt::Debug for DemoApiArgs {
             .field("truncate_bodies", &self.truncate_bodies)
             .field("malformed", &self.malformed)
             .field("fail_first", &self.fail_first)
+            .field("now", &self.now)
+            .field("late_share", &self.late_share)
+            .field("late_minutes", &self.late_minutes)
+            .field("timezone", &self.timezone)
             .finish()
     }
 }
@@ -127,6 +156,7 @@ impl DemoApiArgs {
             ("drop-connections", self.drop_connections),
             ("truncate-bodies", self.truncate_bodies),
             ("malformed", self.malformed),
+            ("late-share", self.late_share),
         ];
         for (flag, value) in shares {
             if !(0.0..=1.0).contains(&value) {
@@ -141,7 +171,19 @@ impl DemoApiArgs {
 
     fn data_set(&self) -> DataSet {
         DataSet::new(self.seed, self.records_per_hour, self.malformed)
+            .with_late(self.late_share, i64::from(self.late_minutes) * 60_000_000)
     }
+
+    /// The clock `--now` asks for, started now; the real clock without it.
+    pub fn clock(&self) -> Clock {
+        self.now.map_or_else(Clock::system, Clock::starting_at)
+    }
+}
+
+fn parse_zone(text: &str) -> Result<Tz, String> {
+    text.trim().parse::<Tz>().map_err(|_| {
+        format!("expected an IANA time zone name (e.g. UTC, Europe/Moscow), found {text:?}")
+    })
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -179,12 +221,23 @@ pub async fn bind(args: DemoApiArgs) -> io::Result<DemoApi> {
             args.drop_connections,
             args.truncate_bodies,
         ),
+        clock: args.clock(),
+        zone: args.timezone,
         latency: Duration::from_millis(args.latency_ms),
         retry_after_secs: args.retry_after_secs,
         client: args.client,
         client_key: args.client_key,
     };
-    tracing::info!(addr = %local_addr, seed = args.seed, records_per_hour = args.records_per_hour, "demo API bound");
+    tracing::info!(
+        addr = %local_addr,
+        seed = args.seed,
+        records_per_hour = args.records_per_hour,
+        now = %state.clock.now(),
+        timezone = %args.timezone,
+        late_share = args.late_share,
+        late_minutes = args.late_minutes,
+        "demo API bound"
+    );
     Ok(DemoApi {
         listener,
         local_addr,
@@ -244,9 +297,11 @@ async fn shutdown_signal() {
     tracing::info!("demo API shutting down");
 }
 
-/// The valid records of [start, end) for the args' seed, rate and malformed share, as
-/// PostgreSQL COPY text rows (user_id, oauth_consumer_key, lis_result_sourcedid,
-/// lis_outcome_service_url, is_correct, attempt_type, created_at). Returns the row count.
+/// The valid records the API would serve for the naive window [start, end) (read in
+/// `--timezone`) at `--now` exactly (default: the real time of the call), as PostgreSQL COPY
+/// text rows (user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url,
+/// is_correct, attempt_type, created_at). `created_at` is the UTC instant with `+00`
+/// (`2026-11-20 10:00:00.123456+00`). Returns the row count.
 pub fn write_copy_rows(
     args: &DemoApiArgs,
     start: NaiveDateTime,
@@ -256,12 +311,10 @@ pub fn write_copy_rows(
     args.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let data = args.data_set();
-    render::write_copy_window(
-        &data,
-        start.and_utc().timestamp_micros(),
-        end.and_utc().timestamp_micros(),
-        out,
-    )
+    // The export is one moment: the clock's start, so the same --now gives the same bytes.
+    let now = args.clock().start().timestamp_micros();
+    let selection = Selection::new(args.timezone, start, end, now);
+    render::write_copy_window(&data, &selection, out)
 }
 
 #[cfg(test)]

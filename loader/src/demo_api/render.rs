@@ -1,5 +1,6 @@
 //! Writes generated records out: as the API's JSON array (with the malformed records broken
-//! on purpose), chunk by chunk, and as PostgreSQL COPY text rows for the benchmark baseline.
+//! on purpose, `created_at` naive in the API's zone), chunk by chunk, and as PostgreSQL COPY
+//! text rows for the benchmark baseline (`created_at` an unambiguous UTC instant).
 
 use std::io;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use chrono::DateTime;
 use super::faults::Malformation;
 use super::generator::{DataSet, Record, BUCKET_MICROS};
 use super::pyrepr::write_dict_repr;
+use super::selection::Selection;
 
 const HOST: &str = "lms.skillfactory.ru";
 
@@ -60,6 +62,7 @@ impl Renderer {
         }
     }
 
+    /// `YYYY-MM-DD HH:MM:SS.ffffff` of microseconds since 1970-01-01 00:00:00 (naive).
     fn write_timestamp(&mut self, micros: i64, out: &mut Vec<u8>) {
         let minute = micros.div_euclid(BUCKET_MICROS);
         if self.minute != Some(minute) {
@@ -84,8 +87,15 @@ impl Renderer {
         push_digits(out, fraction as u32, 6);
     }
 
-    /// One element of the API's JSON array, exactly as the real API lays it out.
-    pub fn write_json(&mut self, data: &DataSet, r: &Record, out: &mut Vec<u8>) {
+    /// One element of the API's JSON array, exactly as the real API lays it out;
+    /// `local_created_at` is the naive local time to write (microseconds, see `Selection`).
+    pub fn write_json(
+        &mut self,
+        data: &DataSet,
+        r: &Record,
+        local_created_at: i64,
+        out: &mut Vec<u8>,
+    ) {
         self.build_fields(data, r);
         self.passback.clear();
         write_dict_repr(
@@ -138,7 +148,7 @@ impl Renderer {
             }
             _ => {
                 out.extend_from_slice(b", \"created_at\": \"");
-                self.write_timestamp(r.created_at, out);
+                self.write_timestamp(local_created_at, out);
                 out.push(b'"');
             }
         }
@@ -147,6 +157,8 @@ impl Renderer {
 
     /// One row for `COPY ... FROM STDIN` (text format): user_id, oauth_consumer_key,
     /// lis_result_sourcedid, lis_outcome_service_url, is_correct, attempt_type, created_at.
+    /// `created_at` is the instant in UTC with `+00`, so a `timestamptz` column gets it right
+    /// whatever the session's TimeZone (a `timestamp` column ignores the suffix).
     pub fn write_copy_row(&mut self, data: &DataSet, r: &Record, out: &mut Vec<u8>) {
         self.build_fields(data, r);
         write_copy_field(hex(&data.users[r.user as usize].id), out);
@@ -163,7 +175,7 @@ impl Renderer {
         out.extend_from_slice(r.kind.as_str().as_bytes());
         out.push(b'\t');
         self.write_timestamp(r.created_at, out);
-        out.push(b'\n');
+        out.extend_from_slice(b"+00\n");
     }
 }
 
@@ -235,11 +247,10 @@ const CHUNK_BYTES: usize = 64 * 1024;
 /// then, so one request cannot hold a runtime thread for long.
 const MAX_BUCKETS_PER_CHUNK: u32 = 4_096;
 
-/// The JSON array answering [start, end), produced lazily in chunks. A chunk may be empty.
+/// The JSON array answering a selection, produced lazily in chunks. A chunk may be empty.
 pub struct JsonChunks {
     data: Arc<DataSet>,
-    start: i64,
-    end: i64,
+    selection: Selection,
     next_bucket: i64,
     end_bucket: i64,
     records: Vec<Record>,
@@ -250,13 +261,11 @@ pub struct JsonChunks {
 }
 
 impl JsonChunks {
-    /// `start` and `end` in microseconds since the epoch; start < end.
-    pub fn new(data: Arc<DataSet>, start: i64, end: i64) -> Self {
-        let buckets = DataSet::buckets(start, end);
+    pub fn new(data: Arc<DataSet>, selection: Selection) -> Self {
+        let buckets = selection.buckets();
         JsonChunks {
             data,
-            start,
-            end,
+            selection,
             next_bucket: buckets.start,
             end_bucket: buckets.end,
             records: Vec::new(),
@@ -293,17 +302,17 @@ impl Iterator for JsonChunks {
                 break;
             }
             self.data.fill_bucket(self.next_bucket, &mut self.records);
+            let offset = self.selection.bucket_offset(self.next_bucket);
             self.next_bucket += 1;
             buckets += 1;
-            for r in self
-                .records
-                .iter()
-                .filter(|r| (self.start..self.end).contains(&r.created_at))
-            {
+            for r in &self.records {
+                let Some(local) = self.selection.local_created_at(r, offset) else {
+                    continue;
+                };
                 if self.written > 0 {
                     buf.extend_from_slice(b", ");
                 }
-                self.renderer.write_json(&self.data, r, &mut buf);
+                self.renderer.write_json(&self.data, r, local, &mut buf);
                 self.written += 1;
             }
         }
@@ -311,22 +320,23 @@ impl Iterator for JsonChunks {
     }
 }
 
-/// The valid records of [start, end) as COPY rows; returns how many were written.
+/// The valid records of a selection (the ones the API would serve that are not malformed)
+/// as COPY rows; returns how many were written.
 pub fn write_copy_window(
     data: &DataSet,
-    start: i64,
-    end: i64,
+    selection: &Selection,
     out: &mut impl io::Write,
 ) -> io::Result<u64> {
     let mut records = Vec::new();
     let mut renderer = Renderer::default();
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
     let mut rows = 0;
-    for bucket in DataSet::buckets(start, end) {
+    for bucket in selection.buckets() {
         data.fill_bucket(bucket, &mut records);
+        let offset = selection.bucket_offset(bucket);
         for r in records
             .iter()
-            .filter(|r| r.malformation.is_none() && (start..end).contains(&r.created_at))
+            .filter(|r| r.malformation.is_none() && selection.local_created_at(r, offset).is_some())
         {
             renderer.write_copy_row(data, r, &mut buf);
             rows += 1;

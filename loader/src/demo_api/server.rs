@@ -1,5 +1,6 @@
 //! The HTTP side: `GET /api/statistics` answered like the real API (bare JSON array, plain
-//! text 400/401), streamed chunk by chunk, with the request faults of `--fail-*` on top.
+//! text 400/401, only what is visible at the clock's now), streamed chunk by chunk, with
+//! the request faults of `--fail-*` on top.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,16 +16,23 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use chrono::{NaiveDate, NaiveDateTime};
+use chrono_tz::Tz;
 use futures_util::{stream, StreamExt as _};
 
+use crate::clock::Clock;
 use super::faults::{BodyFault, FaultPlan, RequestFault};
 use super::generator::DataSet;
 use super::render::JsonChunks;
+use super::selection::Selection;
 
 pub struct AppState {
     pub client: String,
     pub client_key: String,
     pub data: Arc<DataSet>,
+    /// Asked on every request: the answer holds what is visible at that moment.
+    pub clock: Clock,
+    /// The zone of the naive times in `created_at`, `start` and `end`.
+    pub zone: Tz,
     pub faults: FaultPlan,
     pub latency: Duration,
     pub retry_after_secs: u64,
@@ -72,13 +80,11 @@ async fn statistics(
             return rejected.into_response();
         }
     };
-    let (start_us, end_us) = (
-        start.and_utc().timestamp_micros(),
-        end.and_utc().timestamp_micros(),
-    );
-    let mut chunks = JsonChunks::new(state.data.clone(), start_us, end_us);
+    let now = state.clock.now();
+    let selection = Selection::new(state.zone, start, end, now.timestamp_micros());
+    let mut chunks = JsonChunks::new(state.data.clone(), selection);
     let fault = state.faults.on_body(&mut draw);
-    tracing::info!(request, %start, %end, ?fault, "serving window");
+    tracing::info!(request, %start, %end, %now, ?fault, "serving window");
     let body = match fault {
         None => Body::from_stream(json_stream(chunks, request)),
         Some(fault) => {

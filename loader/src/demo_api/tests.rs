@@ -1,10 +1,10 @@
 //! Behaviour of the demo API as a whole: the data set through the JSON and COPY writers,
-//! and the HTTP contract against a server bound to 127.0.0.1:0.
+//! its clock and time zone, and the HTTP contract against a server bound to 127.0.0.1:0.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone as _, Timelike};
 use clap::Parser;
 use lms_etl_parse::{parse_chunk, parse_passback_params};
 
@@ -12,25 +12,82 @@ use super::render::JsonChunks;
 use super::*;
 
 fn at(day: u32, hour: u32, minute: u32) -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2026, 11, day)
+    naive(2026, 11, day, hour, minute)
+}
+
+fn naive(year: i32, month: u32, day: u32, hour: u32, minute: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(year, month, day)
         .unwrap()
         .and_hms_opt(hour, minute, 0)
         .unwrap()
 }
 
-/// What the API answers for [start, end), without HTTP.
-fn window_json(args: &DemoApiArgs, start: NaiveDateTime, end: NaiveDateTime) -> String {
+fn micros(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_micros()
+}
+
+/// A clock so late that everything generated so far is visible.
+const FAR_FUTURE: i64 = i64::MAX / 2;
+
+/// What the API answers for the naive [start, end) in the args' zone when its clock reads
+/// `now` (microseconds, UTC), without HTTP.
+fn window_json_at(
+    args: &DemoApiArgs,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+    now: i64,
+) -> String {
     let data = Arc::new(args.data_set());
-    let chunks = JsonChunks::new(
-        data,
-        start.and_utc().timestamp_micros(),
-        end.and_utc().timestamp_micros(),
-    );
+    let chunks = JsonChunks::new(data, Selection::new(args.timezone, start, end, now));
     let mut bytes = Vec::new();
     for chunk in chunks {
         bytes.extend_from_slice(&chunk);
     }
     String::from_utf8(bytes).unwrap()
+}
+
+/// As `window_json_at`, at the start of the args' clock (`--now`, or the real time).
+fn window_json(args: &DemoApiArgs, start: NaiveDateTime, end: NaiveDateTime) -> String {
+    window_json_at(args, start, end, args.clock().start().timestamp_micros())
+}
+
+fn zone(name: &str) -> Tz {
+    name.parse().unwrap()
+}
+
+/// The records of an answer written in UTC as they read in `zone`: JSON texts with
+/// `created_at` moved to the naive local time, sorted, for multiset comparisons.
+fn utc_records_in_zone(json: &str, zone: Tz) -> Vec<String> {
+    let values: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+    let mut records: Vec<String> = values
+        .into_iter()
+        .map(|mut v| {
+            let parsed = v["created_at"]
+                .as_str()
+                .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok());
+            if let Some(t) = parsed {
+                let local = zone.from_utc_datetime(&t).naive_local();
+                v["created_at"] = local.format("%Y-%m-%d %H:%M:%S%.6f").to_string().into();
+            }
+            v.to_string()
+        })
+        .collect();
+    records.sort_unstable();
+    records
+}
+
+/// The records of an answer as re-serialized JSON, sorted: comparable with `utc_records_in_zone`.
+fn normalized_records(json: &str) -> Vec<String> {
+    utc_records_in_zone(json, Tz::UTC)
+}
+
+/// `created_at` of every record of an answer, in answer order.
+fn created_ats(json: &str) -> Vec<NaiveDateTime> {
+    parse_chunk(json)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().created_at)
+        .collect()
 }
 
 /// The records of an answer as their raw JSON texts, sorted, for multiset comparisons.
@@ -48,6 +105,8 @@ fn args(records_per_hour: u32, malformed: f64) -> DemoApiArgs {
     DemoApiArgs {
         records_per_hour,
         malformed,
+        // After every window below, whatever the machine's clock says.
+        now: Some(at(27, 0, 0).and_utc()),
         ..DemoApiArgs::default()
     }
 }
@@ -222,20 +281,10 @@ fn about_the_requested_share_of_records_is_malformed_and_each_is_rejected() {
     assert_eq!(kept.len() + rejected.len(), clean_records.len());
 }
 
-#[test]
-fn copy_rows_are_exactly_the_valid_records() {
-    let a = args(1_500, 0.2);
-    let (start, end) = (
-        at(24, 12, 0) + chrono::Duration::microseconds(7),
-        at(24, 14, 30),
-    );
-    let mut out = Vec::new();
-    let rows = write_copy_rows(&a, start, end, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
-    assert_eq!(text.lines().count() as u64, rows);
-
-    let json = window_json(&a, start, end);
-    let mut expected: Vec<String> = parse_chunk(&json)
+/// The COPY rows an answer's valid records make: its naive local created_at (in `zone`,
+/// outside any repeated hour) back to the UTC instant, sorted.
+fn copy_rows_of_answer(json: &str, zone: Tz) -> Vec<String> {
+    let mut rows: Vec<String> = parse_chunk(json)
         .unwrap()
         .into_iter()
         .filter_map(Result::ok)
@@ -245,6 +294,7 @@ fn copy_rows_are_exactly_the_valid_records() {
                 Some(true) => "t",
                 Some(false) => "f",
             };
+            let instant = zone.from_local_datetime(&r.created_at).single().unwrap();
             let p = &r.passback;
             [
                 r.user_id.as_ref(),
@@ -253,16 +303,90 @@ fn copy_rows_are_exactly_the_valid_records() {
                 p.lis_outcome_service_url.as_deref().unwrap(),
                 is_correct,
                 r.attempt_type.as_str(),
-                &r.created_at.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+                &instant
+                    .naive_utc()
+                    .format("%Y-%m-%d %H:%M:%S%.6f+00")
+                    .to_string(),
             ]
             .join("\t")
         })
         .collect();
-    let mut actual: Vec<String> = text.lines().map(str::to_owned).collect();
-    expected.sort_unstable();
-    actual.sort_unstable();
-    assert_eq!(rows as usize, expected.len());
+    rows.sort_unstable();
+    rows
+}
+
+fn copy_rows(args: &DemoApiArgs, start: NaiveDateTime, end: NaiveDateTime) -> Vec<String> {
+    let mut out = Vec::new();
+    let rows = write_copy_rows(args, start, end, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len() as u64, rows);
+    lines.sort_unstable();
+    lines
+}
+
+#[test]
+fn copy_rows_are_exactly_the_valid_records() {
+    let a = args(1_500, 0.2);
+    let (start, end) = (
+        at(24, 12, 0) + chrono::Duration::microseconds(7),
+        at(24, 14, 30),
+    );
+    let actual = copy_rows(&a, start, end);
+    let expected = copy_rows_of_answer(&window_json(&a, start, end), Tz::UTC);
+    assert!(expected.len() > 2_000);
     assert_eq!(actual, expected);
+    // created_at is the instant with an explicit UTC offset, microseconds always written.
+    let created_at = actual[0].rsplit('\t').next().unwrap();
+    assert_eq!(created_at.len(), "2026-11-24 12:00:00.000007+00".len());
+    assert!(created_at.starts_with("2026-11-24 1") && created_at.ends_with("+00"));
+}
+
+#[test]
+fn copy_rows_are_the_served_valid_records_at_the_clock_in_the_zone() {
+    // Moscow, the clock inside the window, a third of the records late.
+    let a = DemoApiArgs {
+        timezone: zone("Europe/Moscow"),
+        now: Some(at(24, 11, 0).and_utc()),
+        late_share: 0.3,
+        late_minutes: 45,
+        ..args(3_000, 0.1)
+    };
+    let (start, end) = (at(24, 13, 0), at(24, 15, 0));
+    let actual = copy_rows(&a, start, end);
+    let expected = copy_rows_of_answer(&window_json(&a, start, end), a.timezone);
+    assert_eq!(actual, expected);
+    // Moscow 13:00-15:00 is 10:00-12:00 UTC, cut at the clock (11:00 UTC).
+    assert!(actual.len() > 1_000);
+    assert!(actual.iter().all(|row| {
+        let t = row.rsplit('\t').next().unwrap();
+        ("2026-11-24 10:00:00.000000+00".."2026-11-24 11:00:00.000001+00").contains(&t)
+    }));
+    // The same export twice gives the same bytes.
+    let once = |_| {
+        let mut out = Vec::new();
+        write_copy_rows(&a, start, end, &mut out).unwrap();
+        out
+    };
+    assert_eq!(once(1), once(2));
+}
+
+#[test]
+fn copy_rows_across_the_autumn_change_are_the_instants_of_both_passes() {
+    let berlin = DemoApiArgs {
+        timezone: zone("Europe/Berlin"),
+        ..args(3_600, 0.0)
+    };
+    let utc = args(3_600, 0.0);
+    let rows = copy_rows(
+        &berlin,
+        naive(2026, 10, 25, 2, 0),
+        naive(2026, 10, 25, 3, 0),
+    );
+    // 02:00-03:00 CEST, then 02:00-03:00 CET: 00:00-02:00 UTC.
+    let expected = copy_rows(&utc, naive(2026, 10, 25, 0, 0), naive(2026, 10, 25, 2, 0));
+    assert!(expected.len() > 300);
+    assert_eq!(rows, expected);
 }
 
 #[test]
@@ -278,6 +402,228 @@ fn an_empty_or_inverted_window_is_an_empty_array() {
         write_copy_rows(&quiet, at(1, 0, 0), at(2, 0, 0), &mut out).unwrap(),
         0
     );
+}
+
+#[test]
+fn nothing_created_after_the_clocks_now_is_served() {
+    let now = at(24, 12, 0) + Duration::microseconds(500_000);
+    let a = DemoApiArgs {
+        now: Some(now.and_utc()),
+        ..args(20_000, 0.05)
+    };
+    let json = window_json(&a, at(24, 11, 0), at(24, 13, 0));
+    let valid: Vec<NaiveDateTime> = parse_chunk(&json)
+        .unwrap()
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|r| r.created_at)
+        .collect();
+    assert!(valid.len() > 10_000);
+    assert!(valid.iter().all(|t| *t <= now), "a record from the future");
+    // Served right up to the clock: the newest record is seconds old at most.
+    let newest = valid.iter().max().unwrap();
+    assert!(now - *newest < Duration::seconds(10), "newest {newest}");
+    // Exactly the records of [11:00, now] as seen from far later.
+    let cut = window_json_at(
+        &a,
+        at(24, 11, 0),
+        now + Duration::microseconds(1),
+        FAR_FUTURE,
+    );
+    assert_eq!(json, cut);
+    // A window wholly in the future is empty, however large.
+    assert_eq!(
+        window_json(&a, at(24, 12, 1), naive(2030, 1, 1, 0, 0)),
+        "[]"
+    );
+}
+
+#[test]
+fn late_records_appear_only_after_the_late_minutes_and_are_about_the_share() {
+    let t = at(24, 12, 0);
+    let on_time = args(12_000, 0.0);
+    let late = DemoApiArgs {
+        late_share: 0.2,
+        late_minutes: 30,
+        ..on_time.clone()
+    };
+    let (start, end) = (at(24, 11, 0), at(24, 13, 0));
+    let answer = |a: &DemoApiArgs, now: NaiveDateTime| -> HashSet<String> {
+        sorted_records(&window_json_at(a, start, end, micros(now)))
+            .into_iter()
+            .collect()
+    };
+    let all = answer(&on_time, t);
+    let seen = answer(&late, t);
+    assert!(seen.is_subset(&all));
+    let created = |r: &String| {
+        let (_, tail) = r.split_once("\"created_at\": \"").unwrap();
+        NaiveDateTime::parse_from_str(&tail[..26], "%Y-%m-%d %H:%M:%S%.6f").unwrap()
+    };
+    let missing: Vec<&String> = all.difference(&seen).collect();
+    // Only records of the last 30 minutes are still missing...
+    let recent = t - Duration::minutes(30);
+    assert!(missing.iter().all(|r| created(r) > recent));
+    // ...and about the late share of them.
+    let recent_all = all.iter().filter(|r| created(r) > recent).count();
+    let share = missing.len() as f64 / recent_all as f64;
+    assert!(recent_all > 5_000);
+    assert!((0.17..0.23).contains(&share), "{share}");
+    // Thirty minutes on, every record created up to `t` is there.
+    let later = answer(&late, t + Duration::minutes(30));
+    assert!(all.is_subset(&later));
+    assert!(later.iter().all(|r| all.contains(r) || created(r) > t));
+}
+
+#[test]
+fn the_same_request_at_a_later_clock_returns_a_superset() {
+    let a = DemoApiArgs {
+        late_share: 0.3,
+        late_minutes: 20,
+        timezone: zone("Europe/Berlin"),
+        ..args(3_000, 0.1)
+    };
+    let (start, end) = (at(24, 10, 0), at(24, 14, 0));
+    let clocks = [
+        at(24, 9, 0),
+        at(24, 10, 5),
+        at(24, 10, 30),
+        at(24, 11, 0),
+        at(24, 11, 20),
+        at(24, 13, 30),
+    ];
+    let answers: Vec<HashSet<String>> = clocks
+        .iter()
+        .map(|now| {
+            sorted_records(&window_json_at(&a, start, end, micros(*now)))
+                .into_iter()
+                .collect()
+        })
+        .collect();
+    // 09:00 UTC is 10:00 in Berlin: nothing created yet.
+    assert!(answers[0].is_empty());
+    for pair in answers.windows(2) {
+        assert!(pair[0].is_subset(&pair[1]));
+        assert!(pair[1].len() > pair[0].len());
+    }
+}
+
+#[test]
+fn created_at_is_written_in_the_zone_moscow_is_utc_plus_three() {
+    let utc = args(3_000, 0.0);
+    let moscow = DemoApiArgs {
+        timezone: zone("Europe/Moscow"),
+        ..utc.clone()
+    };
+    // 13:00-14:00 in Moscow is 10:00-11:00 UTC.
+    let local = window_json(&moscow, at(24, 13, 0), at(24, 14, 0));
+    let times = created_ats(&local);
+    assert!(times.len() > 100);
+    assert!(times.iter().all(|t| t.hour() == 13));
+    assert_eq!(
+        normalized_records(&local),
+        utc_records_in_zone(
+            &window_json(&utc, at(24, 10, 0), at(24, 11, 0)),
+            moscow.timezone
+        )
+    );
+}
+
+#[test]
+fn a_naive_window_in_the_repeated_autumn_hour_holds_both_passes() {
+    // Europe/Berlin, 2026-10-25: 03:00 CEST (01:00 UTC) becomes 02:00 CET.
+    let utc = args(3_600, 0.0);
+    let berlin = DemoApiArgs {
+        timezone: zone("Europe/Berlin"),
+        ..utc.clone()
+    };
+    let day = |h, m| naive(2026, 10, 25, h, m);
+    let json = window_json(&berlin, day(2, 0), day(3, 0));
+    let records = normalized_records(&json);
+    let first_pass = utc_records_in_zone(&window_json(&utc, day(0, 0), day(1, 0)), berlin.timezone);
+    let second_pass =
+        utc_records_in_zone(&window_json(&utc, day(1, 0), day(2, 0)), berlin.timezone);
+    assert!(first_pass.len() > 100 && second_pass.len() > 100);
+    let mut both: Vec<String> = first_pass.into_iter().chain(second_pass).collect();
+    both.sort_unstable();
+    assert_eq!(records, both);
+    assert!(created_ats(&json).iter().all(|t| t.hour() == 2));
+    // The hours around it hold one pass each: 01:00 CEST and 03:00 CET.
+    assert_eq!(
+        normalized_records(&window_json(&berlin, day(1, 0), day(2, 0))),
+        utc_records_in_zone(
+            &window_json(&utc, naive(2026, 10, 24, 23, 0), day(0, 0)),
+            berlin.timezone
+        )
+    );
+    assert_eq!(
+        normalized_records(&window_json(&berlin, day(3, 0), day(4, 0))),
+        utc_records_in_zone(&window_json(&utc, day(2, 0), day(3, 0)), berlin.timezone)
+    );
+    // Half the naive hour holds the first half of each pass.
+    let half = normalized_records(&window_json(&berlin, day(2, 0), day(2, 30)));
+    let expected_half: Vec<String> = both
+        .iter()
+        .filter(|r| {
+            r.contains("\"created_at\":\"2026-10-25 02:0")
+                || r.contains("\"created_at\":\"2026-10-25 02:1")
+                || r.contains("\"created_at\":\"2026-10-25 02:2")
+        })
+        .cloned()
+        .collect();
+    assert!(!expected_half.is_empty());
+    assert_eq!(half, expected_half);
+}
+
+#[test]
+fn the_skipped_spring_hour_holds_no_record() {
+    // Europe/Berlin, 2026-03-29: 02:00 CET (01:00 UTC) becomes 03:00 CEST.
+    let utc = args(3_600, 0.0);
+    let berlin = DemoApiArgs {
+        timezone: zone("Europe/Berlin"),
+        ..utc.clone()
+    };
+    let day = |h, m| naive(2026, 3, 29, h, m);
+    assert_eq!(window_json(&berlin, day(2, 0), day(3, 0)), "[]");
+    // The three naive hours 01:00-04:00 hold two hours of instants, 00:00-02:00 UTC.
+    let json = window_json(&berlin, day(1, 0), day(4, 0));
+    assert_eq!(
+        normalized_records(&json),
+        utc_records_in_zone(&window_json(&utc, day(0, 0), day(2, 0)), berlin.timezone)
+    );
+    let hours: HashSet<u32> = created_ats(&json).iter().map(|t| t.hour()).collect();
+    assert_eq!(hours, HashSet::from([1, 3]));
+}
+
+#[test]
+fn a_window_split_anywhere_holds_the_same_records_across_dst_late_and_clock() {
+    let a = DemoApiArgs {
+        timezone: zone("Europe/Berlin"),
+        late_share: 0.25,
+        late_minutes: 30,
+        // 02:40 CET, in the second pass of the repeated hour.
+        now: Some(naive(2026, 10, 25, 1, 40).and_utc()),
+        ..args(3_600, 0.05)
+    };
+    let day = |h, m| naive(2026, 10, 25, h, m);
+    let (start, end) = (day(0, 0), day(5, 0));
+    let whole = sorted_records(&window_json(&a, start, end));
+    assert!(whole.len() > 1_000);
+    let cuts = [
+        start,
+        day(1, 59) + Duration::microseconds(999_999),
+        day(2, 0),
+        day(2, 30) + Duration::microseconds(1),
+        day(3, 0),
+        day(4, 17),
+        end,
+    ];
+    let mut pieces: Vec<String> = cuts
+        .windows(2)
+        .flat_map(|w| sorted_records(&window_json(&a, w[0], w[1])))
+        .collect();
+    pieces.sort_unstable();
+    assert_eq!(pieces, whole);
 }
 
 #[derive(clap::Parser)]
@@ -328,6 +674,58 @@ fn a_share_outside_zero_to_one_is_refused_naming_the_flag() {
     );
     let mut out = Vec::new();
     assert!(write_copy_rows(&bad, at(1, 0, 0), at(2, 0, 0), &mut out).is_err());
+}
+
+#[test]
+fn clock_zone_and_lateness_flags_parse_and_bad_values_are_refused_naming_the_flag() {
+    let demo = Cli::try_parse_from([
+        "demo-api",
+        "--now",
+        "2026-11-20T13:00:00+03:00",
+        "--timezone",
+        "Europe/Moscow",
+        "--late-share",
+        "0.1",
+        "--late-minutes",
+        "45",
+    ])
+    .unwrap()
+    .demo;
+    assert_eq!(demo.now, Some(at(20, 10, 0).and_utc()));
+    assert_eq!(demo.timezone, zone("Europe/Moscow"));
+    assert_eq!((demo.late_share, demo.late_minutes), (0.1, 45));
+    let demo = Cli::try_parse_from(["demo-api", "--now", "2026-11-20 10:00:00.25"])
+        .unwrap()
+        .demo;
+    assert_eq!(
+        demo.now,
+        Some((at(20, 10, 0) + Duration::milliseconds(250)).and_utc())
+    );
+    assert_eq!(demo.clock().start(), demo.now.unwrap());
+    for (flag, value, says) in [
+        ("--timezone", "Mars/Olympus_Mons", "IANA"),
+        ("--timezone", "+03:00", "IANA"),
+        ("--now", "tomorrow", "RFC 3339"),
+        ("--now", "2026-11-20", "RFC 3339"),
+        ("--late-share", "1.5", "between 0 and 1"),
+    ] {
+        let err = Cli::try_parse_from(["demo-api", flag, value])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(flag) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+    }
+    let bad = DemoApiArgs {
+        late_share: -0.1,
+        ..DemoApiArgs::default()
+    };
+    assert_eq!(
+        bad.validate().unwrap_err().to_string(),
+        "--late-share must be a share between 0 and 1, found -0.1"
+    );
 }
 
 #[test]
@@ -676,6 +1074,63 @@ mod http {
         .await
         .unwrap();
         api.serve(async {}).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_server_serves_up_to_its_clock_and_holds_late_records_back() {
+        let now = at(24, 12, 0);
+        let a = DemoApiArgs {
+            now: Some(now.and_utc()),
+            late_share: 0.5,
+            late_minutes: 30,
+            ..args(10_000, 0.0)
+        };
+        let server = Running::start(a.clone()).await;
+        let response = server
+            .window("2026-11-24 11:00:00", "2026-11-24 13:00:00")
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let served: HashSet<String> = sorted_records(&response.text().await.unwrap())
+            .into_iter()
+            .collect();
+        // What the clock showed between its start and a few seconds later.
+        let (start, end) = (at(24, 11, 0), at(24, 13, 0));
+        let answer_at = |a: &DemoApiArgs, t: NaiveDateTime| -> HashSet<String> {
+            sorted_records(&window_json_at(a, start, end, micros(t)))
+                .into_iter()
+                .collect()
+        };
+        assert!(answer_at(&a, now).is_subset(&served));
+        assert!(served.is_subset(&answer_at(&a, now + Duration::seconds(5))));
+        // Half of the last half hour is still on its way.
+        let on_time = DemoApiArgs {
+            late_share: 0.0,
+            ..a.clone()
+        };
+        let all = answer_at(&on_time, now).len() as f64;
+        let share = served.len() as f64 / all;
+        assert!((0.7..0.8).contains(&share), "{share}");
+    }
+
+    #[tokio::test]
+    async fn the_server_reads_and_writes_naive_times_in_its_zone() {
+        let a = DemoApiArgs {
+            timezone: zone("Europe/Moscow"),
+            ..args(3_000, 0.0)
+        };
+        let server = Running::start(a.clone()).await;
+        let body = server
+            .window("2026-11-24 13:00:00", "2026-11-24 14:00:00")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(body, window_json(&a, at(24, 13, 0), at(24, 14, 0)));
+        let times = created_ats(&body);
+        assert!(times.len() > 100);
+        assert!(times.iter().all(|t| t.hour() == 13));
     }
 
     #[test]
