@@ -785,7 +785,7 @@ mod tests {
     }
 
     fn chunk() -> Window {
-        let t = |h| DateTime::from_timestamp(1_790_000_000 + h * 3600, 0).unwrap();
+        let t = |h: i64| DateTime::from_timestamp(1_790_000_000 + h * 3600, 0).unwrap();
         Window::new(t(0), t(1)).unwrap()
     }
 

@@ -5,7 +5,6 @@
 //! already quarantined), a conflict (its key matches a loaded row, its content does not:
 //! quarantined, the loaded row kept), or invalid (quarantined with the reason).
 
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use lms_etl_parse::chrono::{DateTime, NaiveDate, Utc};
@@ -193,15 +192,15 @@ fn parse_zone(name: &str) -> Tz {
 /// A valid record's natural key: (created_at µs since 2000, user, type, sourcedid).
 type Key<'a> = (i64, &'a str, AttemptType, Option<&'a str>);
 
-/// A parsed chunk: valid attempts (first of each key), and what goes to the quarantine.
+/// A parsed chunk: valid attempts in rounds (round k holds the k-th record of each key, so
+/// no round repeats a key), and the invalid records.
 struct Batch<'a> {
     records: usize,
     /// Position of the first record in the whole answer, for `record N` and `record_index`.
     first_index: i64,
-    attempts: Vec<Staged<'a>>,
-    /// Invalid records and in-chunk conflicts: (index, raw, kind, reason).
+    rounds: Vec<Vec<Staged<'a>>>,
+    /// Invalid records: (index, raw, kind, reason).
     rejected: Vec<Rejected<'a>>,
-    invalid: usize,
 }
 
 struct Staged<'a> {
@@ -218,10 +217,11 @@ struct Rejected<'a> {
     reason: String,
 }
 
-/// What the insert reported: rows inserted, and the staged positions that conflict.
+/// What the insert reported: rows inserted, and (round, position, differing fields) of
+/// the staged records that conflict with a loaded row.
 struct Loaded {
     inserted: i64,
-    conflicts: Vec<(usize, String)>,
+    conflicts: Vec<(usize, usize, String)>,
 }
 
 enum Fate {
@@ -259,57 +259,42 @@ impl<'a> Batch<'a> {
                 }),
             }
         }
-        let invalid = rejected.len();
-
-        // Keep the first record of each key: an exact repeat is a duplicate (nothing to
-        // store), a repeat with other content a conflict. Removing repeats here also lets
-        // the insert take its fast path.
-        let mut keep = vec![true; staged.len()];
-        let mut first_of_key: HashMap<Key<'_>, usize> = HashMap::with_capacity(staged.len());
-        for (i, s) in staged.iter().enumerate() {
-            let key = (
-                s.created_at,
-                s.attempt.user_id.as_ref(),
-                s.attempt.attempt_type,
-                s.attempt.passback.lis_result_sourcedid.as_deref(),
-            );
-            match first_of_key.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert(i);
-                }
-                Entry::Occupied(o) => {
-                    keep[i] = false;
-                    let first = &staged[*o.get()];
-                    let fields = differing_fields(&first.attempt, &s.attempt);
-                    if !fields.is_empty() {
-                        rejected.push(Rejected {
-                            index: s.index,
-                            raw: s.raw,
-                            kind: CONFLICT_KIND,
-                            reason: format!(
-                                "record {}: conflict: record {} of the same answer has the same key (created_at, lti_user_id, attempt_type, lis_result_sourcedid) with a different {fields}; the first is kept",
-                                first_index + s.index as i64,
-                                first_index + first.index as i64
-                            ),
-                        });
-                    }
-                }
+        // Round k holds the k-th record of each key. The first round inserts; a later
+        // round meets the row the first one stored, so a repeat is judged against what is
+        // loaded (a duplicate, or a conflict) exactly like a record fetched again later.
+        let mut seen: HashMap<Key<'_>, usize> = HashMap::with_capacity(staged.len());
+        let round_of: Vec<usize> = staged
+            .iter()
+            .map(|s| {
+                let key = (
+                    s.created_at,
+                    s.attempt.user_id.as_ref(),
+                    s.attempt.attempt_type,
+                    s.attempt.passback.lis_result_sourcedid.as_deref(),
+                );
+                let n = seen.entry(key).or_insert(0);
+                *n += 1;
+                *n - 1
+            })
+            .collect();
+        drop(seen);
+        let mut rounds: Vec<Vec<Staged<'a>>> = Vec::new();
+        for (s, round) in staged.into_iter().zip(round_of) {
+            if rounds.len() <= round {
+                rounds.resize_with(round + 1, Vec::new);
             }
+            rounds[round].push(s);
         }
-        drop(first_of_key);
-        let mut keep = keep.into_iter();
-        staged.retain(|_| keep.next().unwrap_or(true));
         Batch {
             records,
             first_index,
-            attempts: staged,
+            rounds,
             rejected,
-            invalid,
         }
     }
 
     fn invalid_count(&self) -> i64 {
-        self.invalid as i64
+        self.rejected.len() as i64
     }
 
     /// A record's position in the whole answer, as stored in `record_index`.
@@ -317,61 +302,23 @@ impl<'a> Batch<'a> {
         i32::try_from(self.first_index + index as i64).unwrap_or(i32::MAX)
     }
 
-    /// Inserts the staged attempts; conflicts with loaded rows come back by position.
+    /// Inserts the staged attempts round by round; conflicts with loaded rows come back by
+    /// (round, position).
     fn load(&self, run_id: Option<i64>) -> Loaded {
-        if self.attempts.is_empty() {
-            return Loaded {
-                inserted: 0,
-                conflicts: Vec::new(),
-            };
+        let mut loaded = Loaded {
+            inserted: 0,
+            conflicts: Vec::new(),
+        };
+        for (round, staged) in self.rounds.iter().enumerate() {
+            let (inserted, conflicts) = insert(staged, run_id);
+            loaded.inserted += inserted;
+            loaded.conflicts.extend(
+                conflicts
+                    .into_iter()
+                    .map(|(pos, fields)| (round, pos, fields)),
+            );
         }
-        let a = &self.attempts;
-        let user_id: Vec<&str> = a.iter().map(|s| s.attempt.user_id.as_ref()).collect();
-        let consumer_key: Vec<Option<&str>> = a
-            .iter()
-            .map(|s| s.attempt.passback.oauth_consumer_key.as_deref())
-            .collect();
-        let sourcedid: Vec<Option<&str>> = a
-            .iter()
-            .map(|s| s.attempt.passback.lis_result_sourcedid.as_deref())
-            .collect();
-        let outcome_url: Vec<Option<&str>> = a
-            .iter()
-            .map(|s| s.attempt.passback.lis_outcome_service_url.as_deref())
-            .collect();
-        let attempt_type: Vec<&str> = a.iter().map(|s| s.attempt.attempt_type.as_str()).collect();
-        let is_correct: Vec<Option<bool>> = a.iter().map(|s| s.attempt.is_correct).collect();
-        let created_at: Vec<TimestampWithTimeZone> = a
-            .iter()
-            .map(|s| {
-                TimestampWithTimeZone::try_from(s.created_at)
-                    .unwrap_or_else(|e| error!("created_at out of range: {e:?}"))
-            })
-            .collect();
-        let (inserted, positions, fields) = Spi::get_three_with_args::<i64, Vec<i32>, Vec<String>>(
-            INSERT_ATTEMPTS,
-            &[
-                user_id.into(),
-                consumer_key.into(),
-                sourcedid.into(),
-                outcome_url.into(),
-                is_correct.into(),
-                attempt_type.into(),
-                created_at.into(),
-                run_id.into(),
-            ],
-        )
-        .unwrap_or_else(|e| error!("inserting attempts: {e}"));
-        let conflicts = positions
-            .unwrap_or_default()
-            .into_iter()
-            .zip(fields.unwrap_or_default())
-            .filter_map(|(pos, f)| usize::try_from(pos - 1).ok().map(|p| (p, f)))
-            .collect();
-        Loaded {
-            inserted: inserted.unwrap_or(0),
-            conflicts,
-        }
+        loaded
     }
 
     /// Rows for the quarantine: invalid records, in-chunk conflicts and conflicts with loaded rows.
@@ -381,8 +328,8 @@ impl<'a> Batch<'a> {
             .iter()
             .map(|r| (self.number(r.index), r.raw, r.reason.clone(), r.kind))
             .collect();
-        for (pos, fields) in &loaded.conflicts {
-            let Some(staged) = self.attempts.get(*pos) else {
+        for (round, pos, fields) in &loaded.conflicts {
+            let Some(staged) = self.rounds[*round].get(*pos) else {
                 continue;
             };
             rows.push((
@@ -404,8 +351,8 @@ impl<'a> Batch<'a> {
                 reason: strip_record_prefix(&r.reason),
             });
         }
-        for (pos, fields) in &loaded.conflicts {
-            if let Some(staged) = self.attempts.get(*pos) {
+        for (round, pos, fields) in &loaded.conflicts {
+            if let Some(staged) = self.rounds[*round].get(*pos) {
                 fates[staged.index] = Some(Fate::Quarantined {
                     kind: CONFLICT_KIND.to_owned(),
                     reason: strip_record_prefix(&conflict_with_loaded(0, fields)),
@@ -417,6 +364,56 @@ impl<'a> Batch<'a> {
             .map(|f| f.unwrap_or(Fate::Loaded))
             .collect()
     }
+}
+
+/// One round through `lms_etl.insert_attempts`: (rows inserted, (position, fields) of conflicts).
+fn insert(a: &[Staged<'_>], run_id: Option<i64>) -> (i64, Vec<(usize, String)>) {
+    if a.is_empty() {
+        return (0, Vec::new());
+    }
+    let user_id: Vec<&str> = a.iter().map(|s| s.attempt.user_id.as_ref()).collect();
+    let consumer_key: Vec<Option<&str>> = a
+        .iter()
+        .map(|s| s.attempt.passback.oauth_consumer_key.as_deref())
+        .collect();
+    let sourcedid: Vec<Option<&str>> = a
+        .iter()
+        .map(|s| s.attempt.passback.lis_result_sourcedid.as_deref())
+        .collect();
+    let outcome_url: Vec<Option<&str>> = a
+        .iter()
+        .map(|s| s.attempt.passback.lis_outcome_service_url.as_deref())
+        .collect();
+    let attempt_type: Vec<&str> = a.iter().map(|s| s.attempt.attempt_type.as_str()).collect();
+    let is_correct: Vec<Option<bool>> = a.iter().map(|s| s.attempt.is_correct).collect();
+    let created_at: Vec<TimestampWithTimeZone> = a
+        .iter()
+        .map(|s| {
+            TimestampWithTimeZone::try_from(s.created_at)
+                .unwrap_or_else(|e| error!("created_at out of range: {e:?}"))
+        })
+        .collect();
+    let (inserted, positions, fields) = Spi::get_three_with_args::<i64, Vec<i32>, Vec<String>>(
+        INSERT_ATTEMPTS,
+        &[
+            user_id.into(),
+            consumer_key.into(),
+            sourcedid.into(),
+            outcome_url.into(),
+            is_correct.into(),
+            attempt_type.into(),
+            created_at.into(),
+            run_id.into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("inserting attempts: {e}"));
+    let conflicts = positions
+        .unwrap_or_default()
+        .into_iter()
+        .zip(fields.unwrap_or_default())
+        .filter_map(|(pos, f)| usize::try_from(pos - 1).ok().map(|p| (p, f)))
+        .collect();
+    (inserted.unwrap_or(0), conflicts)
 }
 
 fn conflict_with_loaded(index: i64, fields: &str) -> String {
@@ -432,21 +429,6 @@ fn strip_record_prefix(reason: &str) -> String {
         .filter(|(head, _)| head.starts_with("record "))
         .map_or(reason, |(_, rest)| rest)
         .to_owned()
-}
-
-/// The content fields that differ between two records of the same key, named as in SQL.
-fn differing_fields(a: &Attempt<'_>, b: &Attempt<'_>) -> String {
-    let mut fields = Vec::new();
-    if a.is_correct != b.is_correct {
-        fields.push("is_correct");
-    }
-    if a.passback.oauth_consumer_key != b.passback.oauth_consumer_key {
-        fields.push("oauth_consumer_key");
-    }
-    if a.passback.lis_outcome_service_url != b.passback.lis_outcome_service_url {
-        fields.push("lis_outcome_service_url");
-    }
-    fields.join(", ")
 }
 
 struct Stored {
@@ -637,7 +619,10 @@ mod tests {
         let changed = record("u1", "2026-11-24 10:00:00", "submit", "0");
         assert_eq!(ingest(&format!("[{first}, {changed}]")), (1, 0, 1, 0, 0));
         assert!(text("SELECT reason FROM lms_etl.rejected_attempts")
-            .starts_with("record 1: conflict: record 0 of the same answer has the same key"));
+            .starts_with("record 1: conflict: an attempt with the same key"));
+        // The row loaded first is the reference: the same record again is a duplicate
+        // wherever it stands in the answer.
+        assert_eq!(ingest(&format!("[{changed}, {first}, {first}]")), (0, 3, 0, 0, 0));
     }
 
     #[pg_test]

@@ -1,0 +1,402 @@
+-- lms_etl upgrade script 0.1.0 -> 0.2.0, run by ALTER EXTENSION lms_etl UPDATE.
+--
+-- Why: 0.2.0 reworks the schema (below) and is the first release whose shared library is
+-- versioned: the control file has no module_pathname, so cargo-pgrx installs
+-- lms_etl-0.2.0.so beside 0.1.0's lms_etl.so, and a database still on 0.1.0 keeps working
+-- with its own library until it is updated.
+--
+-- This script may change until 0.2.0 is released; from then on it is frozen like every
+-- released script (sql/released/RELEASES) and the next change goes into
+-- lms_etl--0.2.0--<next>.sql. tests/upgrade/upgrade_test.sh (`make test-upgrade`) checks that
+-- 0.1.0 with data, after this script, has the catalog of a fresh 0.2.0 install.
+--
+-- cargo pgrx install copies this file with @CARGO_VERSION@ replaced by the version being
+-- installed (Cargo.toml); MODULE_PATHNAME is NOT replaced (no module_pathname in the control
+-- file), so never write it here.
+
+-- == library: re-point C functions to the 0.2.0 library ==
+-- The C-language functions of 0.1.0 whose signatures stay the same, re-created exactly as a
+-- fresh 0.2.0 install creates them: probin 'lms_etl-<version>' (found in $libdir), same
+-- symbol, volatility, strictness, parallel safety and (default) cost. CREATE OR REPLACE keeps
+-- each function's OID, privileges, comment and dependants. ingest_chunk changes signature:
+-- the schema section below replaces it.
+CREATE OR REPLACE FUNCTION lms_etl.pyrepr_to_json_text("literal" text)
+RETURNS text
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'pyrepr_to_json_text_wrapper';
+
+CREATE OR REPLACE FUNCTION lms_etl.parse_passback_params("passback_params" text)
+RETURNS lms_etl.passback_params
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'parse_passback_params_wrapper';
+
+CREATE OR REPLACE FUNCTION lms_etl.try_parse_passback_params("passback_params" text)
+RETURNS lms_etl.passback_params
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'try_parse_passback_params_wrapper';
+
+-- == schema: 0.2.0 changes ==
+-- Data safety (the exactly-once contract at its edges): times become instants, the natural
+-- key includes the problem, conflicts and a deduplicated quarantine, days to aggregate are
+-- marked in the loading transaction, and a settings table holds the zones.
+--
+-- The naive timestamps 0.1.0 stored are read in one zone: UTC, unless the operator names
+-- the zone the API's times were in before updating, in the same session:
+--     SET lms_etl.upgrade_source_timezone = 'Europe/Moscow';
+--     ALTER EXTENSION lms_etl UPDATE;
+-- A NOTICE says which zone was used. A zone given that way also becomes the source and the
+-- report zone in lms_etl.settings, so daily_stats keeps meaning what it meant in 0.1.0.
+-- Changing created_at's type rewrites lms_etl.attempts and rebuilds its key: on a large
+-- table this takes a while and an exclusive lock; run it in a quiet hour.
+
+-- True when PostgreSQL knows the IANA zone name. Declared IMMUTABLE for CHECK
+-- constraints: the zone database changes with PostgreSQL releases, not within a session.
+CREATE FUNCTION lms_etl.is_time_zone(name text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM now() AT TIME ZONE name;
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.is_time_zone(text) IS
+    'True when the text is a time zone name PostgreSQL knows (IANA, e.g. Europe/Moscow).';
+
+CREATE TEMPORARY TABLE lms_etl_upgrade_zone ON COMMIT DROP AS
+SELECT coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC') AS zone,
+       nullif(current_setting('lms_etl.upgrade_source_timezone', true), '') IS NOT NULL AS given;
+
+DO $$
+DECLARE
+    zone text := (SELECT zone FROM lms_etl_upgrade_zone);
+    given boolean := (SELECT given FROM lms_etl_upgrade_zone);
+BEGIN
+    IF NOT lms_etl.is_time_zone(zone) THEN
+        RAISE EXCEPTION 'lms_etl.upgrade_source_timezone = "%" is not a time zone', zone
+            USING HINT = 'Use an IANA name such as UTC or Europe/Moscow, or RESET it to read the stored times as UTC.';
+    END IF;
+    IF given THEN
+        RAISE NOTICE 'lms_etl 0.2.0: reading the timestamps stored by 0.1.0 as % (lms_etl.upgrade_source_timezone); source and report zone set to %', zone, zone;
+    ELSE
+        RAISE NOTICE 'lms_etl 0.2.0: reading the timestamps stored by 0.1.0 as UTC (SET lms_etl.upgrade_source_timezone before ALTER EXTENSION ... UPDATE to name another zone)';
+    END IF;
+END
+$$;
+
+-- Settings shared by the loader, psql and pg_cron. A table, not a GUC: it travels with
+-- pg_dump into any database. Absent rows take the defaults of lms_etl.setting().
+CREATE TABLE lms_etl.settings (
+    name       text PRIMARY KEY CHECK (name IN ('report_timezone', 'source_timezone')),
+    value      text NOT NULL CHECK (lms_etl.is_time_zone(value)),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO lms_etl.settings (name, value)
+SELECT n, zone FROM lms_etl_upgrade_zone, unnest(ARRAY['source_timezone', 'report_timezone']) AS n
+ WHERE given;
+
+-- runs: instants, the new statuses, and the columns 0.2.0 records.
+ALTER TABLE lms_etl.runs DROP CONSTRAINT runs_status_check;
+ALTER TABLE lms_etl.runs
+    ALTER COLUMN window_start TYPE timestamptz USING window_start AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
+    ALTER COLUMN window_end TYPE timestamptz USING window_end AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
+    ADD CONSTRAINT runs_status_check
+        CHECK (status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted', 'abandoned')),
+    ADD COLUMN conflicts bigint NOT NULL DEFAULT 0,
+    ADD COLUMN requested_end timestamptz,
+    ADD COLUMN source_timezone text CHECK (lms_etl.is_time_zone(source_timezone)),
+    ADD COLUMN lock_pid integer;
+UPDATE lms_etl.runs SET source_timezone = (SELECT zone FROM lms_etl_upgrade_zone);
+
+-- attempts: created_at an instant; the key includes the problem, NULL counting as a value.
+ALTER TABLE lms_etl.attempts DROP CONSTRAINT attempts_natural_key;
+ALTER TABLE lms_etl.attempts
+    ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone);
+ALTER TABLE lms_etl.attempts ADD CONSTRAINT attempts_natural_key
+    UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid);
+
+-- rejected_attempts: a kind for grouping, and each record kept once (0.1.0 could store a
+-- re-fetched bad record again: keep the first copy).
+ALTER TABLE lms_etl.rejected_attempts ADD COLUMN kind text;
+DO $$
+DECLARE
+    removed bigint;
+BEGIN
+    DELETE FROM lms_etl.rejected_attempts r
+     USING lms_etl.rejected_attempts first
+     WHERE md5(first.raw_record) = md5(r.raw_record) AND first.raw_record = r.raw_record
+       AND first.rejected_id < r.rejected_id;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF removed > 0 THEN
+        RAISE NOTICE 'lms_etl 0.2.0: % repeated copies of quarantined records removed (the first copy of each is kept)', removed;
+    END IF;
+END
+$$;
+CREATE UNIQUE INDEX rejected_attempts_raw_key ON lms_etl.rejected_attempts ((md5(raw_record)::uuid));
+
+ALTER TABLE lms_etl.run_chunks
+    ALTER COLUMN chunk_start TYPE timestamptz USING chunk_start AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
+    ALTER COLUMN chunk_end TYPE timestamptz USING chunk_end AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
+    ADD COLUMN conflicts bigint NOT NULL DEFAULT 0;
+
+ALTER TABLE lms_etl.watermark
+    ALTER COLUMN loaded_until TYPE timestamptz USING loaded_until AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone);
+
+-- Report-zone days whose attempts changed since they were last aggregated. Marked in the
+-- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before
+-- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()).
+CREATE TABLE lms_etl.pending_days (
+    day       date PRIMARY KEY,
+    marked_at timestamptz NOT NULL DEFAULT now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.settings', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.pending_days', '');
+-- The identity sequences too: without this, a restored database restarts them at 1 and
+-- every later run collides with a restored run_id.
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.rejected_attempts_rejected_id_seq', '');
+
+-- == functions: settings, aggregation, ingest ==
+-- Copied from sql/settings.sql, sql/aggregate.sql and sql/ingest.sql as of 0.2.0.
+
+-- The value of a setting, or its default ('UTC' for both zones).
+CREATE FUNCTION lms_etl.setting(name text)
+RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT s.value FROM lms_etl.settings s WHERE s.name = setting.name), 'UTC')
+$$;
+COMMENT ON FUNCTION lms_etl.setting(text) IS
+    'Value of an lms_etl setting (report_timezone, source_timezone); UTC when unset.';
+
+-- Sets a setting. Changing the report zone moves every day boundary, so every day that
+-- has statistics or attempts is marked for re-aggregation (lms_etl.aggregate_pending()).
+CREATE FUNCTION lms_etl.set_setting(name text, value text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    previous text := lms_etl.setting(set_setting.name);
+BEGIN
+    IF NOT lms_etl.is_time_zone(set_setting.value) THEN
+        RAISE EXCEPTION 'invalid value for lms_etl setting %: unknown time zone "%"', set_setting.name, set_setting.value
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use an IANA name such as UTC or Europe/Moscow (see pg_timezone_names).';
+    END IF;
+    INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
+    ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    IF set_setting.name = 'report_timezone' AND previous IS DISTINCT FROM set_setting.value THEN
+        INSERT INTO lms_etl.pending_days (day)
+        SELECT d::date
+          FROM (SELECT least(min(st.day), (SELECT (min(created_at) AT TIME ZONE set_setting.value)::date FROM lms_etl.attempts)) AS lo,
+                       greatest(max(st.day), (SELECT (max(created_at) AT TIME ZONE set_setting.value)::date FROM lms_etl.attempts)) AS hi
+                  FROM lms_etl.daily_stats st) AS r,
+               generate_series(r.lo, r.hi, interval '1 day') AS d
+         WHERE r.lo IS NOT NULL
+        ON CONFLICT (day) DO UPDATE SET marked_at = now();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.set_setting(text, text) IS
+    'Set report_timezone or source_timezone; a new report zone marks every day for re-aggregation.';
+
+-- aggregate_daily and refresh_daily_stats keep their signatures (CREATE OR REPLACE keeps
+-- their OIDs and grants) but become PL/pgSQL, over report-zone days.
+
+-- Marks the report-zone days of [first, last] as changed, in the caller's transaction.
+-- DO UPDATE (not DO NOTHING) takes the mark's row lock: an aggregation clearing the mark
+-- waits for this transaction, then sees its rows (see aggregate_daily).
+CREATE FUNCTION lms_etl.mark_days(first timestamptz, last timestamptz)
+RETURNS void
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO lms_etl.pending_days AS p (day)
+    SELECT d::date
+      FROM generate_series((first AT TIME ZONE lms_etl.setting('report_timezone'))::date,
+                           (last AT TIME ZONE lms_etl.setting('report_timezone'))::date,
+                           interval '1 day') AS d
+    ON CONFLICT ON CONSTRAINT pending_days_pkey DO UPDATE SET marked_at = now();
+$$;
+COMMENT ON FUNCTION lms_etl.mark_days(timestamptz, timestamptz) IS
+    'Mark the report-zone days spanned by [first, last] for re-aggregation (lms_etl.pending_days).';
+
+-- Recomputes one day of the report zone from lms_etl.attempts and upserts it; a day without
+-- attempts gets zeros. Clears the day's pending mark first, in its own statement: a chunk
+-- that commits before that statement is seen by the next one (READ COMMITTED takes a new
+-- snapshot per statement), and one that commits later marks the day again.
+CREATE OR REPLACE FUNCTION lms_etl.aggregate_daily(day date)
+RETURNS lms_etl.daily_stats
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    zone constant text := lms_etl.setting('report_timezone');
+    day_start constant timestamptz := aggregate_daily.day::timestamp AT TIME ZONE zone;
+    day_end constant timestamptz := (aggregate_daily.day + 1)::timestamp AT TIME ZONE zone;
+    result lms_etl.daily_stats;
+BEGIN
+    DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
+    INSERT INTO lms_etl.daily_stats AS d (day, attempts, successful_attempts, unique_users, computed_at)
+    -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),
+    -- which sorts the whole day; an empty day still yields one row of zeros.
+    SELECT aggregate_daily.day,
+           coalesce(sum(per_user.attempts), 0),
+           coalesce(sum(per_user.successful), 0),
+           count(per_user.user_id),
+           now()
+      FROM (SELECT a.user_id, count(*) AS attempts, count(*) FILTER (WHERE a.is_correct) AS successful
+              FROM lms_etl.attempts a
+             WHERE a.created_at >= day_start
+               AND a.created_at < day_end
+             GROUP BY a.user_id) AS per_user
+    ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
+       SET attempts = EXCLUDED.attempts,
+           successful_attempts = EXCLUDED.successful_attempts,
+           unique_users = EXCLUDED.unique_users,
+           computed_at = EXCLUDED.computed_at
+    RETURNING d.* INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.aggregate_daily(date) IS
+    'Recompute and upsert lms_etl.daily_stats for one calendar day of created_at in the report zone; returns the row.';
+
+-- Recomputes every day in [from_day, to_day], both ends included.
+CREATE OR REPLACE FUNCTION lms_etl.refresh_daily_stats(from_day date, to_day date)
+RETURNS SETOF lms_etl.daily_stats
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d date := from_day;
+BEGIN
+    WHILE d <= to_day LOOP
+        RETURN NEXT lms_etl.aggregate_daily(d);
+        d := d + 1;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.refresh_daily_stats(date, date) IS
+    'Recompute lms_etl.daily_stats for every day from from_day to to_day inclusive.';
+
+-- Recomputes every day marked in lms_etl.pending_days, oldest first: what the loader runs
+-- after loading (also after a failure), and what pg_cron can run to heal a dead run.
+CREATE FUNCTION lms_etl.aggregate_pending()
+RETURNS SETOF lms_etl.daily_stats
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d date;
+BEGIN
+    FOR d IN SELECT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
+        RETURN NEXT lms_etl.aggregate_daily(d);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.aggregate_pending() IS
+    'Recompute lms_etl.daily_stats for every day marked in lms_etl.pending_days; returns the rows.';
+
+-- insert_attempts takes instants and reports conflicts: a new signature.
+DROP FUNCTION lms_etl.insert_attempts(text[], text[], text[], text[], boolean[], text[], timestamp[], bigint);
+-- Insert half of lms_etl.ingest_chunk (version 0.2.0), called by the Rust function with one
+-- array per column, already free of repeated keys. A plain INSERT costs about two thirds of
+-- INSERT ... ON CONFLICT DO NOTHING (no speculative insertion), and new data is the common
+-- case; so try it first in a subtransaction and fall back to ON CONFLICT only when the
+-- chunk meets rows already loaded. Then tell duplicates (same content) from conflicts (same
+-- key, different content): a loaded row is never overwritten. The days of the inserted rows
+-- are marked for aggregation in the same transaction.
+CREATE FUNCTION lms_etl.insert_attempts(
+    user_ids text[], consumer_keys text[], sourcedids text[], outcome_urls text[],
+    corrects boolean[], attempt_types text[], created timestamptz[], run bigint,
+    OUT inserted bigint, OUT conflict_positions integer[], OUT conflict_fields text[])
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    first_at timestamptz;
+    last_at timestamptz;
+BEGIN
+    BEGIN
+        INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                      lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+        SELECT u, k, s, url, c, t, ts, run
+          FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+               AS r(u, k, s, url, c, t, ts);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        SELECT min(ts), max(ts) INTO first_at, last_at FROM unnest(created) AS ts;
+    EXCEPTION WHEN unique_violation THEN
+        WITH ins AS (
+            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+            SELECT u, k, s, url, c, t, ts, run
+              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+                   AS r(u, k, s, url, c, t, ts)
+            ON CONFLICT ON CONSTRAINT attempts_natural_key DO NOTHING
+            RETURNING created_at)
+        SELECT count(*), min(created_at), max(created_at) INTO inserted, first_at, last_at FROM ins;
+        -- A new statement sees the rows just inserted; they match themselves, so only rows
+        -- loaded before with other content come out. Positions are 1-based, as in the arrays.
+        SELECT array_agg(r.pos ORDER BY r.pos),
+               array_agg(concat_ws(', ',
+                   CASE WHEN a.is_correct IS DISTINCT FROM r.c THEN 'is_correct' END,
+                   CASE WHEN a.oauth_consumer_key IS DISTINCT FROM r.k THEN 'oauth_consumer_key' END,
+                   CASE WHEN a.lis_outcome_service_url IS DISTINCT FROM r.url THEN 'lis_outcome_service_url' END)
+                   ORDER BY r.pos)
+          INTO conflict_positions, conflict_fields
+          FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+               WITH ORDINALITY AS r(u, k, s, url, c, t, ts, pos)
+          JOIN lms_etl.attempts a
+            ON a.created_at = r.ts AND a.user_id = r.u AND a.attempt_type = r.t
+           AND a.lis_result_sourcedid IS NOT DISTINCT FROM r.s
+         WHERE (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
+               IS DISTINCT FROM (r.c, r.k, r.url);
+    END;
+    IF inserted > 0 THEN
+        PERFORM lms_etl.mark_days(first_at, last_at);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.insert_attempts(text[], text[], text[], text[], boolean[], text[], timestamptz[], bigint) IS
+    'Internal to lms_etl.ingest_chunk: inserts parsed attempts, never overwriting a loaded row; returns the number inserted and the positions of conflicting records.';
+
+-- ingest_chunk gains the source zone, the first record's position, and the conflicts and
+-- invalid counts; reprocess is new. Both as a fresh 0.2.0 install generates them.
+DROP FUNCTION lms_etl.ingest_chunk(text, bigint);
+CREATE FUNCTION lms_etl."ingest_chunk"(
+	"records" TEXT,
+	"run_id" bigint DEFAULT NULL,
+	"source_timezone" TEXT DEFAULT NULL,
+	"first_index" INT DEFAULT 0
+) RETURNS TABLE (
+	"inserted" bigint,
+	"duplicates" bigint,
+	"conflicts" bigint,
+	"rejected" bigint,
+	"invalid" bigint
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'ingest_chunk_wrapper';
+
+CREATE FUNCTION lms_etl."reprocess"(
+	"run_id" bigint DEFAULT NULL
+) RETURNS TABLE (
+	"examined" bigint,
+	"loaded" bigint,
+	"still_rejected" bigint
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'reprocess_wrapper';
