@@ -153,7 +153,18 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     let clean = |e: &dyn std::error::Error| scrub(&chain(e), &key);
     let early = |message: String, zone: Option<Tz>, stages: Stages| {
         let zone = zone.unwrap_or(Tz::UTC);
-        fail_before_run(cfg, opts, zone, message, log_file.clone(), stages)
+        // The window asked for, if any, so the mail names the days the failed run was for.
+        let requested = opts
+            .start
+            .zip(opts.end)
+            .and_then(|(s, e)| {
+                Window::new(
+                    source_time::to_instant(zone, s),
+                    source_time::to_instant(zone, e),
+                )
+                .ok()
+            });
+        fail_before_run(cfg, opts, zone, requested, message, log_file.clone(), stages)
     };
 
     let started = Instant::now();
@@ -733,6 +744,7 @@ async fn fail_before_run(
     cfg: &Config,
     opts: &RunOptions,
     zone: Tz,
+    window: Option<Window>,
     message: String,
     log_file: PathBuf,
     mut stages: Stages,
@@ -743,8 +755,8 @@ async fn fail_before_run(
     let report = RunReport {
         run_id: None,
         status: RunStatus::Failed,
-        window_start: now,
-        window_end: now,
+        window_start: window.map_or(now, |w| w.start),
+        window_end: window.map_or(now, |w| w.end),
         requested_end: None,
         source_timezone: zone,
         report_timezone: zone,

@@ -68,7 +68,8 @@ impl TestDb {
             .query_one(
                 "SELECT count(*) || ':' || coalesce(md5(string_agg(
                      concat_ws('|', user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url,
-                               is_correct, attempt_type, created_at), ',' ORDER BY created_at, user_id, attempt_type)), '-')
+                               is_correct, attempt_type, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')),
+                     ',' ORDER BY created_at, user_id, attempt_type, lis_result_sourcedid)), '-')
                    FROM lms_etl.attempts",
                 &[],
             )

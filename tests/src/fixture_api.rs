@@ -1,0 +1,84 @@
+//! A statistics API that serves records a test writes by hand (raw JSON, any shape), for the
+//! edges the demo API does not produce: conflicting re-sends, two problems at one instant,
+//! over-precise or ISO timestamps. Filters by the naive `created_at` like the real API.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Router;
+
+/// One served record: the naive time the server filters on, and the record's raw JSON.
+#[derive(Clone)]
+pub struct Served {
+    pub at: String,
+    pub raw: String,
+}
+
+pub struct FixtureApi {
+    pub url: String,
+    records: Arc<Mutex<Vec<Served>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+#[derive(serde::Deserialize)]
+struct Params {
+    start: String,
+    end: String,
+}
+
+impl FixtureApi {
+    pub fn start(records: Vec<Served>) -> FixtureApi {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let records = Arc::new(Mutex::new(records));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/api/statistics", get(answer))
+            .with_state(records.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        FixtureApi {
+            url: format!("http://{addr}"),
+            records,
+            _runtime: runtime,
+        }
+    }
+
+    /// What later requests are answered from (the source changed its mind, or grew).
+    pub fn replace(&self, records: Vec<Served>) {
+        *self.records.lock().unwrap() = records;
+    }
+}
+
+async fn answer(
+    State(records): State<Arc<Mutex<Vec<Served>>>>,
+    Query(p): Query<Params>,
+) -> String {
+    let cut = |s: &str| s.get(..19).unwrap_or(s).to_owned();
+    let (start, end) = (cut(&p.start), cut(&p.end));
+    let records = records.lock().unwrap();
+    let inside: Vec<&str> = records
+        .iter()
+        .filter(|r| cut(&r.at) >= start && cut(&r.at) < end)
+        .map(|r| r.raw.as_str())
+        .collect();
+    format!("[{}]", inside.join(", "))
+}
+
+/// A record in the API's shape. `created_at` is written as given (any text).
+pub fn record(user: &str, created_at: &str, kind: &str, is_correct: &str, block: &str) -> Served {
+    let raw = format!(
+        r#"{{"lti_user_id": "{user}", "passback_params": "{{'oauth_consumer_key': '', 'lis_result_sourcedid': 'course-v1:SF+DST+1:lms.skillfactory.ru-{block}:{user}', 'lis_outcome_service_url': 'https://lms.skillfactory.ru/courses/x/handler_noauth/grade_handler'}}", "is_correct": {is_correct}, "attempt_type": "{kind}", "created_at": "{created_at}"}}"#
+    );
+    Served {
+        at: created_at.replace('T', " "),
+        raw,
+    }
+}
