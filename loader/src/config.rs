@@ -532,7 +532,10 @@ impl RawConfig {
         }
         let minutes = |key: &str, value: Option<i64>, default: i64| match value.unwrap_or(default) {
             m if (0..=7 * 24 * 60).contains(&m) => Ok(chrono::Duration::minutes(m)),
-            _ => Err(invalid(key, "must be between 0 and 10080 minutes (one week)")),
+            _ => Err(invalid(
+                key,
+                "must be between 0 and 10080 minutes (one week)",
+            )),
         };
         let max_batch_bytes = w.max_batch_bytes.unwrap_or(4 << 20);
         if !(64 << 10..=256 << 20).contains(&max_batch_bytes) {

@@ -8,9 +8,9 @@ use clap::Parser;
 use lms_etl_loader::cli::{Cli, Command, RunArgs};
 use lms_etl_loader::clock::Clock;
 use lms_etl_loader::config::{rejected_ratio, Config};
-use lms_etl_loader::signals::Interrupt;
 use lms_etl_loader::load::Database;
 use lms_etl_loader::run::{self, Exit, RunOptions};
+use lms_etl_loader::signals::Interrupt;
 use lms_etl_loader::window::parse_time;
 use lms_etl_loader::{demo_api, logs, report, status};
 
@@ -212,8 +212,14 @@ async fn reprocess(config: &Config, run_id: Option<i64>) -> anyhow::Result<()> {
     tracing::info!(run_id, "reprocess started");
     let (examined, loaded, still) = db.reprocess(run_id).await?;
     let days = db.aggregate_pending().await?;
-    tracing::info!(examined, loaded, still_rejected = still, days = days.len(),
-                   elapsed_ms = started.elapsed().as_millis() as u64, "reprocess finished");
+    tracing::info!(
+        examined,
+        loaded,
+        still_rejected = still,
+        days = days.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "reprocess finished"
+    );
     println!("{examined} quarantined records examined: {loaded} loaded (or found loaded), {still} still rejected; {} days re-aggregated", days.len());
     Ok(())
 }

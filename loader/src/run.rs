@@ -154,17 +154,22 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     let early = |message: String, zone: Option<Tz>, stages: Stages| {
         let zone = zone.unwrap_or(Tz::UTC);
         // The window asked for, if any, so the mail names the days the failed run was for.
-        let requested = opts
-            .start
-            .zip(opts.end)
-            .and_then(|(s, e)| {
-                Window::new(
-                    source_time::to_instant(zone, s),
-                    source_time::to_instant(zone, e),
-                )
-                .ok()
-            });
-        fail_before_run(cfg, opts, zone, requested, message, log_file.clone(), stages)
+        let requested = opts.start.zip(opts.end).and_then(|(s, e)| {
+            Window::new(
+                source_time::to_instant(zone, s),
+                source_time::to_instant(zone, e),
+            )
+            .ok()
+        });
+        fail_before_run(
+            cfg,
+            opts,
+            zone,
+            requested,
+            message,
+            log_file.clone(),
+            stages,
+        )
     };
 
     let started = Instant::now();
@@ -252,9 +257,14 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         stages.add("fetch+load", started);
         let load_error = outcome.error.as_ref().map(|e| clean(e));
         match &load_error {
-            None => info!(fetched = outcome.counts.fetched, inserted = outcome.counts.inserted,
-                          duplicates = outcome.counts.duplicates, conflicts = outcome.counts.conflicts,
-                          rejected = outcome.counts.rejected, "load finished"),
+            None => info!(
+                fetched = outcome.counts.fetched,
+                inserted = outcome.counts.inserted,
+                duplicates = outcome.counts.duplicates,
+                conflicts = outcome.counts.conflicts,
+                rejected = outcome.counts.rejected,
+                "load finished"
+            ),
             Some(e) => error!(error = %e, "load failed"),
         }
 
@@ -271,8 +281,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             Some(e) => error!(error = %e, elapsed_ms = ms, "aggregation failed"),
         }
         let error = load_error.or(aggregate_error);
-        let interrupted =
-            stop.is_set() || matches!(outcome.error, Some(RunError::Interrupted));
+        let interrupted = stop.is_set() || matches!(outcome.error, Some(RunError::Interrupted));
 
         let mut sheets_error = None;
         let sheets_url = cfg.sheets.as_ref().map(sheets::spreadsheet_url);
@@ -290,8 +299,18 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             (RunStatus::Interrupted, None) => Some(RunError::Interrupted.to_string()),
             (_, e) => e,
         };
-        stages.0.push(("total".into(), total.elapsed().as_millis() as u64));
-        let counts = match db.finish_run(run_id, status, &stages.json(), error.as_deref().or(sheets_error.as_deref())).await {
+        stages
+            .0
+            .push(("total".into(), total.elapsed().as_millis() as u64));
+        let counts = match db
+            .finish_run(
+                run_id,
+                status,
+                &stages.json(),
+                error.as_deref().or(sheets_error.as_deref()),
+            )
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 error!(error = %clean(&e), "cannot close the run row");
@@ -302,9 +321,16 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             error!(error = %clean(&e), "cannot summarise the rejected records");
             Vec::new()
         });
-        info!(status = status.as_str(), fetched = counts.fetched, inserted = counts.inserted,
-              duplicates = counts.duplicates, conflicts = counts.conflicts, rejected = counts.rejected,
-              elapsed_ms = total.elapsed().as_millis() as u64, "run finished");
+        info!(
+            status = status.as_str(),
+            fetched = counts.fetched,
+            inserted = counts.inserted,
+            duplicates = counts.duplicates,
+            conflicts = counts.conflicts,
+            rejected = counts.rejected,
+            elapsed_ms = total.elapsed().as_millis() as u64,
+            "run finished"
+        );
 
         let report = RunReport {
             run_id: Some(run_id),
@@ -421,7 +447,9 @@ async fn fetch_and_load(
         queue: Mutex::new(chunks.iter().copied().collect()),
         halt: AtomicBool::new(false),
         judge: Mutex::new(RatioJudge {
-            max: opts.max_rejected_ratio.unwrap_or(cfg.load.max_rejected_ratio),
+            max: opts
+                .max_rejected_ratio
+                .unwrap_or(cfg.load.max_rejected_ratio),
             min_records: cfg.load.ratio_min_records,
             run_fetched: 0,
             run_invalid: 0,
@@ -443,8 +471,10 @@ async fn fetch_and_load(
     let senders: Vec<_> = connections.iter().map(|_| done_tx.clone()).collect();
     drop(done_tx);
     let loading = &loading;
-    let workers = connections.into_iter().zip(senders).map(|(conn, done_tx)| {
-        async move {
+    let workers = connections
+        .into_iter()
+        .zip(senders)
+        .map(|(conn, done_tx)| async move {
             let mut conn = conn;
             loop {
                 if loading.halt.load(Ordering::SeqCst) || loading.stop.is_set() {
@@ -459,8 +489,7 @@ async fn fetch_and_load(
                 }
                 let _ = done_tx.send(result);
             }
-        }
-    });
+        });
     let workers = futures_util::future::join_all(workers);
 
     let bar = progress_bar(chunks.len() as u64);
@@ -598,9 +627,10 @@ async fn try_chunk(
             }
         }
         let bytes = splitter.bytes_seen();
-        if let Some(last) = splitter.finish().map_err(|e| {
-            Stop::Retry(Failure::retry(format!("incomplete or invalid body: {e}")))
-        })? {
+        if let Some(last) = splitter
+            .finish()
+            .map_err(|e| Stop::Retry(Failure::retry(format!("incomplete or invalid body: {e}"))))?
+        {
             let _ = batch_tx.send(last).await;
         }
         Ok(bytes)
@@ -805,7 +835,10 @@ mod tests {
     fn a_large_chunk_is_judged_alone() {
         let mut j = judge();
         assert!(j.judge(&chunk(), &counts(1000, 50)).is_ok());
-        let err = j.judge(&chunk(), &counts(1000, 51)).unwrap_err().to_string();
+        let err = j
+            .judge(&chunk(), &counts(1000, 51))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("the chunk has 51 invalid records of 1000 (5.1%), above load.max_rejected_ratio 5.0%"), "{err}");
     }
 
@@ -818,12 +851,18 @@ mod tests {
             assert!(j.judge(&chunk(), &counts(10, 1)).is_ok());
         }
         let err = j.judge(&chunk(), &counts(10, 1)).unwrap_err().to_string();
-        assert!(err.starts_with("the run so far has 10 invalid records of 100"), "{err}");
+        assert!(
+            err.starts_with("the run so far has 10 invalid records of 100"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_share_of_one_passes_everything() {
-        let mut j = RatioJudge { max: 1.0, ..judge() };
+        let mut j = RatioJudge {
+            max: 1.0,
+            ..judge()
+        };
         assert!(j.judge(&chunk(), &counts(500, 500)).is_ok());
     }
 }

@@ -109,10 +109,7 @@ impl Window {
         let mut out = Vec::new();
         let mut start = self.start;
         while start < self.end {
-            let midnight = start
-                .date_naive()
-                .and_time(NaiveTime::MIN)
-                .and_utc();
+            let midnight = start.date_naive().and_time(NaiveTime::MIN).and_utc();
             let steps = (start - midnight).num_microseconds().unwrap_or(0) / size_us;
             let aligned_end = midnight + Duration::microseconds(size_us.saturating_mul(steps + 1));
             let end = aligned_end.min(self.end);
@@ -214,10 +211,25 @@ mod tests {
             })
         );
         // An end inside the limit is kept as asked.
-        let p = plan(&rules(), now, Some(t("2026-11-23")), Some(t("2026-11-24")), None);
-        assert_eq!((p.requested_end, p.window.unwrap().end), (None, t("2026-11-24")));
+        let p = plan(
+            &rules(),
+            now,
+            Some(t("2026-11-23")),
+            Some(t("2026-11-24")),
+            None,
+        );
+        assert_eq!(
+            (p.requested_end, p.window.unwrap().end),
+            (None, t("2026-11-24"))
+        );
         // A window wholly in the unsettled future is nothing to do.
-        let p = plan(&rules(), now, Some(t("2026-11-24 11:50")), Some(t("2026-11-25")), None);
+        let p = plan(
+            &rules(),
+            now,
+            Some(t("2026-11-24 11:50")),
+            Some(t("2026-11-25")),
+            None,
+        );
         assert_eq!(p.window, None);
     }
 

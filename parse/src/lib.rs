@@ -11,8 +11,8 @@ pub mod json;
 pub mod passback;
 pub mod pyrepr;
 pub mod record;
-pub mod stream;
 pub mod source_time;
+pub mod stream;
 
 pub use passback::{parse_passback_params, PassbackError, PassbackParams};
 pub use record::{parse_chunk, split_records, Attempt, AttemptType, ChunkError, Rejection};

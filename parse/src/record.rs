@@ -300,8 +300,9 @@ fn required_str<'a>(
 
 /// Digits after the decimal point of a timestamp's seconds (0 without a fraction).
 fn fraction_digits(text: &str) -> usize {
-    text.rsplit_once('.')
-        .map_or(0, |(_, frac)| frac.bytes().take_while(u8::is_ascii_digit).count())
+    text.rsplit_once('.').map_or(0, |(_, frac)| {
+        frac.bytes().take_while(u8::is_ascii_digit).count()
+    })
 }
 
 /// The string a JSON string literal holds, borrowed when it has no escapes.
@@ -481,7 +482,10 @@ mod tests {
             kind(&GOOD.replace("\"is_correct\": 1", "\"is_correct\": null")),
             "is_correct: missing for a submit"
         );
-        assert_eq!(kind(&GOOD.replace("submit", "peek")), "attempt_type: not run or submit");
+        assert_eq!(
+            kind(&GOOD.replace("submit", "peek")),
+            "attempt_type: not run or submit"
+        );
     }
 
     #[test]

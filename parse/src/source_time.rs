@@ -23,9 +23,8 @@ pub fn to_instant(zone: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
 /// is the instant the clocks jumped. Found by bisection between the two readings of the
 /// time with the offsets a day before and a day after (local time only jumps forward there).
 fn change_instant(zone: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
-    let offset_at = |t: NaiveDateTime| {
-        i64::from(zone.offset_from_utc_datetime(&t).fix().local_minus_utc())
-    };
+    let offset_at =
+        |t: NaiveDateTime| i64::from(zone.offset_from_utc_datetime(&t).fix().local_minus_utc());
     let read_with = |offset: i64| (naive - Duration::seconds(offset)).and_utc();
     let (lo, hi) = {
         let a = read_with(offset_at(naive - Duration::days(1)));
@@ -35,9 +34,7 @@ fn change_instant(zone: Tz, naive: NaiveDateTime) -> DateTime<Utc> {
     // Invariant: local(lo) < naive <= local(hi), in whole seconds (zone changes fall on
     // whole seconds).
     let (mut lo, mut hi) = (lo.timestamp() - 1, hi.timestamp());
-    let local = |secs: i64| {
-        DateTime::from_timestamp(secs, 0).map_or(naive, |t| to_naive(zone, t))
-    };
+    let local = |secs: i64| DateTime::from_timestamp(secs, 0).map_or(naive, |t| to_naive(zone, t));
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if local(mid) >= naive {

@@ -102,12 +102,13 @@ mod tests {
         Spi::run("DELETE FROM lms_etl.pending_days").unwrap();
         Spi::run("SELECT lms_etl.set_setting('report_timezone', 'America/New_York')").unwrap();
         assert_eq!(
-            Spi::get_one::<String>("SELECT string_agg(day::text, ',' ORDER BY day) FROM lms_etl.pending_days"),
+            Spi::get_one::<String>(
+                "SELECT string_agg(day::text, ',' ORDER BY day) FROM lms_etl.pending_days"
+            ),
             Ok(Some("2026-11-19,2026-11-20,2026-11-21,2026-11-22".into()))
         );
-        let total = Spi::get_one::<i64>(
-            "SELECT sum(attempts)::bigint FROM lms_etl.aggregate_pending()",
-        );
+        let total =
+            Spi::get_one::<i64>("SELECT sum(attempts)::bigint FROM lms_etl.aggregate_pending()");
         assert_eq!(total, Ok(Some(5)));
         assert_eq!(
             Spi::get_one::<i64>("SELECT count(*) FROM lms_etl.pending_days"),
@@ -121,7 +122,9 @@ mod tests {
         );
     }
 
-    #[pg_test(error = "invalid value for lms_etl setting report_timezone: unknown time zone \"Mars/Olympus\"")]
+    #[pg_test(
+        error = "invalid value for lms_etl setting report_timezone: unknown time zone \"Mars/Olympus\""
+    )]
     fn an_unknown_zone_is_refused() {
         Spi::run("SELECT lms_etl.set_setting('report_timezone', 'Mars/Olympus')").unwrap();
     }

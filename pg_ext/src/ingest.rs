@@ -28,7 +28,8 @@ const QUARANTINE: &str = "
         RETURNING kind)
     SELECT count(*) FILTER (WHERE kind = $6), count(*) FILTER (WHERE kind <> $6) FROM stored";
 
-const ZONE_OF_RUN: &str = "SELECT coalesce($1, (SELECT r.source_timezone FROM lms_etl.runs r WHERE r.run_id = $2),
+const ZONE_OF_RUN: &str =
+    "SELECT coalesce($1, (SELECT r.source_timezone FROM lms_etl.runs r WHERE r.run_id = $2),
                                  lms_etl.setting('source_timezone'))";
 
 /// The `kind` of every conflict in `rejected_attempts`.
@@ -114,7 +115,9 @@ fn reprocess(
                     Fate::Loaded => gone.push(row.rejected_id),
                     Fate::Quarantined { kind, reason } => {
                         still.0.push(row.rejected_id);
-                        still.1.push(format!("record {}: {reason}", row.record_index));
+                        still
+                            .1
+                            .push(format!("record {}: {reason}", row.record_index));
                         still.2.push(kind);
                     }
                 }
@@ -227,7 +230,10 @@ struct Loaded {
 enum Fate {
     /// In `attempts` now: inserted, or the same record was there.
     Loaded,
-    Quarantined { kind: String, reason: String },
+    Quarantined {
+        kind: String,
+        reason: String,
+    },
 }
 
 impl<'a> Batch<'a> {
@@ -622,7 +628,10 @@ mod tests {
             .starts_with("record 1: conflict: an attempt with the same key"));
         // The row loaded first is the reference: the same record again is a duplicate
         // wherever it stands in the answer.
-        assert_eq!(ingest(&format!("[{changed}, {first}, {first}]")), (0, 3, 0, 0, 0));
+        assert_eq!(
+            ingest(&format!("[{changed}, {first}, {first}]")),
+            (0, 3, 0, 0, 0)
+        );
     }
 
     #[pg_test]
@@ -678,7 +687,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at = '2026-11-24 00:00:00+00'"),
+            count(
+                "SELECT count(*) FROM lms_etl.attempts WHERE created_at = '2026-11-24 00:00:00+00'"
+            ),
             1
         );
         // The settings' zone is the default, and a run's recorded zone wins over it.
@@ -702,7 +713,9 @@ mod tests {
         );
     }
 
-    #[pg_test(error = "source_timezone: unknown time zone \"Mars/Olympus\": expected an IANA name such as UTC or Europe/Moscow")]
+    #[pg_test(
+        error = "source_timezone: unknown time zone \"Mars/Olympus\": expected an IANA name such as UTC or Europe/Moscow"
+    )]
     fn an_unknown_zone_is_an_error() {
         Spi::run("SELECT * FROM lms_etl.ingest_chunk('[]', source_timezone => 'Mars/Olympus')")
             .unwrap();
@@ -715,7 +728,8 @@ mod tests {
         let a = record("u1", "2026-10-25 02:30:00", "run", "null");
         let b = record("u2", "2026-10-25 02:30:00", "run", "null");
         let chunk = format!("[{a}, {b}]");
-        let call = "SELECT inserted FROM lms_etl.ingest_chunk($1, source_timezone => 'Europe/Berlin')";
+        let call =
+            "SELECT inserted FROM lms_etl.ingest_chunk($1, source_timezone => 'Europe/Berlin')";
         assert_eq!(
             Spi::get_one_with_args::<i64>(call, &[chunk.as_str().into()]),
             Ok(Some(2))
@@ -725,7 +739,9 @@ mod tests {
             Ok(Some(0))
         );
         assert_eq!(
-            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at = '2026-10-25 00:30:00+00'"),
+            count(
+                "SELECT count(*) FROM lms_etl.attempts WHERE created_at = '2026-10-25 00:30:00+00'"
+            ),
             2
         );
     }
@@ -766,10 +782,7 @@ mod tests {
             "SELECT examined, loaded, still_rejected FROM lms_etl.reprocess()",
         )
         .unwrap();
-        assert_eq!(
-            (examined, loaded, kept),
-            (Some(2), Some(1), Some(1))
-        );
+        assert_eq!((examined, loaded, kept), (Some(2), Some(1), Some(1)));
         assert_eq!(
             count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u7'"),
             1

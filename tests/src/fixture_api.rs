@@ -57,10 +57,7 @@ impl FixtureApi {
     }
 }
 
-async fn answer(
-    State(records): State<Arc<Mutex<Vec<Served>>>>,
-    Query(p): Query<Params>,
-) -> String {
+async fn answer(State(records): State<Arc<Mutex<Vec<Served>>>>, Query(p): Query<Params>) -> String {
     let cut = |s: &str| s.get(..19).unwrap_or(s).to_owned();
     let (start, end) = (cut(&p.start), cut(&p.end));
     let records = records.lock().unwrap();

@@ -46,7 +46,7 @@ impl Outputs {
 /// What the sheet must hold for the days in `daily_stats`, computed from the database.
 fn expected_cells(db: &TestDb) -> Vec<Vec<Value>> {
     let mut cells = vec![[
-        "date",
+        "date (UTC)",
         "attempts",
         "successful_attempts",
         "unique_users",

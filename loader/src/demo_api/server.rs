@@ -19,11 +19,11 @@ use chrono::{NaiveDate, NaiveDateTime};
 use chrono_tz::Tz;
 use futures_util::{stream, StreamExt as _};
 
-use crate::clock::Clock;
 use super::faults::{BodyFault, FaultPlan, RequestFault};
 use super::generator::DataSet;
 use super::render::JsonChunks;
 use super::selection::Selection;
+use crate::clock::Clock;
 
 pub struct AppState {
     pub client: String,

@@ -1,0 +1,686 @@
+//! The exactly-once contract at its edges, end to end (real binary, real PostgreSQL, the demo
+//! API or a hand-written fixture API): time (settle lag, late records, DST), identity
+//! (conflicts, two problems at one instant, over-precise times), truth (a rejected chunk
+//! fails the run) and the run's life (lock, abandoned runs, signals, aggregation after failure).
+
+use std::time::{Duration, Instant};
+
+use lms_etl_tests::fixture_api::{record, FixtureApi, Served};
+use lms_etl_tests::harness::{describe, lms_etl_bin, DemoApi, Etl, TestDb};
+
+fn text(db: &TestDb, sql: &str) -> String {
+    db.client().query_one(sql, &[]).unwrap().get(0)
+}
+
+/// Every aggregated day equals a count over the attempts, and no day waits for aggregation.
+fn assert_stats_match_attempts(db: &TestDb) {
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM lms_etl.daily_stats d
+              WHERE (d.attempts, d.successful_attempts, d.unique_users) IS DISTINCT FROM
+                    (SELECT count(*), count(*) FILTER (WHERE is_correct), count(DISTINCT user_id)
+                       FROM lms_etl.attempts WHERE (created_at AT TIME ZONE 'UTC')::date = d.day)"
+        ),
+        0,
+        "daily_stats disagree with the attempts"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(DISTINCT (created_at AT TIME ZONE 'UTC')::date) FROM lms_etl.attempts a
+              WHERE NOT EXISTS (SELECT 1 FROM lms_etl.daily_stats d WHERE d.day = (a.created_at AT TIME ZONE 'UTC')::date)"
+        ),
+        0,
+        "a day with attempts was never aggregated"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.pending_days"), 0);
+}
+
+fn fingerprint_between(db: &TestDb, from: &str, to: &str) -> String {
+    text(
+        db,
+        &format!(
+            "SELECT count(*) || ':' || coalesce(md5(string_agg(
+                 concat_ws('|', user_id, lis_result_sourcedid, is_correct, attempt_type,
+                           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')),
+                 ',' ORDER BY created_at, user_id, attempt_type, lis_result_sourcedid)), '-')
+               FROM lms_etl.attempts WHERE created_at >= '{from}+00' AND created_at < '{to}+00'"
+        ),
+    )
+}
+
+fn outbox_mails(etl: &Etl) -> Vec<String> {
+    let mut paths: Vec<_> = std::fs::read_dir(etl.outbox())
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    paths.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    paths
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_end_past_the_settle_lag_is_clamped_and_the_rest_is_loaded_later() {
+    let db = TestDb::new();
+    let now = "2026-11-21 12:00:00";
+    let api = DemoApi::start(&["--records-per-hour", "200", "--now", now]);
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_NOW", now);
+    let out = etl.run(&["run", "--start", "2026-11-21", "--end", "2026-11-22"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let log = etl.log_text();
+    assert!(
+        log.contains("the requested end 2026-11-22 00:00:00 (UTC) is past now minus the settle lag (15 min); loading up to 2026-11-21 11:45:00 (UTC)"),
+        "{log}"
+    );
+    assert_eq!(
+        text(
+            &db,
+            "SELECT requested_end::text || ' ' || window_end::text FROM lms_etl.runs"
+        ),
+        "2026-11-22 00:00:00+00 2026-11-21 11:45:00+00"
+    );
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-21 11:45:00+00"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts WHERE created_at >= '2026-11-21 11:45+00'"),
+        0
+    );
+    assert!(outbox_mails(&etl)[0].contains("clamped"));
+
+    // Later, an incremental run loads the rest of the day: nothing lost at the seam.
+    drop(api);
+    let later = "2026-11-22 01:00:00";
+    let api = DemoApi::start(&["--records-per-hour", "200", "--now", later]);
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_NOW", later);
+    let out = etl.run(&["run"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let reference = TestDb::new();
+    let out = Etl::new(&reference, &api.url)
+        .with_env("LMS_ETL_NOW", later)
+        .run(&["run", "--start", "2026-11-21", "--end", "2026-11-22"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        fingerprint_between(&db, "2026-11-21", "2026-11-22"),
+        fingerprint_between(&reference, "2026-11-21", "2026-11-22")
+    );
+    assert_stats_match_attempts(&db);
+}
+
+/// Two incremental runs against a source that shows 30% of its records 30 minutes late.
+fn late_arrival_runs(db: &TestDb, overlap_minutes: &str) {
+    let at = |now: &str| {
+        let api = DemoApi::start(&[
+            "--records-per-hour",
+            "300",
+            "--late-share",
+            "0.3",
+            "--late-minutes",
+            "30",
+            "--now",
+            now,
+        ]);
+        let out = Etl::new(db, &api.url)
+            .with_env("LMS_ETL_NOW", now)
+            .with_env("LMS_ETL_WINDOW_SETTLE_LAG_MINUTES", "5")
+            .with_env("LMS_ETL_WINDOW_OVERLAP_MINUTES", overlap_minutes)
+            .with_env("LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS", "6")
+            .run(&["run"]);
+        assert!(out.status.success(), "{}", describe(&out));
+    };
+    at("2026-11-21 12:00:00");
+    at("2026-11-21 14:00:00");
+}
+
+#[test]
+fn late_records_are_loaded_by_the_next_runs_overlap() {
+    let db = TestDb::new();
+    late_arrival_runs(&db, "60");
+    // The API's full content at the second run's clock, loaded in one back-fill.
+    let now = "2026-11-21 14:00:00";
+    let api = DemoApi::start(&[
+        "--records-per-hour",
+        "300",
+        "--late-share",
+        "0.3",
+        "--late-minutes",
+        "30",
+        "--now",
+        now,
+    ]);
+    let reference = TestDb::new();
+    let out = Etl::new(&reference, &api.url)
+        .with_env("LMS_ETL_NOW", now)
+        .run(&[
+            "run",
+            "--start",
+            "2026-11-21 05:55",
+            "--end",
+            "2026-11-21 13:55",
+        ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(db.attempts_fingerprint(), reference.attempts_fingerprint());
+    // The first run really missed records that were not visible yet (the test has teeth).
+    let missed_then = db.count(
+        "SELECT count(*) FROM lms_etl.attempts WHERE run_id = 2 AND created_at < '2026-11-21 11:55+00'",
+    );
+    assert!(
+        missed_then > 10,
+        "the second run loaded {missed_then} late records"
+    );
+    assert_stats_match_attempts(&db);
+
+    // Without the overlap, the same two runs lose those records for good.
+    let no_overlap = TestDb::new();
+    late_arrival_runs(&no_overlap, "0");
+    assert!(
+        no_overlap.count("SELECT count(*) FROM lms_etl.attempts")
+            < reference.count("SELECT count(*) FROM lms_etl.attempts")
+    );
+}
+
+#[test]
+fn an_autumn_dst_night_loses_and_doubles_nothing_whatever_the_chunks() {
+    let args = [
+        "--records-per-hour",
+        "400",
+        "--timezone",
+        "Europe/Berlin",
+        "--now",
+        "2026-11-01 00:00:00",
+    ];
+    let api = DemoApi::start(&args);
+    // The API's full content for the naive window, as the demo API itself lists it.
+    let export = std::process::Command::new(lms_etl_bin())
+        .args([
+            "export-demo-copy",
+            "--start",
+            "2026-10-24 22:00",
+            "--end",
+            "2026-10-25 06:00",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let expected = String::from_utf8_lossy(&export.stdout).lines().count() as i64;
+    assert!(expected > 1000, "{expected}");
+
+    let mut fingerprints = Vec::new();
+    for chunk in ["20", "30", "60"] {
+        let db = TestDb::new();
+        let etl = Etl::new(&db, &api.url)
+            .with_env("LMS_ETL_API_SOURCE_TIMEZONE", "Europe/Berlin")
+            .with_env("LMS_ETL_WINDOW_CHUNK_MINUTES", chunk);
+        let window = [
+            "run",
+            "--start",
+            "2026-10-24 22:00",
+            "--end",
+            "2026-10-25 06:00",
+        ];
+        let out = etl.run(&window);
+        assert!(out.status.success(), "{}", describe(&out));
+        assert_eq!(
+            db.count("SELECT count(*) FROM lms_etl.attempts"),
+            expected,
+            "{chunk}-minute chunks"
+        );
+        // Both passes of the repeated hour are in, read with the earlier offset.
+        assert!(
+            db.count("SELECT count(*) FROM lms_etl.attempts WHERE created_at >= '2026-10-25 00:00+00' AND created_at < '2026-10-25 01:00+00'")
+                > db.count("SELECT count(*) FROM lms_etl.attempts WHERE created_at >= '2026-10-25 04:00+00' AND created_at < '2026-10-25 05:00+00'"),
+        );
+        let again = etl.run(&window);
+        assert!(again.status.success(), "{}", describe(&again));
+        assert_eq!(
+            db.count("SELECT inserted FROM lms_etl.runs WHERE run_id = 2"),
+            0
+        );
+        fingerprints.push(db.attempts_fingerprint());
+    }
+    assert!(fingerprints.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn two_problems_at_one_instant_are_two_attempts_and_a_changed_resend_is_a_conflict() {
+    let t = "2026-11-20 10:00:00.250000";
+    let first = vec![
+        record("u1", t, "submit", "1", "p1"),
+        record("u1", t, "submit", "0", "p2"),
+        record("u2", "2026-11-20 10:30:00.000000", "run", "null", "p1"),
+    ];
+    let api = FixtureApi::start(first.clone());
+    let db = TestDb::new();
+    let etl = Etl::new(&db, &api.url);
+    let window = [
+        "run",
+        "--start",
+        "2026-11-20 10:00",
+        "--end",
+        "2026-11-20 11:00",
+    ];
+    assert!(etl.run(&window).status.success());
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.attempts"), 3);
+
+    // The source now says p1 was wrong: a conflict, kept apart; the loaded row stays.
+    let mut changed = first.clone();
+    changed[0] = record("u1", t, "submit", "0", "p1");
+    api.replace(changed);
+    let out = etl.run(&window);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT concat_ws(',', fetched, inserted, duplicates, conflicts, rejected) FROM lms_etl.runs WHERE run_id = 2"),
+        "3,0,2,1,0"
+    );
+    assert_eq!(
+        text(&db, "SELECT is_correct::text FROM lms_etl.attempts WHERE user_id = 'u1' AND lis_result_sourcedid LIKE '%-p1:u1'"),
+        "true"
+    );
+    assert_eq!(
+        text(&db, "SELECT kind FROM lms_etl.rejected_attempts"),
+        "conflict: same key, different content"
+    );
+    let mail = outbox_mails(&etl).pop().unwrap();
+    assert!(mail.contains("1 conflict"), "{mail}");
+
+    // Fetched again: stored and counted once.
+    let out = etl.run(&window);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT concat_ws(',', inserted, duplicates, conflicts) FROM lms_etl.runs WHERE run_id = 3"),
+        "0,3,0"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts"),
+        1
+    );
+}
+
+#[test]
+fn timestamps_finer_than_microseconds_are_rejected_never_merged() {
+    let mut records: Vec<Served> = (0..60)
+        .map(|i| {
+            record(
+                &format!("v{i}"),
+                &format!("2026-11-20 10:{:02}:00.000000", i % 60),
+                "run",
+                "null",
+                "p",
+            )
+        })
+        .collect();
+    records.push(record(
+        "u1",
+        "2026-11-20 10:00:00.1234561",
+        "run",
+        "null",
+        "p",
+    ));
+    records.push(record(
+        "u1",
+        "2026-11-20 10:00:00.1234569",
+        "run",
+        "null",
+        "p",
+    ));
+    let api = FixtureApi::start(records);
+    let db = TestDb::new();
+    let out = Etl::new(&db, &api.url).run(&[
+        "run",
+        "--start",
+        "2026-11-20 10:00",
+        "--end",
+        "2026-11-20 11:00",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u1'"),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts WHERE kind = 'created_at: finer than microseconds'"),
+        2
+    );
+}
+
+/// 60 valid records at 09:xx, and at 10:xx `bad` records with an ISO `T…Z` created_at.
+fn valid_then_iso(bad: usize, good_at_ten: usize) -> Vec<Served> {
+    let mut records: Vec<Served> = (0..60)
+        .map(|i| {
+            record(
+                &format!("g{i}"),
+                &format!("2026-11-20 09:{i:02}:00.000000"),
+                "run",
+                "null",
+                "p",
+            )
+        })
+        .collect();
+    records.extend((0..bad).map(|i| {
+        record(
+            &format!("b{i}"),
+            &format!("2026-11-20T10:{:02}:{:02}Z", i / 60, i % 60),
+            "run",
+            "null",
+            "p",
+        )
+    }));
+    records.extend((0..good_at_ten).map(|i| {
+        record(
+            &format!("h{i}"),
+            &format!("2026-11-20 10:{:02}:30.000000", i % 60),
+            "run",
+            "null",
+            "p",
+        )
+    }));
+    records
+}
+
+#[test]
+fn a_chunk_of_rejected_records_fails_the_run_and_holds_the_watermark() {
+    let api = FixtureApi::start(valid_then_iso(150, 0));
+    let db = TestDb::new();
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_WINDOW_PARALLEL_LOADS", "1");
+    let window = [
+        "run",
+        "--start",
+        "2026-11-20 09:00",
+        "--end",
+        "2026-11-20 11:00",
+    ];
+    let out = etl.run(&window);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT status FROM lms_etl.runs WHERE run_id = 1"),
+        "failed"
+    );
+    let error = text(&db, "SELECT error FROM lms_etl.runs WHERE run_id = 1");
+    assert!(
+        error.contains(
+            "has 150 invalid records of 150 (100.0%), above load.max_rejected_ratio 5.0%"
+        ),
+        "{error}"
+    );
+    // The good chunk before it counts; the watermark stays before the bad one.
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 10:00:00+00"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts"),
+        150
+    );
+    assert_stats_match_attempts(&db);
+    let mail = outbox_mails(&etl).pop().unwrap();
+    assert!(mail.contains("FAILED"), "{mail}");
+    assert!(mail.contains("created_at: not a timestamp"), "{mail}");
+
+    // Run again: still refused (the records are still bad), still stored once.
+    let out = etl.run(&window);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts"),
+        150
+    );
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 10:00:00+00"
+    );
+
+    // An operator who has looked passes the run.
+    let out = etl.run(&[
+        "run",
+        "--start",
+        "2026-11-20 09:00",
+        "--end",
+        "2026-11-20 11:00",
+        "--max-rejected-ratio",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 11:00:00+00"
+    );
+}
+
+#[test]
+fn a_quiet_hour_with_one_bad_record_in_ten_passes() {
+    let mut records: Vec<Served> = (0..9)
+        .map(|i| {
+            record(
+                &format!("q{i}"),
+                &format!("2026-11-20 03:{i:02}:00.000000"),
+                "run",
+                "null",
+                "p",
+            )
+        })
+        .collect();
+    records.push(record("bad", "2026-11-20T03:30:00Z", "run", "null", "p"));
+    let api = FixtureApi::start(records);
+    let db = TestDb::new();
+    let out = Etl::new(&db, &api.url).run(&[
+        "run",
+        "--start",
+        "2026-11-20 03:00",
+        "--end",
+        "2026-11-20 04:00",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(
+            &db,
+            "SELECT concat_ws(',', status, inserted, rejected) FROM lms_etl.runs"
+        ),
+        "succeeded,9,1"
+    );
+}
+
+#[test]
+fn the_quarantine_keeps_a_record_read_again_once() {
+    let db = TestDb::new();
+    let api = DemoApi::start(&["--records-per-hour", "200", "--malformed", "0.03"]);
+    let etl = Etl::new(&db, &api.url);
+    let window = ["run", "--start", "2026-11-20", "--end", "2026-11-20 12:00"];
+    assert!(etl.run(&window).status.success());
+    let quarantined = db.count("SELECT count(*) FROM lms_etl.rejected_attempts");
+    assert!(quarantined > 10, "{quarantined}");
+    assert!(etl.run(&window).status.success());
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts"),
+        quarantined
+    );
+    assert_eq!(
+        text(&db, "SELECT string_agg(concat_ws(',', run_id, rejected, fetched = inserted + duplicates + conflicts + rejected), ' ' ORDER BY run_id) FROM lms_etl.runs"),
+        format!("1,{quarantined},true 2,0,true")
+    );
+}
+
+fn wait_for_chunks(db: &TestDb, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.count("SELECT count(*) FROM lms_etl.run_chunks") < n {
+        assert!(
+            Instant::now() < deadline,
+            "the run never committed {n} chunks"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_run_killed_outright_is_closed_as_abandoned_and_its_days_aggregated_by_the_next() {
+    let db = TestDb::new();
+    let slow = DemoApi::start(&["--records-per-hour", "200", "--latency-ms", "200"]);
+    let etl = Etl::new(&db, &slow.url);
+    let mut child = etl
+        .command(&[
+            "run",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-21",
+            "--chunk-minutes",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&db, 4);
+    child.kill().unwrap(); // SIGKILL: no aggregation, no closing of the row
+    child.wait().unwrap();
+    assert_eq!(
+        text(&db, "SELECT status FROM lms_etl.runs WHERE run_id = 1"),
+        "running"
+    );
+    assert!(
+        db.count("SELECT count(*) FROM lms_etl.pending_days") > 0,
+        "the dead run's days are marked"
+    );
+
+    // A later run (of another window, even) closes it and aggregates its days.
+    let fast = DemoApi::start(&["--records-per-hour", "200"]);
+    let etl = Etl::new(&db, &fast.url);
+    let out = etl.run(&["run", "--start", "2026-11-22", "--end", "2026-11-22 01:00"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT status FROM lms_etl.runs WHERE run_id = 1"),
+        "abandoned"
+    );
+    assert!(etl.log_text().contains("closed it as abandoned"));
+    assert_stats_match_attempts(&db);
+}
+
+#[test]
+fn a_chunk_commits_only_while_its_run_holds_the_lock() {
+    let db = TestDb::new();
+    let slow = DemoApi::start(&["--records-per-hour", "200", "--latency-ms", "300"]);
+    let etl = Etl::new(&db, &slow.url);
+    let child = etl
+        .command(&[
+            "run",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-21",
+            "--chunk-minutes",
+            "20",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&db, 2);
+    // The lock-holding connection dies (a network cut, a restart, an operator's kill).
+    let killed_at: String = text(
+        &db,
+        "SELECT now()::text FROM (SELECT pg_terminate_backend(lock_pid) FROM lms_etl.runs WHERE run_id = 1) t",
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // At most the chunks already past their lock check commit after the cut; none starts later.
+    assert!(
+        db.count(&format!("SELECT count(*) FROM lms_etl.run_chunks WHERE loaded_at > '{killed_at}'::timestamptz + interval '2 seconds'")) == 0,
+        "a chunk committed long after the run lost its lock"
+    );
+    let log = etl.log_text();
+    assert!(
+        log.contains("no longer holds the run lock") || log.contains("closed"),
+        "{log}"
+    );
+    assert!(outbox_mails(&etl).pop().unwrap().contains("FAILED"));
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts"),
+        db.count("SELECT coalesce(sum(inserted), 0)::bigint FROM lms_etl.run_chunks")
+    );
+}
+
+#[test]
+fn sigterm_lets_the_chunks_in_flight_end_aggregates_and_closes_the_run_interrupted() {
+    let db = TestDb::new();
+    let slow = DemoApi::start(&["--records-per-hour", "200", "--latency-ms", "300"]);
+    let etl = Etl::new(&db, &slow.url);
+    let child = etl
+        .command(&[
+            "run",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-22",
+            "--chunk-minutes",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    wait_for_chunks(&db, 3);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT status FROM lms_etl.runs WHERE run_id = 1"),
+        "interrupted"
+    );
+    assert!(db.count("SELECT count(*) FROM lms_etl.run_chunks") < 96);
+    // Every committed chunk is whole, and what committed is aggregated.
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts"),
+        db.count("SELECT coalesce(sum(inserted), 0)::bigint FROM lms_etl.run_chunks")
+    );
+    assert_stats_match_attempts(&db);
+    let mail = outbox_mails(&etl).pop().unwrap();
+    assert!(mail.contains("INTERRUPTED"), "{mail}");
+    assert!(etl.log_text().contains("signal received"));
+}
+
+#[test]
+fn reprocess_moves_records_a_newer_rule_accepts_and_re_aggregates_their_days() {
+    let api = FixtureApi::start(vec![record(
+        "ok",
+        "2026-11-20 10:00:00.000000",
+        "run",
+        "null",
+        "p",
+    )]);
+    let db = TestDb::new();
+    let etl = Etl::new(&db, &api.url);
+    assert!(etl
+        .run(&[
+            "run",
+            "--start",
+            "2026-11-20 10:00",
+            "--end",
+            "2026-11-20 11:00"
+        ])
+        .status
+        .success());
+    // As if an older release had refused a record that today's rules accept.
+    let late = record("was-bad", "2026-11-20 10:05:00.000000", "submit", "1", "p").raw;
+    db.client()
+        .execute(
+            "INSERT INTO lms_etl.rejected_attempts (run_id, record_index, raw_record, reason, kind)
+             VALUES (1, 7, $1, 'record 7: an older rule', 'old rule')",
+            &[&late],
+        )
+        .unwrap();
+    let out = etl.run(&["reprocess", "--run", "1"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 quarantined records examined: 1 loaded"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.rejected_attempts"),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT successful_attempts FROM lms_etl.daily_stats WHERE day = '2026-11-20'"),
+        1
+    );
+    assert_stats_match_attempts(&db);
+}
