@@ -9,13 +9,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL := $(SUDO) runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1
 PGRX_TEST_DATA := /var/lib/postgresql/pgrx-test
 
-.PHONY: demo test setup install-ext database test-ext test-rust lint bench fuzz clean-db
+.PHONY: demo test setup install-ext database test-ext test-rust test-upgrade check-released lint bench fuzz clean-db
 
 demo: install-ext database
 	cargo build --release -p lms-etl-loader --bin lms-etl
 	bash scripts/demo.sh
 
+# test-upgrade installs an old release into the shared extension directory, so it runs
+# last and alone, after every test that uses the installed extension (even under make -j).
 test: setup test-ext install-ext lint test-rust
+	$(MAKE) test-upgrade
 
 setup:
 	bash scripts/setup.sh
@@ -36,7 +39,7 @@ test-ext: setup
 	$(SUDO) install -d -o postgres -g postgres $(PGRX_TEST_DATA)
 	cd pg_ext && cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata $(PGRX_TEST_DATA)
 
-lint:
+lint: check-released
 	cargo fmt --all -- --check
 	cargo clippy --workspace --exclude lms_etl --all-targets -- -D warnings
 	cd pg_ext && cargo clippy --all-targets --features "pg$(PG_MAJOR) pg_test" -- -D warnings
@@ -45,6 +48,15 @@ lint:
 # demo API, SMTP and Sheets stand-ins).
 test-rust:
 	cargo test --workspace --exclude lms_etl
+
+# Released SQL is frozen: every file recorded in sql/released/RELEASES keeps its sha256.
+check-released:
+	bash scripts/released.sh check
+
+# The last release, holding data, updated to HEAD with ALTER EXTENSION lms_etl UPDATE: data
+# intact, HEAD's loader works on it, catalog equal to a fresh install. Ends with HEAD installed.
+test-upgrade: setup
+	bash tests/upgrade/upgrade_test.sh
 
 bench: install-ext database
 	bash bench/run.sh
