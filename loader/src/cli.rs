@@ -17,11 +17,6 @@ pub struct Cli {
     #[arg(long, short, global = true, env = "LMS_ETL_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Clock override for tests: the loader's "now" starts at this UTC time
-    /// (YYYY-MM-DD HH:MM:SS or RFC 3339) and runs forward from there.
-    #[arg(long, global = true, env = "LMS_ETL_NOW", hide = true)]
-    pub now: Option<String>,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +55,10 @@ pub struct RunArgs {
     /// e.g. 1 to load past a chunk an operator has inspected.
     #[arg(long)]
     pub max_rejected_ratio: Option<f64>,
+    /// Clock override for tests: "now" starts at this UTC time (YYYY-MM-DD HH:MM:SS or
+    /// RFC 3339) and runs forward from there.
+    #[arg(long, env = "LMS_ETL_NOW", hide = true, value_parser = crate::clock::parse_instant)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
     /// Chunk length in minutes (overrides window.chunk_minutes).
     #[arg(long)]
     pub chunk_minutes: Option<i64>,

@@ -47,28 +47,12 @@ async fn dispatch(cli: Cli) -> Exit {
                 Exit::Config
             }
         },
-        command => {
-            let clock = match cli.now.as_deref().map(parse_clock).transpose() {
-                Ok(clock) => clock.unwrap_or_else(Clock::system),
-                Err(e) => {
-                    eprintln!("lms-etl: --now: {e:#}");
-                    return Exit::Config;
-                }
-            };
-            with_config(cli.config.as_deref(), command, clock).await
-        }
+        command => with_config(cli.config.as_deref(), command).await,
     }
 }
 
-/// `--now`: a UTC timestamp or RFC 3339 time where the clock starts.
-fn parse_clock(text: &str) -> anyhow::Result<Clock> {
-    Ok(Clock::starting_at(
-        lms_etl_loader::clock::parse_instant(text).map_err(anyhow::Error::msg)?,
-    ))
-}
-
 /// Commands that need the configuration and the log file.
-async fn with_config(path: Option<&std::path::Path>, command: Command, clock: Clock) -> Exit {
+async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
     let mut config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -104,7 +88,7 @@ async fn with_config(path: Option<&std::path::Path>, command: Command, clock: Cl
         Command::Run(args) => {
             // Listen before anything else, so a signal at any stage is seen.
             let interrupt = Interrupt::listen();
-            let options = match run_options(&args, &mut config, clock) {
+            let options = match run_options(&args, &mut config) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "invalid arguments");
@@ -130,7 +114,7 @@ async fn with_config(path: Option<&std::path::Path>, command: Command, clock: Cl
     }
 }
 
-fn run_options(args: &RunArgs, config: &mut Config, clock: Clock) -> anyhow::Result<RunOptions> {
+fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions> {
     if let Some(minutes) = args.chunk_minutes {
         anyhow::ensure!(
             (1..=10_080).contains(&minutes),
@@ -160,7 +144,7 @@ fn run_options(args: &RunArgs, config: &mut Config, clock: Clock) -> anyhow::Res
             .max_rejected_ratio
             .map(|r| rejected_ratio("--max-rejected-ratio", r))
             .transpose()?,
-        clock,
+        clock: args.now.map_or_else(Clock::system, Clock::starting_at),
     })
 }
 

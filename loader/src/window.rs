@@ -78,7 +78,9 @@ pub fn plan(
     end: Option<DateTime<Utc>>,
     watermark: Option<DateTime<Utc>>,
 ) -> Plan {
-    let limit = now - rules.settle_lag;
+    // Whole minutes: windows and the watermark stay readable, and a clock that reads
+    // 11:45:00.013 loads no sliver that the next run must re-read anyway.
+    let limit = floor_to_minute(now - rules.settle_lag);
     let requested_end = end.filter(|e| *e > limit);
     let end = end.map_or(limit, |e| e.min(limit));
     let start = start.unwrap_or_else(|| match watermark {
@@ -90,6 +92,10 @@ pub fn plan(
         requested_end,
         limit,
     }
+}
+
+fn floor_to_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp().div_euclid(60) * 60, 0).unwrap_or(t)
 }
 
 impl Window {
@@ -231,6 +237,12 @@ mod tests {
             None,
         );
         assert_eq!(p.window, None);
+    }
+
+    #[test]
+    fn the_limit_is_a_whole_minute() {
+        let p = plan(&rules(), t("2026-11-24 12:00:59.999"), None, None, None);
+        assert_eq!(p.limit, t("2026-11-24 11:45"));
     }
 
     #[test]

@@ -16,10 +16,11 @@ fn text(db: &TestDb, sql: &str) -> String {
 fn assert_stats_match_attempts(db: &TestDb) {
     assert_eq!(
         db.count(
-            "SELECT count(*) FROM lms_etl.daily_stats d
-              WHERE (d.attempts, d.successful_attempts, d.unique_users) IS DISTINCT FROM
-                    (SELECT count(*), count(*) FILTER (WHERE is_correct), count(DISTINCT user_id)
-                       FROM lms_etl.attempts WHERE (created_at AT TIME ZONE 'UTC')::date = d.day)"
+            "SELECT count(*) FROM lms_etl.daily_stats d,
+                    LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE is_correct) AS ok,
+                                    count(DISTINCT user_id) AS users
+                               FROM lms_etl.attempts WHERE (created_at AT TIME ZONE 'UTC')::date = d.day) a
+              WHERE (d.attempts, d.successful_attempts, d.unique_users) IS DISTINCT FROM (a.n, a.ok, a.users)"
         ),
         0,
         "daily_stats disagree with the attempts"
@@ -152,6 +153,7 @@ fn late_records_are_loaded_by_the_next_runs_overlap() {
     let reference = TestDb::new();
     let out = Etl::new(&reference, &api.url)
         .with_env("LMS_ETL_NOW", now)
+        .with_env("LMS_ETL_WINDOW_SETTLE_LAG_MINUTES", "5")
         .run(&[
             "run",
             "--start",
@@ -484,7 +486,8 @@ fn a_quiet_hour_with_one_bad_record_in_ten_passes() {
 fn the_quarantine_keeps_a_record_read_again_once() {
     let db = TestDb::new();
     let api = DemoApi::start(&["--records-per-hour", "200", "--malformed", "0.03"]);
-    let etl = Etl::new(&db, &api.url);
+    // 3% on average is more than 5% in some hours: this test is about storing, not judging.
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_LOAD_MAX_REJECTED_RATIO", "0.5");
     let window = ["run", "--start", "2026-11-20", "--end", "2026-11-20 12:00"];
     assert!(etl.run(&window).status.success());
     let quarantined = db.count("SELECT count(*) FROM lms_etl.rejected_attempts");
@@ -496,7 +499,7 @@ fn the_quarantine_keeps_a_record_read_again_once() {
     );
     assert_eq!(
         text(&db, "SELECT string_agg(concat_ws(',', run_id, rejected, fetched = inserted + duplicates + conflicts + rejected), ' ' ORDER BY run_id) FROM lms_etl.runs"),
-        format!("1,{quarantined},true 2,0,true")
+        format!("1,{quarantined},t 2,0,t")
     );
 }
 
