@@ -747,6 +747,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lms-etl.example.toml");
+        let c = Config::from_sources(Some(&path), &BTreeMap::new()).unwrap();
+        let defaults = Config::from_sources(None, &env(MINIMAL)).unwrap();
+        assert_eq!(c.window.settle_lag, defaults.window.settle_lag);
+        assert_eq!(c.window.overlap, defaults.window.overlap);
+        assert_eq!(c.window.max_batch_bytes, defaults.window.max_batch_bytes);
+        assert_eq!(c.load.max_rejected_ratio, defaults.load.max_rejected_ratio);
+        assert_eq!(c.load.ratio_min_records, defaults.load.ratio_min_records);
+    }
+
+    #[test]
     fn window_and_load_settings_come_from_the_environment_and_are_checked() {
         let mut e = env(MINIMAL);
         e.insert("LMS_ETL_WINDOW_SETTLE_LAG_MINUTES".into(), "5".into());
