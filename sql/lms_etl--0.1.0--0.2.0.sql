@@ -69,19 +69,19 @@ $$;
 COMMENT ON FUNCTION lms_etl.is_time_zone(text) IS
     'True when the text is a time zone name PostgreSQL knows (IANA, e.g. Europe/Moscow).';
 
-CREATE TEMPORARY TABLE lms_etl_upgrade_zone ON COMMIT DROP AS
-SELECT coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC') AS zone,
-       nullif(current_setting('lms_etl.upgrade_source_timezone', true), '') IS NOT NULL AS given;
-
+-- The zone is read where it is needed: an object made for it would become a member.
 DO $$
 DECLARE
-    zone text := (SELECT zone FROM lms_etl_upgrade_zone);
-    given boolean := (SELECT given FROM lms_etl_upgrade_zone);
+    zone text := coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC');
+    given boolean := nullif(current_setting('lms_etl.upgrade_source_timezone', true), '') IS NOT NULL;
 BEGIN
     IF NOT lms_etl.is_time_zone(zone) THEN
         RAISE EXCEPTION 'lms_etl.upgrade_source_timezone = "%" is not a time zone', zone
             USING HINT = 'Use an IANA name such as UTC or Europe/Moscow, or RESET it to read the stored times as UTC.';
     END IF;
+    -- PostgreSQL runs extension scripts with client_min_messages at WARNING; this NOTICE is
+    -- meant for the operator running the update, so let it through (for this statement).
+    PERFORM set_config('client_min_messages', 'notice', true);
     IF given THEN
         RAISE NOTICE 'lms_etl 0.2.0: reading the timestamps stored by 0.1.0 as % (lms_etl.upgrade_source_timezone); source and report zone set to %', zone, zone;
     ELSE
@@ -99,26 +99,42 @@ CREATE TABLE lms_etl.settings (
 );
 
 INSERT INTO lms_etl.settings (name, value)
-SELECT n, zone FROM lms_etl_upgrade_zone, unnest(ARRAY['source_timezone', 'report_timezone']) AS n
- WHERE given;
+SELECT n, current_setting('lms_etl.upgrade_source_timezone')
+  FROM unnest(ARRAY['source_timezone', 'report_timezone']) AS n
+ WHERE nullif(current_setting('lms_etl.upgrade_source_timezone', true), '') IS NOT NULL;
 
--- runs: instants, the new statuses, and the columns 0.2.0 records.
-ALTER TABLE lms_etl.runs DROP CONSTRAINT runs_status_check;
+-- Every stored naive timestamp becomes an instant in the chosen zone. A USING clause takes
+-- no subquery, so the zone goes in as a literal through EXECUTE.
+DO $$
+DECLARE
+    zone text := coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC');
+BEGIN
+    ALTER TABLE lms_etl.runs DROP CONSTRAINT runs_status_check;
+    ALTER TABLE lms_etl.attempts DROP CONSTRAINT attempts_natural_key;
+    EXECUTE format('ALTER TABLE lms_etl.runs
+        ALTER COLUMN window_start TYPE timestamptz USING window_start AT TIME ZONE %1$L,
+        ALTER COLUMN window_end TYPE timestamptz USING window_end AT TIME ZONE %1$L', zone);
+    EXECUTE format('ALTER TABLE lms_etl.attempts
+        ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE %L', zone);
+    EXECUTE format('ALTER TABLE lms_etl.run_chunks
+        ALTER COLUMN chunk_start TYPE timestamptz USING chunk_start AT TIME ZONE %1$L,
+        ALTER COLUMN chunk_end TYPE timestamptz USING chunk_end AT TIME ZONE %1$L', zone);
+    EXECUTE format('ALTER TABLE lms_etl.watermark
+        ALTER COLUMN loaded_until TYPE timestamptz USING loaded_until AT TIME ZONE %L', zone);
+END
+$$;
+
+-- runs: the new statuses, and the columns 0.2.0 records.
 ALTER TABLE lms_etl.runs
-    ALTER COLUMN window_start TYPE timestamptz USING window_start AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
-    ALTER COLUMN window_end TYPE timestamptz USING window_end AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
     ADD CONSTRAINT runs_status_check
         CHECK (status IN ('running', 'succeeded', 'failed', 'partial', 'interrupted', 'abandoned')),
     ADD COLUMN conflicts bigint NOT NULL DEFAULT 0,
     ADD COLUMN requested_end timestamptz,
     ADD COLUMN source_timezone text CHECK (lms_etl.is_time_zone(source_timezone)),
     ADD COLUMN lock_pid integer;
-UPDATE lms_etl.runs SET source_timezone = (SELECT zone FROM lms_etl_upgrade_zone);
+UPDATE lms_etl.runs SET source_timezone = coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC');
 
--- attempts: created_at an instant; the key includes the problem, NULL counting as a value.
-ALTER TABLE lms_etl.attempts DROP CONSTRAINT attempts_natural_key;
-ALTER TABLE lms_etl.attempts
-    ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone);
+-- attempts: the key includes the problem, NULL counting as a value.
 ALTER TABLE lms_etl.attempts ADD CONSTRAINT attempts_natural_key
     UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid);
 
@@ -141,13 +157,7 @@ END
 $$;
 CREATE UNIQUE INDEX rejected_attempts_raw_key ON lms_etl.rejected_attempts ((md5(raw_record)::uuid));
 
-ALTER TABLE lms_etl.run_chunks
-    ALTER COLUMN chunk_start TYPE timestamptz USING chunk_start AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
-    ALTER COLUMN chunk_end TYPE timestamptz USING chunk_end AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone),
-    ADD COLUMN conflicts bigint NOT NULL DEFAULT 0;
-
-ALTER TABLE lms_etl.watermark
-    ALTER COLUMN loaded_until TYPE timestamptz USING loaded_until AT TIME ZONE (SELECT zone FROM lms_etl_upgrade_zone);
+ALTER TABLE lms_etl.run_chunks ADD COLUMN conflicts bigint NOT NULL DEFAULT 0;
 
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
 -- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before

@@ -41,6 +41,7 @@ started=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/lms_etl-upgrade.XXXXXX")
 db_upgraded="lms_etl_upgrade_$$"
 db_fresh="lms_etl_fresh_$$"
+db_zoned="lms_etl_zoned_$$"
 db_check="lms_etl_fresh2_$$"
 api_pid=
 head_installed=0
@@ -66,7 +67,7 @@ cleanup() {
   local code=$?
   set +e
   [ -z "$api_pid" ] || { kill "$api_pid" 2>/dev/null; wait "$api_pid" 2>/dev/null; }
-  for db in "$db_upgraded" "$db_fresh" "$db_check"; do
+  for db in "$db_upgraded" "$db_fresh" "$db_check" "$db_zoned"; do
     psql_as_postgres -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
   done
   if [ "$head_installed" = 0 ]; then
@@ -133,6 +134,8 @@ CHUNK=$work/chunk.json perl -pe 'BEGIN { local $/; open my $f, "<", $ENV{CHUNK} 
   | psql_as_postgres -d "$db_upgraded" -v window_start="$OLD_START" -v window_end="$OLD_END" > /dev/null
 [ "$(q "$db_upgraded" "SELECT extversion FROM pg_extension WHERE extname = 'lms_etl'")" = "$FROM_VERSION" ] \
   || fail "database $db_upgraded is not on $FROM_VERSION"
+# A second database with the same data, updated below with the source zone named.
+psql_as_postgres -d postgres -c "CREATE DATABASE $db_zoned TEMPLATE $db_upgraded"
 check_release_library
 
 # Fingerprint of every table with the columns the release has: count and md5 of the sorted
@@ -166,6 +169,26 @@ psql_as_postgres -d "$db_upgraded" -c "ALTER EXTENSION lms_etl UPDATE" \
 got=$(q "$db_upgraded" "SELECT extversion FROM pg_extension WHERE extname = 'lms_etl'")
 [ "$got" = "$head_version" ] || fail "after the update the extension is at $got, not $head_version"
 echo "  $db_upgraded: lms_etl $FROM_VERSION -> $got"
+# Naming the zone the stored naive times were in: they become those instants, the zone
+# becomes the source and report zone, and a NOTICE says so. A zone PostgreSQL does not
+# know stops the update, which leaves the release in place (ALTER EXTENSION is atomic).
+if psql_as_postgres -d "$db_zoned" -c "SET lms_etl.upgrade_source_timezone = 'Mars/Olympus'" \
+     -c "ALTER EXTENSION lms_etl UPDATE" > "$work/zoned.bad" 2>&1; then
+  fail "an unknown lms_etl.upgrade_source_timezone did not stop the update"
+fi
+grep -q 'is not a time zone' "$work/zoned.bad" || { cat "$work/zoned.bad"; fail "the refused zone is not named"; }
+[ "$(q "$db_zoned" "SELECT extversion FROM pg_extension WHERE extname = 'lms_etl'")" = "$FROM_VERSION" ] \
+  || fail "a failed update left $db_zoned off $FROM_VERSION"
+psql_as_postgres -d "$db_zoned" -c "SET lms_etl.upgrade_source_timezone = 'Europe/Moscow'" \
+  -c "ALTER EXTENSION lms_etl UPDATE" > "$work/zoned.out" 2>&1 || { cat "$work/zoned.out"; fail "the update naming a zone failed"; }
+grep -q 'reading the timestamps stored by 0.1.0 as Europe/Moscow' "$work/zoned.out" \
+  || { cat "$work/zoned.out"; fail "the update did not say which zone it used"; }
+shift_sql="SELECT (SELECT min(created_at) FROM lms_etl.attempts)::text || ' ' ||
+                  (SELECT string_agg(name || '=' || value, ',' ORDER BY name) FROM lms_etl.settings)"
+expected_shift="$(q "$db_upgraded" "SELECT (min(created_at) - interval '3 hours')::text FROM lms_etl.attempts") report_timezone=Europe/Moscow,source_timezone=Europe/Moscow"
+[ "$(q "$db_zoned" "SET TimeZone = 'UTC'; $shift_sql")" = "$expected_shift" ] \
+  || fail "the zoned update: got '$(q "$db_zoned" "$shift_sql")', expected '$expected_shift'"
+echo "  $db_zoned: with lms_etl.upgrade_source_timezone = 'Europe/Moscow' the stored times are read as Moscow time (3 h earlier as instants), the settings name it; an unknown zone is refused"
 
 step "d. the data is intact and HEAD's loader loads more"
 fingerprint "$db_upgraded" > "$work/fingerprint.after"
