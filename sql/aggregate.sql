@@ -34,6 +34,9 @@ DECLARE
     day_end constant timestamptz := (aggregate_daily.day + 1)::timestamp AT TIME ZONE zone;
     result lms_etl.daily_stats;
 BEGIN
+    -- One aggregation of a day at a time (the loader, pg_cron, psql): a second one waits,
+    -- then reads a snapshot that includes what the first one saw.
+    PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
     INSERT INTO lms_etl.daily_stats AS d (day, attempts, successful_attempts, unique_users, computed_at)
     -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),

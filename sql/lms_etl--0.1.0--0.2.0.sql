@@ -103,8 +103,20 @@ SELECT n, current_setting('lms_etl.upgrade_source_timezone')
   FROM unnest(ARRAY['source_timezone', 'report_timezone']) AS n
  WHERE nullif(current_setting('lms_etl.upgrade_source_timezone', true), '') IS NOT NULL;
 
--- Every stored naive timestamp becomes an instant in the chosen zone. A USING clause takes
--- no subquery, so the zone goes in as a literal through EXECUTE.
+-- The loader's rule for reading a naive time as an instant (autumn: the earlier instant;
+-- spring gap: the instant of the change), as a fresh 0.2.0 install creates it. The stored
+-- times are converted with it, not with AT TIME ZONE (which takes the later instant and the
+-- old offset), so a record re-read after the update meets its own row.
+CREATE FUNCTION lms_etl."source_instant"(
+	"naive" timestamp,
+	"zone" TEXT
+) RETURNS timestamp with time zone
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'source_instant_wrapper';
+
+-- Every stored naive timestamp becomes an instant in the chosen zone, by lms_etl.source_instant.
+-- A USING clause takes no subquery, so the zone goes in as a literal through EXECUTE.
 DO $$
 DECLARE
     zone text := coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC');
@@ -112,15 +124,15 @@ BEGIN
     ALTER TABLE lms_etl.runs DROP CONSTRAINT runs_status_check;
     ALTER TABLE lms_etl.attempts DROP CONSTRAINT attempts_natural_key;
     EXECUTE format('ALTER TABLE lms_etl.runs
-        ALTER COLUMN window_start TYPE timestamptz USING window_start AT TIME ZONE %1$L,
-        ALTER COLUMN window_end TYPE timestamptz USING window_end AT TIME ZONE %1$L', zone);
+        ALTER COLUMN window_start TYPE timestamptz USING lms_etl.source_instant(window_start, %1$L),
+        ALTER COLUMN window_end TYPE timestamptz USING lms_etl.source_instant(window_end, %1$L)', zone);
     EXECUTE format('ALTER TABLE lms_etl.attempts
-        ALTER COLUMN created_at TYPE timestamptz USING created_at AT TIME ZONE %L', zone);
+        ALTER COLUMN created_at TYPE timestamptz USING lms_etl.source_instant(created_at, %L)', zone);
     EXECUTE format('ALTER TABLE lms_etl.run_chunks
-        ALTER COLUMN chunk_start TYPE timestamptz USING chunk_start AT TIME ZONE %1$L,
-        ALTER COLUMN chunk_end TYPE timestamptz USING chunk_end AT TIME ZONE %1$L', zone);
+        ALTER COLUMN chunk_start TYPE timestamptz USING lms_etl.source_instant(chunk_start, %1$L),
+        ALTER COLUMN chunk_end TYPE timestamptz USING lms_etl.source_instant(chunk_end, %1$L)', zone);
     EXECUTE format('ALTER TABLE lms_etl.watermark
-        ALTER COLUMN loaded_until TYPE timestamptz USING loaded_until AT TIME ZONE %L', zone);
+        ALTER COLUMN loaded_until TYPE timestamptz USING lms_etl.source_instant(loaded_until, %L)', zone);
 END
 $$;
 
@@ -167,8 +179,22 @@ CREATE TABLE lms_etl.pending_days (
     marked_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Chunks refused for their share of invalid records. A refusal sticks: a later run that
+-- reads any part of a held chunk again refuses it again while it still holds an invalid
+-- record, whatever its size, until an operator passes a run (--max-rejected-ratio).
+CREATE TABLE lms_etl.held_chunks (
+    chunk_start timestamptz NOT NULL,
+    chunk_end   timestamptz NOT NULL,
+    run_id      bigint,
+    fetched     bigint NOT NULL,
+    invalid     bigint NOT NULL,
+    held_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (chunk_start, chunk_end)
+);
+
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.pending_days', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.held_chunks', '');
 -- The identity sequences too: without this, a restored database restarts them at 1 and
 -- every later run collides with a restored run_id.
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs_run_id_seq', '');
@@ -256,6 +282,9 @@ DECLARE
     day_end constant timestamptz := (aggregate_daily.day + 1)::timestamp AT TIME ZONE zone;
     result lms_etl.daily_stats;
 BEGIN
+    -- One aggregation of a day at a time (the loader, pg_cron, psql): a second one waits,
+    -- then reads a snapshot that includes what the first one saw.
+    PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
     INSERT INTO lms_etl.daily_stats AS d (day, attempts, successful_attempts, unique_users, computed_at)
     -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),

@@ -145,6 +145,19 @@ CREATE TABLE lms_etl.pending_days (
     marked_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Chunks refused for their share of invalid records. A refusal sticks: a later run that
+-- reads any part of a held chunk again refuses it again while it still holds an invalid
+-- record, whatever its size, until an operator passes a run (--max-rejected-ratio).
+CREATE TABLE lms_etl.held_chunks (
+    chunk_start timestamptz NOT NULL,
+    chunk_end   timestamptz NOT NULL,
+    run_id      bigint,
+    fetched     bigint NOT NULL,
+    invalid     bigint NOT NULL,
+    held_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (chunk_start, chunk_end)
+);
+
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.rejected_attempts', '');
@@ -153,6 +166,7 @@ SELECT pg_catalog.pg_extension_config_dump('lms_etl.watermark', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.daily_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.pending_days', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.held_chunks', '');
 -- The identity sequences too: without this, a restored database restarts them at 1 and
 -- every later run collides with a restored run_id.
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs_run_id_seq', '');

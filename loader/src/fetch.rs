@@ -154,7 +154,8 @@ impl Fetcher {
                 location,
             }));
         }
-        if !status.is_success() {
+        // Only a 200 is a whole answer: a 202 or 206 with `[]` would pass for an empty chunk.
+        if status != StatusCode::OK {
             let message = response.text().await.unwrap_or_default();
             let message = self.scrub(message.trim());
             return Err(Failure::Fatal(FetchError::Rejected {

@@ -169,20 +169,23 @@ impl Database {
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// Moves the watermark over this run's committed chunks that reach it without a gap
-    /// (chunks loaded on parallel connections can commit out of order; an overlap window
-    /// starts before the watermark, so a chunk counts when it covers it).
+    /// Moves the watermark to the end of this run's contiguous committed prefix: the chain of
+    /// its chunks from the window's start with no hole (chunks loaded on parallel
+    /// connections commit out of order). Only a run whose window starts at or before the
+    /// watermark moves it (a back-fill after a gap never does), and a chunk that failed or
+    /// was refused stops the chain, so no later chunk can carry the watermark past it.
     pub async fn settle_watermark(&self, run_id: i64) -> Result<(), LoadError> {
         self.client
             .execute(
                 "WITH RECURSIVE chain(end_at) AS (
-                     SELECT loaded_until FROM lms_etl.watermark WHERE source = 'statistics_api'
+                     SELECT window_start FROM lms_etl.runs WHERE run_id = $1
                      UNION
-                     SELECT c.chunk_end FROM lms_etl.run_chunks c JOIN chain
-                         ON c.chunk_start <= chain.end_at AND c.chunk_end > chain.end_at
+                     SELECT c.chunk_end FROM lms_etl.run_chunks c JOIN chain ON c.chunk_start = chain.end_at
                       WHERE c.run_id = $1)
                  UPDATE lms_etl.watermark SET loaded_until = (SELECT max(end_at) FROM chain), updated_at = now()
-                  WHERE source = 'statistics_api' AND loaded_until < (SELECT max(end_at) FROM chain)",
+                  WHERE source = 'statistics_api'
+                    AND loaded_until >= (SELECT window_start FROM lms_etl.runs WHERE run_id = $1)
+                    AND loaded_until < (SELECT max(end_at) FROM chain)",
                 &[&run_id],
             )
             .await
@@ -351,7 +354,29 @@ pub struct ChunkTx<'a> {
     tx: Transaction<'a>,
 }
 
+/// What the judge decided about a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The chunk counts: recorded in `run_chunks`, any hold on its time lifted.
+    Completed,
+    /// Refused for its invalid records: its rows stay, it is held, the watermark stays before it.
+    Refused,
+}
+
 impl ChunkTx<'_> {
+    /// Whether any part of `chunk` was refused before and is still held.
+    pub async fn is_held(&self, chunk: &Window) -> Result<bool, LoadError> {
+        let row = self
+            .tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM lms_etl.held_chunks WHERE chunk_start < $2 AND chunk_end > $1)",
+                &[&chunk.start, &chunk.end],
+            )
+            .await
+            .map_err(query_err(format!("checking holds on chunk {chunk}")))?;
+        Ok(row.get(0))
+    }
+
     /// One sub-batch (a JSON array of whole records) through `lms_etl.ingest_chunk`.
     pub async fn ingest(
         &self,
@@ -384,9 +409,10 @@ impl ChunkTx<'_> {
         })
     }
 
-    /// Adds the chunk to the run's counters and, when `completed`, records it in
-    /// `run_chunks` and moves the watermark over it; then commits. A chunk judged over the
-    /// rejected ratio commits its rows but not `completed`, so the watermark stays before it.
+    /// Adds the chunk to the run's counters and, when completed, records it in `run_chunks`
+    /// (the watermark moves over it in `settle_watermark`) and lifts any hold on its time;
+    /// then commits. A refused chunk commits its rows but is held instead, so the watermark
+    /// stays before it and later runs judge it strictly.
     /// Commits only while the run still holds its lock: the counters' update finds the
     /// run's row `running` with its lock-holding backend still holding the lock, or rolls back.
     pub async fn commit(
@@ -396,10 +422,29 @@ impl ChunkTx<'_> {
         counts: &ChunkCounts,
         fetch_ms: i64,
         load_ms: i64,
-        completed: bool,
+        verdict: Verdict,
     ) -> Result<(), LoadError> {
         let what = || format!("committing chunk {chunk}");
-        if completed {
+        if verdict == Verdict::Refused {
+            self.tx
+                .execute(
+                    "INSERT INTO lms_etl.held_chunks (chunk_start, chunk_end, run_id, fetched, invalid)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (chunk_start, chunk_end) DO UPDATE
+                        SET run_id = EXCLUDED.run_id, fetched = EXCLUDED.fetched,
+                            invalid = EXCLUDED.invalid, held_at = now()",
+                    &[&chunk.start, &chunk.end, &run_id, &counts.fetched, &counts.invalid],
+                )
+                .await
+                .map_err(query_err(what()))?;
+        } else {
+            self.tx
+                .execute(
+                    "DELETE FROM lms_etl.held_chunks WHERE chunk_start < $2 AND chunk_end > $1",
+                    &[&chunk.start, &chunk.end],
+                )
+                .await
+                .map_err(query_err(what()))?;
             self.tx
                 .execute(
                     "INSERT INTO lms_etl.run_chunks (run_id, chunk_start, chunk_end, fetched, inserted, duplicates,
@@ -407,16 +452,6 @@ impl ChunkTx<'_> {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     &[&run_id, &chunk.start, &chunk.end, &counts.fetched, &counts.inserted, &counts.duplicates,
                       &counts.rejected, &fetch_ms, &load_ms, &counts.conflicts],
-                )
-                .await
-                .map_err(query_err(what()))?;
-            // Advance only over contiguous data: a back-fill of an old window, or a chunk
-            // that commits before the one in front of it, must not move it.
-            self.tx
-                .execute(
-                    "UPDATE lms_etl.watermark SET loaded_until = $2, updated_at = now()
-                      WHERE source = 'statistics_api' AND loaded_until >= $1 AND loaded_until < $2",
-                    &[&chunk.start, &chunk.end],
                 )
                 .await
                 .map_err(query_err(what()))?;

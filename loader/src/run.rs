@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error_chain as chain;
 use crate::fetch::{scrub, Failure, FetchError, Fetcher};
-use crate::load::{ChunkCounts, Database, LoadError, Zones};
+use crate::load::{ChunkCounts, Database, LoadError, Verdict, Zones};
 use crate::report::{email, sheets, Counts, DailyStats, RunReport, RunStatus};
 use crate::signals::Interrupt;
 use crate::window::{plan, Window, WindowRules};
@@ -76,7 +76,9 @@ pub enum RunError {
     Fetch(#[from] FetchError),
     #[error("interrupted by a signal; chunks committed so far are kept")]
     Interrupted,
-    #[error("{scope} has {invalid} invalid records of {fetched} ({share:.1}%), above load.max_rejected_ratio {max:.1}%: its records are kept (valid ones loaded, the rest quarantined) but the watermark stays before chunk {chunk}; fix the source, or pass this run with --max-rejected-ratio")]
+    #[error("every one of the {fetched} records this run fetched is invalid (see the reasons): the source's format may have changed; fix it, or pass a run with --max-rejected-ratio")]
+    AllInvalid { fetched: i64 },
+    #[error("{scope} has {invalid} invalid records of {fetched} ({share:.1}%), above load.max_rejected_ratio {max:.1}%: its records are kept (valid ones loaded, the rest quarantined) but chunk {chunk} is held and the watermark stays before it; fix the source, or pass a run with --max-rejected-ratio")]
     TooManyRejected {
         scope: &'static str,
         chunk: String,
@@ -108,38 +110,58 @@ impl Stages {
 }
 
 /// Judges the share of invalid records: a chunk alone once it is large enough, smaller
-/// chunks by the run's running total (a quiet hour with 1 bad record in 10 passes).
+/// chunks by the run's running total (a quiet hour with 1 bad record in 10 passes). A chunk
+/// refused before and still held is refused again while it holds any invalid record,
+/// unless the operator set this run's ratio (`--max-rejected-ratio`).
 struct RatioJudge {
     max: f64,
     min_records: i64,
+    /// The operator passed this run's ratio: holds are judged by it like any chunk.
+    operator_ratio: bool,
     run_fetched: i64,
     run_invalid: i64,
 }
 
 impl RatioJudge {
-    fn judge(&mut self, chunk: &Window, counts: &ChunkCounts) -> Result<(), RunError> {
+    fn judge(&mut self, chunk: &Window, held: bool, counts: &ChunkCounts) -> Result<(), RunError> {
         self.run_fetched += counts.fetched;
         self.run_invalid += counts.invalid;
-        let over = |invalid: i64, fetched: i64| invalid as f64 > self.max * fetched as f64;
-        let (scope, invalid, fetched) = if counts.fetched >= self.min_records {
-            ("chunk", counts.invalid, counts.fetched)
-        } else if self.run_fetched >= self.min_records {
-            ("the run so far", self.run_invalid, self.run_fetched)
-        } else {
-            return Ok(());
+        let refuse = |scope: &'static str, invalid: i64, fetched: i64| RunError::TooManyRejected {
+            scope,
+            chunk: chunk.to_string(),
+            invalid,
+            fetched,
+            share: if fetched == 0 {
+                0.0
+            } else {
+                100.0 * invalid as f64 / fetched as f64
+            },
+            max: 100.0 * self.max,
         };
-        if over(invalid, fetched) {
-            return Err(RunError::TooManyRejected {
-                scope: if scope == "chunk" {
-                    "the chunk"
-                } else {
-                    "the run so far"
-                },
-                chunk: chunk.to_string(),
-                invalid,
-                fetched,
-                share: 100.0 * invalid as f64 / fetched as f64,
-                max: 100.0 * self.max,
+        if held && !self.operator_ratio && counts.invalid > 0 {
+            return Err(refuse(
+                "the chunk, refused before and read again,",
+                counts.invalid,
+                counts.fetched,
+            ));
+        }
+        let over = |invalid: i64, fetched: i64| invalid as f64 > self.max * fetched as f64;
+        if counts.fetched >= self.min_records {
+            if over(counts.invalid, counts.fetched) {
+                return Err(refuse("the chunk", counts.invalid, counts.fetched));
+            }
+        } else if self.run_fetched >= self.min_records && over(self.run_invalid, self.run_fetched) {
+            return Err(refuse("the run so far", self.run_invalid, self.run_fetched));
+        }
+        Ok(())
+    }
+
+    /// After the last chunk: a run whose every record was invalid is not a success, however
+    /// few they were (a format change on a quiet night).
+    fn judge_run(&self) -> Result<(), RunError> {
+        if self.run_fetched > 0 && self.run_invalid == self.run_fetched && !self.operator_ratio {
+            return Err(RunError::AllInvalid {
+                fetched: self.run_fetched,
             });
         }
         Ok(())
@@ -227,7 +249,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         warnings.push(message);
     }
     let Some(window) = plan.window else {
-        info!(settled_until = %plan.limit, "window is empty: nothing settled to load past its start yet; nothing to fetch");
+        if opts.start.is_some() || opts.end.is_some() {
+            warn!(settled_until = %plan.limit, watermark = ?watermark,
+                  "the window asked for is empty once its end is clamped to now minus the settle lag (or its end lies before the start the watermark gives): nothing to fetch");
+        } else {
+            info!(settled_until = %plan.limit, "window is empty: nothing settled to load past its start yet; nothing to fetch");
+        }
         return Exit::Success;
     };
     if stop.is_set() {
@@ -451,6 +478,7 @@ async fn fetch_and_load(
                 .max_rejected_ratio
                 .unwrap_or(cfg.load.max_rejected_ratio),
             min_records: cfg.load.ratio_min_records,
+            operator_ratio: opts.max_rejected_ratio.is_some(),
             run_fetched: 0,
             run_invalid: 0,
         }),
@@ -520,6 +548,9 @@ async fn fetch_and_load(
     if outcome.error.is_none() && stop.is_set() {
         outcome.error = Some(RunError::Interrupted);
     }
+    if outcome.error.is_none() {
+        outcome.error = loading.judge.lock().expect("judge lock").judge_run().err();
+    }
     outcome
 }
 
@@ -553,7 +584,7 @@ async fn load_chunk(
         // A chunk whose naive bounds fold away (autumn change): nothing to ask for.
         let counts = ChunkCounts::default();
         let tx = conn.begin_chunk().await?;
-        tx.commit(loading.run_id, &chunk, &counts, 0, 0, true)
+        tx.commit(loading.run_id, &chunk, &counts, 0, 0, Verdict::Completed)
             .await?;
         return Ok(Loaded { chunk, counts });
     };
@@ -673,18 +704,29 @@ async fn try_chunk(
     };
     info!(chunk = %chunk, records = counts.fetched, bytes, attempts = attempt, elapsed_ms = fetch_ms,
           "download finished");
+    let held = match tx.is_held(chunk).await {
+        Ok(h) => h,
+        Err(e) => {
+            tx.rollback().await;
+            return Err(e.into());
+        }
+    };
     let verdict = loading
         .judge
         .lock()
         .expect("judge lock")
-        .judge(chunk, &counts);
+        .judge(chunk, held, &counts);
     tx.commit(
         run_id,
         chunk,
         &counts,
         fetch_ms,
         started.elapsed().as_millis() as i64,
-        verdict.is_ok(),
+        if verdict.is_ok() {
+            Verdict::Completed
+        } else {
+            Verdict::Refused
+        },
     )
     .await?;
     verdict.map_err(Stop::Fatal)?;
@@ -821,6 +863,7 @@ mod tests {
         RatioJudge {
             max: 0.05,
             min_records: 100,
+            operator_ratio: false,
             run_fetched: 0,
             run_invalid: 0,
         }
@@ -834,9 +877,9 @@ mod tests {
     #[test]
     fn a_large_chunk_is_judged_alone() {
         let mut j = judge();
-        assert!(j.judge(&chunk(), &counts(1000, 50)).is_ok());
+        assert!(j.judge(&chunk(), false, &counts(1000, 50)).is_ok());
         let err = j
-            .judge(&chunk(), &counts(1000, 51))
+            .judge(&chunk(), false, &counts(1000, 51))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("the chunk has 51 invalid records of 1000 (5.1%), above load.max_rejected_ratio 5.0%"), "{err}");
@@ -845,12 +888,15 @@ mod tests {
     #[test]
     fn a_quiet_hour_with_one_bad_record_in_ten_passes() {
         let mut j = judge();
-        assert!(j.judge(&chunk(), &counts(10, 1)).is_ok());
+        assert!(j.judge(&chunk(), false, &counts(10, 1)).is_ok());
         // ... but small chunks add up, and the running total is judged once it is large enough.
         for _ in 0..8 {
-            assert!(j.judge(&chunk(), &counts(10, 1)).is_ok());
+            assert!(j.judge(&chunk(), false, &counts(10, 1)).is_ok());
         }
-        let err = j.judge(&chunk(), &counts(10, 1)).unwrap_err().to_string();
+        let err = j
+            .judge(&chunk(), false, &counts(10, 1))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("the run so far has 10 invalid records of 100"),
             "{err}"
@@ -861,8 +907,40 @@ mod tests {
     fn a_share_of_one_passes_everything() {
         let mut j = RatioJudge {
             max: 1.0,
+            operator_ratio: true,
             ..judge()
         };
-        assert!(j.judge(&chunk(), &counts(500, 500)).is_ok());
+        assert!(j.judge(&chunk(), true, &counts(500, 500)).is_ok());
+        assert!(j.judge_run().is_ok());
+    }
+
+    #[test]
+    fn a_held_chunk_read_again_is_refused_while_it_holds_an_invalid_record() {
+        let mut j = judge();
+        let err = j
+            .judge(&chunk(), true, &counts(80, 20))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "the chunk, refused before and read again, has 20 invalid records of 80"
+            ),
+            "{err}"
+        );
+        // Read again once the source is fixed: it passes, and the hold is lifted.
+        assert!(judge().judge(&chunk(), true, &counts(80, 0)).is_ok());
+    }
+
+    #[test]
+    fn a_run_whose_every_record_is_invalid_fails_however_small() {
+        let mut j = judge();
+        assert!(j.judge(&chunk(), false, &counts(60, 60)).is_ok());
+        assert!(j
+            .judge_run()
+            .unwrap_err()
+            .to_string()
+            .starts_with("every one of the 60 records"));
+        assert!(j.judge(&chunk(), false, &counts(1, 0)).is_ok());
+        assert!(j.judge_run().is_ok());
     }
 }

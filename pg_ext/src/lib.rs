@@ -4,6 +4,7 @@
 mod aggregate;
 mod ingest;
 mod passback;
+mod zones;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -16,9 +16,17 @@ pub struct Served {
     pub raw: String,
 }
 
+/// What the API answers from: its records, and the requests it refuses.
+#[derive(Default)]
+struct Script {
+    records: Vec<Served>,
+    /// Requests whose `start` begins with one of these get HTTP 400 (a fatal answer).
+    refuse_starts: Vec<String>,
+}
+
 pub struct FixtureApi {
     pub url: String,
-    records: Arc<Mutex<Vec<Served>>>,
+    script: Arc<Mutex<Script>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -35,38 +43,62 @@ impl FixtureApi {
             .enable_all()
             .build()
             .unwrap();
-        let records = Arc::new(Mutex::new(records));
+        let script = Arc::new(Mutex::new(Script {
+            records,
+            refuse_starts: Vec::new(),
+        }));
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/api/statistics", get(answer))
-            .with_state(records.clone());
+            .with_state(script.clone());
         runtime.spawn(async move { axum::serve(listener, app).await });
         FixtureApi {
             url: format!("http://{addr}"),
-            records,
+            script,
             _runtime: runtime,
         }
     }
 
     /// What later requests are answered from (the source changed its mind, or grew).
     pub fn replace(&self, records: Vec<Served>) {
-        *self.records.lock().unwrap() = records;
+        self.script.lock().unwrap().records = records;
+    }
+
+    /// Refuse (HTTP 400) the requests whose `start` begins with one of these.
+    pub fn refuse(&self, starts: &[&str]) {
+        self.script.lock().unwrap().refuse_starts = starts.iter().map(|s| s.to_string()).collect();
     }
 }
 
-async fn answer(State(records): State<Arc<Mutex<Vec<Served>>>>, Query(p): Query<Params>) -> String {
+async fn answer(
+    State(script): State<Arc<Mutex<Script>>>,
+    Query(p): Query<Params>,
+) -> (axum::http::StatusCode, String) {
+    let s = script.lock().unwrap();
+    if s.refuse_starts
+        .iter()
+        .any(|r| p.start.starts_with(r.as_str()))
+    {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "refused for the test".into(),
+        );
+    }
     let cut = |s: &str| s.get(..19).unwrap_or(s).to_owned();
     let (start, end) = (cut(&p.start), cut(&p.end));
-    let records = records.lock().unwrap();
-    let inside: Vec<&str> = records
+    let inside: Vec<&str> = s
+        .records
         .iter()
         .filter(|r| cut(&r.at) >= start && cut(&r.at) < end)
         .map(|r| r.raw.as_str())
         .collect();
-    format!("[{}]", inside.join(", "))
+    (
+        axum::http::StatusCode::OK,
+        format!("[{}]", inside.join(", ")),
+    )
 }
 
 /// A record in the API's shape. `created_at` is written as given (any text).

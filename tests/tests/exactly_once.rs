@@ -687,3 +687,160 @@ fn reprocess_moves_records_a_newer_rule_accepts_and_re_aggregates_their_days() {
     );
     assert_stats_match_attempts(&db);
 }
+
+// Found by an adversarial review of this change (each asserted the correct behaviour and
+// failed before the fix): a failed overlap chunk, a refused chunk read again by a smaller run,
+// and a small run whose every record is invalid.
+
+fn runs(db: &TestDb) -> String {
+    text(
+        db,
+        "SELECT string_agg(concat_ws(',', run_id, status, fetched, inserted, rejected), ' | ' ORDER BY run_id) FROM lms_etl.runs",
+    )
+}
+
+#[test]
+fn a_failed_overlap_chunk_is_read_again_by_the_next_run() {
+    let on_time = record("g1", "2026-11-20 10:30:00.000000", "run", "null", "p");
+    let late = record("late", "2026-11-20 09:55:00.000000", "run", "null", "p");
+    let api = FixtureApi::start(vec![on_time.clone()]);
+    let db = TestDb::new();
+    let etl = |now: &str| {
+        Etl::new(&db, &api.url)
+            .with_env("LMS_ETL_NOW", now)
+            .with_env("LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS", "2")
+    };
+    // Run 1 at 11:05 loads up to 10:50; the late record is not visible yet.
+    let out = etl("2026-11-20 11:05:00").run(&["run"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // Now it is. Run 2 at 12:05 reads [09:50, 11:50): its overlap chunk [09:50, 10:00) is
+    // refused by the API while [10:00, 11:00) loads on the other connection.
+    api.replace(vec![on_time.clone(), late.clone()]);
+    api.refuse(&["2026-11-20 09:50"]);
+    let out = etl("2026-11-20 12:05:00").run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    // The watermark never passes the failed chunk, so the next runs read it again.
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 10:50:00+00"
+    );
+    api.refuse(&[]);
+    for now in ["2026-11-20 13:05:00", "2026-11-20 14:05:00"] {
+        let out = etl(now).run(&["run"]);
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'late'"),
+        1,
+        "runs: {}",
+        runs(&db)
+    );
+}
+
+/// `n` records in hour `h`, the first `bad` of them with an ISO `T…Z` created_at.
+fn hour(prefix: &str, h: u32, n: usize, bad: usize) -> Vec<Served> {
+    (0..n)
+        .map(|i| {
+            let at = format!("2026-11-20 {h:02}:{:02}:{:02}.000000", i / 60, i % 60);
+            if i < bad {
+                let iso = format!("2026-11-20T{h:02}:{:02}:{:02}Z", i / 60, i % 60);
+                let mut r = record(&format!("{prefix}{i}"), &iso, "run", "null", "p");
+                r.at = at;
+                r
+            } else {
+                record(&format!("{prefix}{i}"), &at, "run", "null", "p")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_chunk_refused_for_its_rejected_ratio_is_refused_again_by_a_smaller_run() {
+    let mut records = Vec::new();
+    for h in [7, 8, 9] {
+        records.extend(hour("g", h, 40, 0));
+    }
+    records.extend(hour("b", 10, 40, 20));
+    let api = FixtureApi::start(records.clone());
+    let db = TestDb::new();
+    // 160 records, 20 invalid (12.5%): refused, judged by the run's running total.
+    let out = Etl::new(&db, &api.url)
+        .with_env("LMS_ETL_NOW", "2026-11-20 11:15:00")
+        .with_env("LMS_ETL_WINDOW_PARALLEL_LOADS", "1")
+        .run(&[
+            "run",
+            "--start",
+            "2026-11-20 07:00",
+            "--end",
+            "2026-11-20 11:00",
+        ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 10:00:00+00"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.held_chunks"), 1);
+    // An incremental run with every default reads 80 records: too few to be judged by size,
+    // but the held chunk is refused again while it holds an invalid record.
+    let incremental = || {
+        Etl::new(&db, &api.url)
+            .with_env("LMS_ETL_NOW", "2026-11-20 11:16:00")
+            .run(&["run"])
+    };
+    let out = incremental();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\nruns: {}",
+        describe(&out),
+        runs(&db)
+    );
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 10:00:00+00"
+    );
+    // The source fixes its records: the hold is lifted and the watermark moves on.
+    let mut fixed = records;
+    fixed.truncate(120);
+    fixed.extend(hour("b", 10, 40, 0));
+    api.replace(fixed);
+    let out = incremental();
+    assert!(
+        out.status.success(),
+        "{}\nruns: {}",
+        describe(&out),
+        runs(&db)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.held_chunks"), 0);
+    assert_eq!(
+        text(&db, "SELECT loaded_until::text FROM lms_etl.watermark"),
+        "2026-11-20 11:01:00+00"
+    );
+}
+
+#[test]
+fn a_run_whose_every_record_is_invalid_is_not_ok() {
+    let api = FixtureApi::start(hour("x", 10, 60, 60));
+    let db = TestDb::new();
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_NOW", "2026-11-20 11:15:00");
+    let out = etl.run(&[
+        "run",
+        "--start",
+        "2026-11-20 10:00",
+        "--end",
+        "2026-11-20 11:00",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\nruns: {}",
+        describe(&out),
+        runs(&db)
+    );
+    assert_eq!(text(&db, "SELECT status FROM lms_etl.runs"), "failed");
+    let mail = outbox_mails(&etl).pop().unwrap();
+    assert!(
+        mail.contains("FAILED") && mail.contains("every one of the 60 records"),
+        "{mail}"
+    );
+}
