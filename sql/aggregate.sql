@@ -1,9 +1,8 @@
 -- Daily aggregation (version 0.2.0). PL/pgSQL so pg_cron, psql and the loader all call the
 -- same thing, and so each statement takes a fresh snapshot (see aggregate_daily).
 
--- Marks the report-zone days of [first, last] as changed, in the caller's transaction.
--- DO UPDATE (not DO NOTHING) takes the mark's row lock: an aggregation clearing the mark
--- waits for this transaction, then sees its rows (see aggregate_daily).
+-- Marks the report-zone days of [first, last] as changed, in the caller's transaction
+-- (a row per day and transaction: no lock shared with another load).
 CREATE FUNCTION lms_etl.mark_days(first timestamptz, last timestamptz)
 RETURNS void
 LANGUAGE sql VOLATILE STRICT
@@ -14,15 +13,16 @@ AS $$
       FROM generate_series((first AT TIME ZONE lms_etl.setting('report_timezone'))::date,
                            (last AT TIME ZONE lms_etl.setting('report_timezone'))::date,
                            interval '1 day') AS d
-    ON CONFLICT ON CONSTRAINT pending_days_pkey DO UPDATE SET marked_at = now();
+    ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;
 $$;
 COMMENT ON FUNCTION lms_etl.mark_days(timestamptz, timestamptz) IS
     'Mark the report-zone days spanned by [first, last] for re-aggregation (lms_etl.pending_days).';
 
 -- Recomputes one day of the report zone from lms_etl.attempts and upserts it; a day without
--- attempts gets zeros. Clears the day's pending mark first, in its own statement: a chunk
--- that commits before that statement is seen by the next one (READ COMMITTED takes a new
--- snapshot per statement), and one that commits later marks the day again.
+-- attempts gets zeros. Clears the day's marks first, in its own statement: a load that
+-- committed before that statement is seen by the next one (READ COMMITTED takes a new
+-- snapshot per statement); the mark of one still uncommitted is invisible to the DELETE, so
+-- it survives and the day is aggregated again later.
 CREATE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
@@ -91,7 +91,7 @@ AS $$
 DECLARE
     d date;
 BEGIN
-    FOR d IN SELECT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
+    FOR d IN SELECT DISTINCT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
         RETURN NEXT lms_etl.aggregate_daily(d);
     END LOOP;
 END

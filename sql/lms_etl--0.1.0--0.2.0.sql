@@ -173,10 +173,15 @@ ALTER TABLE lms_etl.run_chunks ADD COLUMN conflicts bigint NOT NULL DEFAULT 0;
 
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
 -- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before
--- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()).
+-- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()). Each
+-- transaction adds rows of its own (the key includes it), so loads running in parallel never
+-- wait on each other's marks; an aggregation deletes the marks it can see, and a mark still
+-- uncommitted then survives it.
 CREATE TABLE lms_etl.pending_days (
-    day       date PRIMARY KEY,
-    marked_at timestamptz NOT NULL DEFAULT now()
+    day       date NOT NULL,
+    marked_by xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    marked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (day, marked_by)
 );
 
 -- Chunks refused for their share of invalid records. A refusal sticks: a later run that
@@ -239,7 +244,7 @@ BEGIN
                   FROM lms_etl.daily_stats st) AS r,
                generate_series(r.lo, r.hi, interval '1 day') AS d
          WHERE r.lo IS NOT NULL
-        ON CONFLICT (day) DO UPDATE SET marked_at = now();
+        ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;
     END IF;
 END
 $$;
@@ -249,9 +254,8 @@ COMMENT ON FUNCTION lms_etl.set_setting(text, text) IS
 -- aggregate_daily and refresh_daily_stats keep their signatures (CREATE OR REPLACE keeps
 -- their OIDs and grants) but become PL/pgSQL, over report-zone days.
 
--- Marks the report-zone days of [first, last] as changed, in the caller's transaction.
--- DO UPDATE (not DO NOTHING) takes the mark's row lock: an aggregation clearing the mark
--- waits for this transaction, then sees its rows (see aggregate_daily).
+-- Marks the report-zone days of [first, last] as changed, in the caller's transaction
+-- (a row per day and transaction: no lock shared with another load).
 CREATE FUNCTION lms_etl.mark_days(first timestamptz, last timestamptz)
 RETURNS void
 LANGUAGE sql VOLATILE STRICT
@@ -262,15 +266,16 @@ AS $$
       FROM generate_series((first AT TIME ZONE lms_etl.setting('report_timezone'))::date,
                            (last AT TIME ZONE lms_etl.setting('report_timezone'))::date,
                            interval '1 day') AS d
-    ON CONFLICT ON CONSTRAINT pending_days_pkey DO UPDATE SET marked_at = now();
+    ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;
 $$;
 COMMENT ON FUNCTION lms_etl.mark_days(timestamptz, timestamptz) IS
     'Mark the report-zone days spanned by [first, last] for re-aggregation (lms_etl.pending_days).';
 
 -- Recomputes one day of the report zone from lms_etl.attempts and upserts it; a day without
--- attempts gets zeros. Clears the day's pending mark first, in its own statement: a chunk
--- that commits before that statement is seen by the next one (READ COMMITTED takes a new
--- snapshot per statement), and one that commits later marks the day again.
+-- attempts gets zeros. Clears the day's marks first, in its own statement: a load that
+-- committed before that statement is seen by the next one (READ COMMITTED takes a new
+-- snapshot per statement); the mark of one still uncommitted is invisible to the DELETE, so
+-- it survives and the day is aggregated again later.
 CREATE OR REPLACE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
@@ -339,7 +344,7 @@ AS $$
 DECLARE
     d date;
 BEGIN
-    FOR d IN SELECT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
+    FOR d IN SELECT DISTINCT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
         RETURN NEXT lms_etl.aggregate_daily(d);
     END LOOP;
 END

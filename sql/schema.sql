@@ -139,10 +139,15 @@ CREATE TABLE lms_etl.daily_stats (
 
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
 -- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before
--- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()).
+-- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()). Each
+-- transaction adds rows of its own (the key includes it), so loads running in parallel never
+-- wait on each other's marks; an aggregation deletes the marks it can see, and a mark still
+-- uncommitted then survives it.
 CREATE TABLE lms_etl.pending_days (
-    day       date PRIMARY KEY,
-    marked_at timestamptz NOT NULL DEFAULT now()
+    day       date NOT NULL,
+    marked_by xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    marked_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (day, marked_by)
 );
 
 -- Chunks refused for their share of invalid records. A refusal sticks: a later run that

@@ -37,7 +37,7 @@ BEGIN
                   FROM lms_etl.daily_stats st) AS r,
                generate_series(r.lo, r.hi, interval '1 day') AS d
          WHERE r.lo IS NOT NULL
-        ON CONFLICT (day) DO UPDATE SET marked_at = now();
+        ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;
     END IF;
 END
 $$;

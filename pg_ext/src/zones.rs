@@ -90,7 +90,7 @@ mod tests {
     #[pg_test(
         error = "unknown time zone \"Mars/Olympus\": expected an IANA name such as UTC or Europe/Moscow"
     )]
-    fn an_unknown_zone_is_an_error() {
+    fn source_instant_names_an_unknown_zone() {
         Spi::run("SELECT lms_etl.source_instant('2026-01-01', 'Mars/Olympus')").unwrap();
     }
 }
