@@ -156,6 +156,33 @@ impl Database {
         })
     }
 
+    /// The source zone the last run that loaded anything read its times in.
+    pub async fn last_source_zone(&self) -> Result<Option<String>, LoadError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT source_timezone FROM lms_etl.runs
+                  WHERE inserted > 0 AND source_timezone IS NOT NULL ORDER BY run_id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .map_err(query_err("reading the last run's source zone"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Moves the watermark forward to `to` (never back).
+    pub async fn raise_watermark(&self, to: DateTime<Utc>) -> Result<(), LoadError> {
+        self.client
+            .execute(
+                "UPDATE lms_etl.watermark SET loaded_until = $1, updated_at = now()
+                  WHERE source = 'statistics_api' AND loaded_until < $1",
+                &[&to],
+            )
+            .await
+            .map_err(query_err("moving the watermark"))?;
+        Ok(())
+    }
+
     /// End of the last contiguous committed chunk, if any run ever committed one.
     pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, LoadError> {
         let row = self

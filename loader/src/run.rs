@@ -224,6 +224,32 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     };
     stages.add("connect", started);
 
+    let mut warnings = Vec::new();
+    // After a change of the source zone, an incremental run continues from the naive time the
+    // old zone had reached, read in the new zone, without the overlap: every naive time is
+    // then read once. (From the watermark's instant instead, a zone further west would re-read
+    // and double what was loaded; one further east would skip hours.)
+    let continued_from = match db.last_source_zone().await {
+        Ok(Some(last)) if last != zones.source.name() && opts.start.is_none() => {
+            match (source_time::parse_zone(&last), watermark) {
+                (Ok(old), Some(w)) => {
+                    let naive = source_time::to_naive(old, w);
+                    let start = source_time::to_instant(zones.source, naive);
+                    let message = format!(
+                        "the source zone changed from {last} to {} since the last run that loaded data: this run continues from the naive time the old zone reached, {}, read in the new zone, without the overlap",
+                        zones.source.name(),
+                        naive.format("%Y-%m-%d %H:%M:%S")
+                    );
+                    warn!("{message}");
+                    warnings.push(message);
+                    Some(start)
+                }
+                _ => None,
+            }
+        }
+        Ok(_) => None,
+        Err(e) => return early(clean(&e), Some(zones.source), stages).await,
+    };
     let rules = WindowRules {
         settle_lag: cfg.window.settle_lag,
         overlap: cfg.window.overlap,
@@ -233,11 +259,16 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     let plan = plan(
         &rules,
         opts.clock.now(),
-        opts.start.map(at),
+        opts.start.map(at).or(continued_from),
         opts.end.map(at),
         watermark,
     );
-    let mut warnings = Vec::new();
+    // A continuation past the watermark: the naive times between were loaded in the old zone.
+    if let Some(start) = continued_from.filter(|s| watermark.is_some_and(|w| *s > w)) {
+        if let Err(e) = db.raise_watermark(start.min(plan.limit)).await {
+            return early(clean(&e), Some(zones.source), stages).await;
+        }
+    }
     if let Some(requested) = plan.requested_end {
         let message = format!(
             "the requested end {} is past now minus the settle lag ({} min); loading up to {}",

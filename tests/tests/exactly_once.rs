@@ -844,3 +844,40 @@ fn a_run_whose_every_record_is_invalid_is_not_ok() {
         "{mail}"
     );
 }
+
+#[test]
+fn a_change_of_source_zone_neither_doubles_nor_skips_naive_times() {
+    for (zone, second_run_at) in [
+        ("Atlantic/Azores", "2026-11-20 13:05:00"),
+        ("Europe/Moscow", "2026-11-20 12:05:00"),
+    ] {
+        let first = record("r1", "2026-11-20 10:30:00.000000", "run", "null", "p");
+        let later = record("r2", "2026-11-20 11:30:00.000000", "run", "null", "p");
+        let api = FixtureApi::start(vec![first.clone()]);
+        let db = TestDb::new();
+        let etl = |now: &str| {
+            Etl::new(&db, &api.url)
+                .with_env("LMS_ETL_NOW", now)
+                .with_env("LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS", "2")
+        };
+        // Loaded in UTC up to 10:50 (naive 10:50).
+        assert!(etl("2026-11-20 11:05:00").run(&["run"]).status.success());
+        api.replace(vec![first, later]);
+        // The operator corrects the zone. Further west (Azores, UTC-1), the old watermark's
+        // naive time is an hour later as an instant: without care r1 would load twice;
+        // further east (Moscow, UTC+3), naive 10:50..13:50 would never be asked for.
+        let out = etl(second_run_at)
+            .with_env("LMS_ETL_API_SOURCE_TIMEZONE", zone)
+            .run(&["run"]);
+        assert!(out.status.success(), "{zone}: {}", describe(&out));
+        assert_eq!(
+            text(
+                &db,
+                "SELECT string_agg(user_id, ',' ORDER BY user_id) FROM lms_etl.attempts"
+            ),
+            "r1,r2",
+            "{zone}: runs {}",
+            runs(&db)
+        );
+    }
+}
