@@ -20,23 +20,28 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
     let run_rows = db
         .client()
         .query(
-            "SELECT run_id, to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'),
-                    to_char(window_start, 'YYYY-MM-DD HH24:MI') || ' .. ' || to_char(window_end, 'YYYY-MM-DD HH24:MI'),
+            "SELECT run_id, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                    to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' .. '
+                        || to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
                     status, fetched, inserted, duplicates, rejected,
-                    coalesce((stage_ms->>'total')::bigint, 0), coalesce(error, '')
+                    coalesce((stage_ms->>'total')::bigint, 0), coalesce(error, ''), conflicts
                FROM lms_etl.runs ORDER BY run_id DESC LIMIT $1",
             &[&runs],
         )
         .await
-        .map_err(|source| LoadError::Query { what: "reading lms_etl.runs".into(), source })?;
+        .map_err(|source| LoadError::Query {
+            what: "reading lms_etl.runs".into(),
+            source,
+        })?;
     let mut t = table(&[
         "run",
         "started (UTC)",
-        "window",
+        "window (UTC)",
         "status",
         "fetched",
         "inserted",
         "dupes",
+        "conflicts",
         "rejected",
         "ms",
         "error",
@@ -51,6 +56,7 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
             num(r.get(4)),
             num(r.get(5)),
             num(r.get(6)),
+            num(r.get(10)),
             num(r.get(7)),
             num(r.get(8)),
             Cell::new(error.chars().take(60).collect::<String>()),

@@ -286,6 +286,20 @@ fn two_problems_at_one_instant_are_two_attempts_and_a_changed_resend_is_a_confli
     );
     let mail = outbox_mails(&etl).pop().unwrap();
     assert!(mail.contains("1 conflict"), "{mail}");
+    // `lms-etl status` counts it apart too.
+    let status = etl.run(&["status", "--runs", "1", "--days", "1"]);
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(table.contains("conflicts"), "{table}");
+    let row: Vec<String> = table
+        .lines()
+        .find(|l| l.contains("succeeded"))
+        .unwrap_or_else(|| panic!("{table}"))
+        .split(['│', '┆'])
+        .map(|c| c.trim().to_owned())
+        .collect();
+    // run, started, window, status, then fetched, inserted, dupes, conflicts, rejected
+    assert!(row.len() > 9, "{table}");
+    assert_eq!(row[5..10], ["3", "0", "2", "1", "0"], "{table}");
 
     // Fetched again: stored and counted once.
     let out = etl.run(&window);
