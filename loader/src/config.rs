@@ -17,8 +17,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
+    /// Names the place, never the text there: a broken line may hold a secret.
+    #[error("config file {path} is not valid TOML at line {line}, column {column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("config key `{key}` (env {env}): {message}")]
     Invalid {
         key: String,
@@ -400,11 +406,17 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Syntax {
+                text.parse::<toml::Table>().map_err(|e| {
+                    let at = e.span().map_or(0, |span| span.start).min(text.len());
+                    let before = &text[..at];
+                    ConfigError::Syntax {
                         path: path.to_owned(),
-                        message: e.to_string(),
-                    })?
+                        line: before.matches('\n').count() + 1,
+                        column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                        // The description only: toml's Display quotes the offending line.
+                        message: e.message().trim().to_owned(),
+                    }
+                })?
             }
         };
         for (key, var, kind) in ENV_KEYS {
@@ -744,6 +756,28 @@ mod tests {
         assert_eq!(c.window.max_batch_bytes, 4 << 20);
         assert_eq!(c.load.max_rejected_ratio, 0.05);
         assert_eq!(c.load.ratio_min_records, 100);
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_and_never_shows_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[api]\nclient = \"demo\"\nclient_key = \"s3cr3t-Key\n",
+        )
+        .unwrap();
+        let err = Config::from_sources(Some(&path), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cr3t"), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "config file {} is not valid TOML at line 3, column ",
+                path.display()
+            )),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,6 +27,13 @@ pub enum LoadError {
     },
     #[error("run {run_id} no longer holds the run lock (its lock connection was lost, or a later run closed it as abandoned); chunk {chunk} was rolled back")]
     LockLost { run_id: i64, chunk: String },
+    #[error("the lms_etl extension in this database is version {installed} and this lms-etl is {binary}: install the {binary} extension files and run `ALTER EXTENSION lms_etl UPDATE;` in the database, or run the lms-etl binary of version {installed}")]
+    VersionMismatch { installed: String, binary: String },
+    #[error("the lms_etl extension in this database says version {installed} but lacks lms_etl.{missing}, which that version has: it was created by a pre-release build; recreate it (DROP EXTENSION lms_etl CASCADE drops the data) or restore it from a dump")]
+    SchemaBehind {
+        installed: String,
+        missing: &'static str,
+    },
     #[error("lms_etl.setting('{name}') holds {value:?}, which is not a time zone")]
     BadSetting { name: &'static str, value: String },
 }
@@ -101,6 +108,34 @@ impl Database {
             return Err(LoadError::ExtensionMissing);
         }
         Ok(db)
+    }
+
+    /// The installed extension must be this binary's version, with its newest table.
+    pub async fn check_version(&self, binary: &str) -> Result<(), LoadError> {
+        const NEWEST: &str = "held_chunks";
+        let row = self
+            .client
+            .query_one(
+                "SELECT extversion, to_regclass('lms_etl.' || $1) IS NOT NULL
+                   FROM pg_extension WHERE extname = 'lms_etl'",
+                &[&NEWEST],
+            )
+            .await
+            .map_err(query_err("reading the lms_etl extension's version"))?;
+        let installed: String = row.get(0);
+        if installed != binary {
+            return Err(LoadError::VersionMismatch {
+                installed,
+                binary: binary.to_owned(),
+            });
+        }
+        if !row.get::<_, bool>(1) {
+            return Err(LoadError::SchemaBehind {
+                installed,
+                missing: NEWEST,
+            });
+        }
+        Ok(())
     }
 
     /// Takes the session-level run lock; false when another run holds it. Returns the

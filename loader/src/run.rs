@@ -200,6 +200,15 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         Ok(db) => db,
         Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     };
+    if let Err(e) = db.check_version(env!("CARGO_PKG_VERSION")).await {
+        // A deployment mistake, not a failed load: the configuration's exit code.
+        let message = clean(&e);
+        if let LoadError::Query { .. } = e {
+            return early(message, cfg.api.source_timezone, stages).await;
+        }
+        fail_before_run(cfg, opts, Tz::UTC, None, message, log_file.clone(), stages).await;
+        return Exit::Config;
+    }
     let lock_pid = match db.try_lock().await {
         Ok(Some(pid)) => pid,
         Ok(None) => {

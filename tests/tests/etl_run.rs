@@ -475,3 +475,45 @@ fn database_down_exits_1_and_still_reports_the_failure() {
         "{eml}"
     );
 }
+
+#[test]
+fn a_mismatched_extension_version_stops_the_run_with_exit_2_naming_the_fix() {
+    let db = TestDb::new();
+    // As if the database still ran an older release than the binary.
+    db.client()
+        .batch_execute("UPDATE pg_extension SET extversion = '0.1.9' WHERE extname = 'lms_etl'")
+        .unwrap();
+    let api = DemoApi::start(&["--records-per-hour", "10"]);
+    let etl = Etl::new(&db, &api.url);
+    let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 01:00"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the lms_etl extension in this database is version 0.1.9 and this lms-etl is {}",
+            env!("CARGO_PKG_VERSION")
+        )) && stderr.contains("ALTER EXTENSION lms_etl UPDATE"),
+        "{stderr}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.runs"), 0);
+}
+
+#[test]
+fn a_broken_config_file_exits_2_naming_the_place_not_the_text() {
+    let db = TestDb::new();
+    let etl = Etl::new(&db, "http://127.0.0.1:1");
+    let file = etl.dir.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        "[api]\nclient = \"demo\"\nclient_key = \"Sup3r-S3cret\n",
+    )
+    .unwrap();
+    let out = etl.run(&["--config", &file.to_string_lossy(), "run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Sup3r-S3cret"), "{stderr}");
+    assert!(
+        stderr.contains("is not valid TOML at line 3, column"),
+        "{stderr}"
+    );
+}
