@@ -22,6 +22,8 @@ struct Script {
     records: Vec<Served>,
     /// Requests whose `start` begins with one of these get HTTP 400 (a fatal answer).
     refuse_starts: Vec<String>,
+    /// Every request gets a 302 to this address (with the request's query string appended).
+    redirect_to: Option<String>,
 }
 
 pub struct FixtureApi {
@@ -45,7 +47,7 @@ impl FixtureApi {
             .unwrap();
         let script = Arc::new(Mutex::new(Script {
             records,
-            refuse_starts: Vec::new(),
+            ..Script::default()
         }));
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -67,6 +69,11 @@ impl FixtureApi {
         self.script.lock().unwrap().records = records;
     }
 
+    /// Answer every request with a redirect to `base` + the request's own query string.
+    pub fn redirect(&self, base: &str) {
+        self.script.lock().unwrap().redirect_to = Some(base.to_owned());
+    }
+
     /// Refuse (HTTP 400) the requests whose `start` begins with one of these.
     pub fn refuse(&self, starts: &[&str]) {
         self.script.lock().unwrap().refuse_starts = starts.iter().map(|s| s.to_string()).collect();
@@ -76,16 +83,24 @@ impl FixtureApi {
 async fn answer(
     State(script): State<Arc<Mutex<Script>>>,
     Query(p): Query<Params>,
-) -> (axum::http::StatusCode, String) {
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let s = script.lock().unwrap();
+    if let Some(base) = &s.redirect_to {
+        let location = format!("{base}?{}", uri.query().unwrap_or_default());
+        return (
+            axum::http::StatusCode::FOUND,
+            [(axum::http::header::LOCATION, location)],
+            "moved",
+        )
+            .into_response();
+    }
     if s.refuse_starts
         .iter()
         .any(|r| p.start.starts_with(r.as_str()))
     {
-        return (
-            axum::http::StatusCode::BAD_REQUEST,
-            "refused for the test".into(),
-        );
+        return (axum::http::StatusCode::BAD_REQUEST, "refused for the test").into_response();
     }
     let cut = |s: &str| s.get(..19).unwrap_or(s).to_owned();
     let (start, end) = (cut(&p.start), cut(&p.end));
@@ -99,6 +114,7 @@ async fn answer(
         axum::http::StatusCode::OK,
         format!("[{}]", inside.join(", ")),
     )
+        .into_response()
 }
 
 /// A record in the API's shape. `created_at` is written as given (any text).

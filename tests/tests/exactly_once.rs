@@ -895,3 +895,45 @@ fn a_change_of_source_zone_neither_doubles_nor_skips_naive_times() {
         );
     }
 }
+
+#[test]
+fn a_redirect_is_not_followed_and_the_key_stays_secret_in_every_form() {
+    let key = "Sup3r/S3cr+t&k=ey %x";
+    let encoded: String = url_encode(key);
+    let api = FixtureApi::start(Vec::new());
+    api.redirect("http://127.0.0.1:1/api/statistics");
+    let db = TestDb::new();
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_CLIENT_KEY", key);
+    let out = etl.run(&[
+        "run",
+        "--start",
+        "2026-11-20 10:00",
+        "--end",
+        "2026-11-20 11:00",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let everything = format!("{stderr}{}{}", etl.log_text(), outbox_mails(&etl).join(""));
+    assert!(
+        everything.contains(
+            "redirect (HTTP 302) to http://127.0.0.1:1/api/statistics?client=demo&client_key=***"
+        ),
+        "{stderr}"
+    );
+    for form in [key, encoded.as_str(), "S3cr"] {
+        assert!(!everything.contains(form), "{form:?} leaked:\n{everything}");
+    }
+}
+
+/// application/x-www-form-urlencoded, as reqwest writes a query value.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
