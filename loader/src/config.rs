@@ -550,10 +550,11 @@ impl RawConfig {
             )),
         };
         let max_batch_bytes = w.max_batch_bytes.unwrap_or(4 << 20);
-        if !(64 << 10..=256 << 20).contains(&max_batch_bytes) {
+        // The extension's ingest_chunk reads at most 64 MiB at once (MAX_CHUNK_BYTES).
+        if !(64 << 10..=32 << 20).contains(&max_batch_bytes) {
             return Err(invalid(
                 "window.max_batch_bytes",
-                "must be between 65536 (64 KiB) and 268435456 (256 MiB)",
+                "must be between 65536 (64 KiB) and 33554432 (32 MiB)",
             ));
         }
         let window = WindowConfig {

@@ -86,7 +86,20 @@ impl fmt::Display for ErrorKind {
 
 /// Parses one complete literal; anything but whitespace after it is an error.
 pub fn parse(input: &str) -> Result<Value<'_>, ParseError> {
-    let mut p = Parser::new(input);
+    parse_with_progress(input, &|| {})
+}
+
+/// How many input bytes the parser reads between two calls of its progress callback.
+pub const PROGRESS_EVERY: usize = 64 * 1024;
+
+/// Like [`parse`], calling `progress` every [`PROGRESS_EVERY`] bytes read, so a caller can
+/// stop a long parse (the extension checks PostgreSQL's interrupts there: a
+/// `statement_timeout` or a cancel ends a parse of megabytes promptly).
+pub fn parse_with_progress<'a>(
+    input: &'a str,
+    progress: &'a dyn Fn(),
+) -> Result<Value<'a>, ParseError> {
+    let mut p = Parser::new(input, progress);
     let value = p.value(0)?;
     p.expect_end()?;
     Ok(value)
@@ -96,14 +109,26 @@ struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    progress: &'a dyn Fn(),
+    next_progress: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn new(src: &'a str) -> Self {
+    fn new(src: &'a str, progress: &'a dyn Fn()) -> Self {
         Parser {
             src,
             bytes: src.as_bytes(),
             pos: 0,
+            progress,
+            next_progress: PROGRESS_EVERY,
+        }
+    }
+
+    /// Calls the progress callback once the cursor has passed the next mark.
+    fn tick(&mut self) {
+        if self.pos >= self.next_progress {
+            self.next_progress = self.pos + PROGRESS_EVERY;
+            (self.progress)();
         }
     }
 
@@ -163,6 +188,7 @@ impl<'a> Parser<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, ParseError> {
+        self.tick();
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -351,7 +377,10 @@ impl<'a> Parser<'a> {
                 b'\n' | b'\r' if !triple => {
                     return Err(self.err(start, ErrorKind::UnterminatedString))
                 }
-                _ => self.pos += 1,
+                _ => {
+                    self.pos += 1;
+                    self.tick();
+                }
             }
         }
     }
@@ -677,6 +706,19 @@ mod tests {
             parse("'é' é").unwrap_err().to_string(),
             "at byte 5: expected end of input, found 'é'"
         );
+    }
+
+    #[test]
+    fn reports_progress_through_long_strings_and_lists() {
+        let calls = std::cell::Cell::new(0);
+        let count = || calls.set(calls.get() + 1);
+        let long_string = format!("'{}'", "x".repeat(10 * PROGRESS_EVERY));
+        parse_with_progress(&long_string, &count).unwrap();
+        assert_eq!(calls.get(), 10);
+        calls.set(0);
+        let long_list = format!("[{}]", "1, ".repeat(3 * PROGRESS_EVERY));
+        parse_with_progress(&long_list, &count).unwrap();
+        assert!((8..=10).contains(&calls.get()), "{}", calls.get());
     }
 
     #[test]

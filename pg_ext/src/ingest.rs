@@ -14,6 +14,8 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
+use crate::passback::over_cap;
+
 /// `sql/ingest.sql`: plain INSERT first, ON CONFLICT DO NOTHING only when the chunk meets
 /// loaded rows; returns the count inserted and the positions (1-based) of conflicts.
 const INSERT_ATTEMPTS: &str = "SELECT inserted, conflict_positions, conflict_fields
@@ -31,6 +33,11 @@ const QUARANTINE: &str = "
 const ZONE_OF_RUN: &str =
     "SELECT coalesce($1, (SELECT r.source_timezone FROM lms_etl.runs r WHERE r.run_id = $2),
                                  lms_etl.setting('source_timezone'))";
+
+/// Largest chunk `ingest_chunk` reads: parsing needs up to ~170 bytes per input byte for
+/// one-byte records (parse/tests/hostile_input.rs), far less for real ones. The loader's
+/// sub-batches (`window.max_batch_bytes`, at most 32 MiB) always fit.
+pub const MAX_CHUNK_BYTES: usize = 64 << 20;
 
 /// The `kind` of every conflict in `rejected_attempts`.
 const CONFLICT_KIND: &str = "conflict: same key, different content";
@@ -56,6 +63,9 @@ fn ingest_chunk(
         name!(invalid, i64),
     ),
 > {
+    if records.len() > MAX_CHUNK_BYTES {
+        over_cap("a chunk", records.len(), MAX_CHUNK_BYTES);
+    }
     let zone = source_zone(source_timezone, run_id);
     let batch = Batch::parse(records, zone, i64::from(first_index.max(0)));
     let loaded = batch.load(run_id);
@@ -250,6 +260,9 @@ impl<'a> Batch<'a> {
         let mut rejected = Vec::new();
         let mut staged = Vec::with_capacity(records);
         for (index, result) in parsed.into_iter().enumerate() {
+            if index % 4096 == 0 {
+                pgrx::check_for_interrupts!();
+            }
             match result {
                 Err(r) => rejected.push(Rejected {
                     index: r.index,

@@ -14,11 +14,33 @@ fn invalid_literal(what: &str, detail: impl std::fmt::Display) -> ! {
     );
 }
 
+/// Largest literal `pyrepr_to_json_text` reads: the parser needs up to ~48 bytes of memory
+/// per input byte, so a cap keeps a huge value an error, not an out-of-memory.
+pub const MAX_LITERAL_BYTES: usize = 16 << 20;
+/// Largest `passback_params` the parse functions read (the real ones are ~300 bytes).
+pub const MAX_PASSBACK_BYTES: usize = 1 << 20;
+
+/// 54000 `program_limit_exceeded` for input over a documented cap.
+pub fn over_cap(what: &str, len: usize, cap: usize) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        format!("{what} of {len} bytes is over the {} MiB cap", cap >> 20)
+    );
+}
+
 /// Python literal (as `repr()` writes it) → JSON text (exact integer digits).
 /// `pyrepr_to_jsonb` wraps it with a cast. Errors name the byte position.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn pyrepr_to_json_text(literal: &str) -> String {
-    let value = pyrepr::parse(literal).unwrap_or_else(|e| invalid_literal("Python literal", e));
+    if literal.len() > MAX_LITERAL_BYTES {
+        over_cap("a Python literal", literal.len(), MAX_LITERAL_BYTES);
+    }
+    // A statement_timeout or a cancel stops a long parse within PROGRESS_EVERY bytes.
+    let value = pyrepr::parse_with_progress(literal, &|| {
+        pgrx::check_for_interrupts!();
+    })
+    .unwrap_or_else(|e| invalid_literal("Python literal", e));
     json::to_json(&value).unwrap_or_else(|e| invalid_literal("Python literal", e))
 }
 
@@ -65,6 +87,9 @@ fn to_row(p: PassbackParams<'_>) -> pgrx::composite_type!('static, "passback_par
 fn parse_passback_params(
     passback_params: &str,
 ) -> pgrx::composite_type!('static, "passback_params") {
+    if passback_params.len() > MAX_PASSBACK_BYTES {
+        over_cap("passback_params", passback_params.len(), MAX_PASSBACK_BYTES);
+    }
     to_row(
         parse_storable(passback_params).unwrap_or_else(|e| invalid_literal("passback_params", e)),
     )
@@ -75,6 +100,9 @@ fn parse_passback_params(
 fn try_parse_passback_params(
     passback_params: &str,
 ) -> Option<pgrx::composite_type!('static, "passback_params")> {
+    if passback_params.len() > MAX_PASSBACK_BYTES {
+        return None;
+    }
     parse_storable(passback_params).ok().map(to_row)
 }
 
