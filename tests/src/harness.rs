@@ -29,6 +29,20 @@ impl Default for TestDb {
 
 impl TestDb {
     pub fn new() -> TestDb {
+        let db = TestDb::create("template1");
+        db.client()
+            .batch_execute("CREATE EXTENSION lms_etl")
+            .expect("CREATE EXTENSION lms_etl (is the extension installed? `make install-ext`)");
+        db
+    }
+
+    /// A database created for one test with nothing in it, not even the extension: made from
+    /// `template0`, as the PostgreSQL manual asks of a database to restore a dump into.
+    pub fn empty() -> TestDb {
+        TestDb::create("template0")
+    }
+
+    fn create(template: &str) -> TestDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "lms_etl_test_{}_{}",
@@ -41,17 +55,49 @@ impl TestDb {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .unwrap();
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .unwrap();
         let base = admin_url();
         let url = format!(
             "{}/{name}",
             base.rsplit_once('/').expect("URL has a database part").0
         );
-        let mut db = Client::connect(&url, NoTls).unwrap();
-        db.batch_execute("CREATE EXTENSION lms_etl")
-            .expect("CREATE EXTENSION lms_etl (is the extension installed? `make install-ext`)");
         TestDb { name, url }
+    }
+
+    /// A new database made from `pg_dump --format=custom` of `source` by `pg_restore`, as an
+    /// operator moves or recovers one; dropped afterwards like any other. Panics with the
+    /// tools' stderr if either reports an error (every error of the restore, not just the first).
+    pub fn restored_from(source: &TestDb) -> TestDb {
+        let dump = tempfile::NamedTempFile::new().unwrap();
+        let out = Command::new(pg_tool("pg_dump"))
+            .args(["--format=custom", "--file"])
+            .arg(dump.path())
+            .arg("--dbname")
+            .arg(&source.url)
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump of {} failed: {}",
+            source.name,
+            describe(&out)
+        );
+        let target = TestDb::empty();
+        let out = Command::new(pg_tool("pg_restore"))
+            .arg("--dbname")
+            .arg(&target.url)
+            .arg(dump.path())
+            .output()
+            .expect("run pg_restore");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "pg_restore of a dump of {} into {} failed: {}",
+            source.name,
+            target.name,
+            describe(&out)
+        );
+        target
     }
 
     pub fn client(&self) -> Client {
@@ -87,6 +133,20 @@ impl Drop for TestDb {
             ));
         }
     }
+}
+
+/// A PostgreSQL client program (`pg_dump`, `pg_restore`) of the server's major version:
+/// from `pg_config --bindir` when there is one (Debian's /usr/bin wrappers may pick
+/// another installed major), else from PATH.
+pub fn pg_tool(name: &str) -> PathBuf {
+    Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(name))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// The `lms-etl` binary, built once per test process.
