@@ -158,11 +158,14 @@ pub fn lms_etl_bin() -> PathBuf {
         .to_owned();
     BUILD.call_once(|| {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            // The same package selection as `make test`'s `cargo test`, so features unify the
+            // same way and nothing is rebuilt (`-p lms-etl-loader` alone rebuilt the TLS stack).
             .args([
                 "build",
                 "--quiet",
-                "-p",
-                "lms-etl-loader",
+                "--workspace",
+                "--exclude",
+                "lms_etl",
                 "--bin",
                 "lms-etl",
             ])
