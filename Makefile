@@ -32,6 +32,9 @@ database: install-ext
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lms_etl'" | grep -q 1 \
 	  || $(PSQL) -d postgres -c "CREATE DATABASE lms_etl"
 	$(PSQL) -d lms_etl -c "CREATE EXTENSION IF NOT EXISTS lms_etl" -c "ALTER EXTENSION lms_etl UPDATE"
+	@# The loader logs in as `lms_etl`, a role with only lms_etl_loader's privileges (no superuser).
+	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'lms_etl'" | grep -q 1 \
+	  || $(PSQL) -d postgres -c "CREATE ROLE lms_etl LOGIN IN ROLE lms_etl_loader"
 	@$(PSQL) -d lms_etl -tAc "SELECT 'extension lms_etl ' || extversion || ' installed; parse_passback_params answers: ' || (lms_etl.parse_passback_params('{''oauth_consumer_key'': '''', ''lis_result_sourcedid'': ''ok''}')).lis_result_sourcedid FROM pg_extension WHERE extname = 'lms_etl'"
 
 # #[pg_test]s in a private cluster; initdb refuses root, so the cluster runs as postgres.

@@ -26,6 +26,11 @@ pgrx::extension_sql_file!(
     requires = ["aggregate"]
 );
 pgrx::extension_sql_file!(
+    "../../sql/roles.sql",
+    name = "roles",
+    requires = ["ingest_sql"]
+);
+pgrx::extension_sql_file!(
     "../../sql/pyrepr_jsonb.sql",
     name = "pyrepr_jsonb",
     requires = [passback::pyrepr_to_json_text]
