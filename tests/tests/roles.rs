@@ -89,8 +89,13 @@ fn a_login_with_only_the_loader_role_runs_the_job_and_cannot_drop_or_alter() {
 fn a_reader_reads_and_cannot_write() {
     let db = TestDb::new();
     let api = DemoApi::start(&["--records-per-hour", "100"]);
-    let out =
-        Etl::new(&db, &api.url).run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"]);
+    let out = Etl::new(&db, &api.url).run(&[
+        "run",
+        "--start",
+        "2026-11-20 10:00",
+        "--end",
+        "2026-11-20 13:00",
+    ]);
     assert!(out.status.success(), "{}", describe(&out));
     let login = Login::new("lms_etl_reader");
     let mut reader = Client::connect(&login.url(&db), NoTls).unwrap();
