@@ -32,6 +32,8 @@ database: install-ext
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lms_etl'" | grep -q 1 \
 	  || $(PSQL) -d postgres -c "CREATE DATABASE lms_etl"
 	$(PSQL) -d lms_etl -c "CREATE EXTENSION IF NOT EXISTS lms_etl" -c "ALTER EXTENSION lms_etl UPDATE"
+	@$(PSQL) -d lms_etl -tAc "SELECT has_schema_privilege('lms_etl_loader', 'lms_etl', 'USAGE')" | grep -q t \
+	  || { echo "database lms_etl holds an lms_etl extension made by a pre-release build (no role grants): drop it (DROP DATABASE lms_etl) and run make database again" >&2; exit 1; }
 	@# The loader logs in as `lms_etl`, a role with only lms_etl_loader's privileges (no superuser).
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'lms_etl'" | grep -q 1 \
 	  || $(PSQL) -d postgres -c "CREATE ROLE lms_etl LOGIN IN ROLE lms_etl_loader"
