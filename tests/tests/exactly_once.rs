@@ -517,6 +517,19 @@ fn the_quarantine_keeps_a_record_read_again_once() {
     );
 }
 
+/// `lms-etl run` from 2026-11-20 to `end`, for a test to spawn and then stop or wait for.
+fn slow_run(etl: &Etl, end: &str, chunk_minutes: &str) -> std::process::Command {
+    etl.command(&[
+        "run",
+        "--start",
+        "2026-11-20",
+        "--end",
+        end,
+        "--chunk-minutes",
+        chunk_minutes,
+    ])
+}
+
 fn wait_for_chunks(db: &TestDb, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while db.count("SELECT count(*) FROM lms_etl.run_chunks") < n {
@@ -533,18 +546,7 @@ fn a_run_killed_outright_is_closed_as_abandoned_and_its_days_aggregated_by_the_n
     let db = TestDb::new();
     let slow = DemoApi::start(&["--records-per-hour", "200", "--latency-ms", "200"]);
     let etl = Etl::new(&db, &slow.url);
-    let mut child = etl
-        .command(&[
-            "run",
-            "--start",
-            "2026-11-20",
-            "--end",
-            "2026-11-21",
-            "--chunk-minutes",
-            "30",
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = slow_run(&etl, "2026-11-21", "30").spawn().unwrap();
     wait_for_chunks(&db, 4);
     child.kill().unwrap(); // SIGKILL: no aggregation, no closing of the row
     child.wait().unwrap();
@@ -575,16 +577,7 @@ fn a_chunk_commits_only_while_its_run_holds_the_lock() {
     let db = TestDb::new();
     let slow = DemoApi::start(&["--records-per-hour", "200", "--latency-ms", "300"]);
     let etl = Etl::new(&db, &slow.url);
-    let child = etl
-        .command(&[
-            "run",
-            "--start",
-            "2026-11-20",
-            "--end",
-            "2026-11-21",
-            "--chunk-minutes",
-            "20",
-        ])
+    let child = slow_run(&etl, "2026-11-21", "20")
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -618,18 +611,7 @@ fn sigterm_lets_the_chunks_in_flight_end_aggregates_and_closes_the_run_interrupt
     let db = TestDb::new();
     let slow = DemoApi::start(&["--records-per-hour", "200", "--latency-ms", "300"]);
     let etl = Etl::new(&db, &slow.url);
-    let child = etl
-        .command(&[
-            "run",
-            "--start",
-            "2026-11-20",
-            "--end",
-            "2026-11-22",
-            "--chunk-minutes",
-            "30",
-        ])
-        .spawn()
-        .unwrap();
+    let child = slow_run(&etl, "2026-11-22", "30").spawn().unwrap();
     wait_for_chunks(&db, 3);
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
