@@ -171,6 +171,13 @@ CREATE UNIQUE INDEX rejected_attempts_raw_key ON lms_etl.rejected_attempts ((md5
 
 ALTER TABLE lms_etl.run_chunks ADD COLUMN conflicts bigint NOT NULL DEFAULT 0;
 
+-- daily_stats: when the numbers last changed, and which version is in Google Sheets. Every
+-- existing day starts as changed now and never pushed, so the first 0.2.0 run writes each
+-- day once more (the push is idempotent) and records it.
+ALTER TABLE lms_etl.daily_stats
+    ADD COLUMN changed_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN sheets_pushed_at timestamptz;
+
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
 -- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before
 -- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()). Each
@@ -291,13 +298,15 @@ BEGIN
     -- then reads a snapshot that includes what the first one saw.
     PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
-    INSERT INTO lms_etl.daily_stats AS d (day, attempts, successful_attempts, unique_users, computed_at)
+    INSERT INTO lms_etl.daily_stats AS d
+           (day, attempts, successful_attempts, unique_users, computed_at, changed_at)
     -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),
     -- which sorts the whole day; an empty day still yields one row of zeros.
     SELECT aggregate_daily.day,
            coalesce(sum(per_user.attempts), 0),
            coalesce(sum(per_user.successful), 0),
            count(per_user.user_id),
+           now(),
            now()
       FROM (SELECT a.user_id, count(*) AS attempts, count(*) FILTER (WHERE a.is_correct) AS successful
               FROM lms_etl.attempts a
@@ -308,7 +317,16 @@ BEGIN
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,
            unique_users = EXCLUDED.unique_users,
-           computed_at = EXCLUDED.computed_at
+           computed_at = EXCLUDED.computed_at,
+           -- Only a new number makes the day due for Sheets again (every statistic of the
+           -- row belongs in this comparison).
+           changed_at = CASE
+               WHEN (d.attempts, d.successful_attempts, d.unique_users)
+                    IS DISTINCT FROM
+                    (EXCLUDED.attempts, EXCLUDED.successful_attempts, EXCLUDED.unique_users)
+               THEN EXCLUDED.changed_at
+               ELSE d.changed_at
+           END
     RETURNING d.* INTO result;
     RETURN result;
 END
@@ -444,6 +462,45 @@ CREATE FUNCTION lms_etl."reprocess"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'lms_etl-@CARGO_VERSION@', 'reprocess_wrapper';
+
+-- Google Sheets bookkeeping, as in sql/aggregate.sql.
+-- Days whose statistics changed since they were last written to Google Sheets, or that were
+-- never written: what a run pushes besides the days it touched, so a Sheets outage heals
+-- on the next run.
+CREATE FUNCTION lms_etl.sheets_pending()
+RETURNS SETOF lms_etl.daily_stats
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.* FROM lms_etl.daily_stats d
+     WHERE d.sheets_pushed_at IS DISTINCT FROM d.changed_at
+     ORDER BY d.day;
+$$;
+COMMENT ON FUNCTION lms_etl.sheets_pending() IS
+    'Rows of lms_etl.daily_stats not yet in Google Sheets with their current numbers, oldest day first.';
+
+-- Records a push: days[i] was written with the numbers of its version versions[i] (the
+-- changed_at read with them). Optimistic: a day recomputed to new numbers since that read
+-- has another changed_at and stays pending, whatever the clocks and commit order did.
+-- Returns the number of days marked.
+CREATE FUNCTION lms_etl.mark_sheets_pushed(days date[], versions timestamptz[])
+RETURNS bigint
+LANGUAGE sql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH pushed AS (
+        SELECT * FROM unnest(days, versions) AS u(day, version)),
+    marked AS (
+        UPDATE lms_etl.daily_stats d
+           SET sheets_pushed_at = pushed.version
+          FROM pushed
+         WHERE d.day = pushed.day
+           AND d.changed_at = pushed.version
+        RETURNING 1)
+    SELECT count(*) FROM marked;
+$$;
+COMMENT ON FUNCTION lms_etl.mark_sheets_pushed(date[], timestamptz[]) IS
+    'Record that days[i] was written to Google Sheets with the numbers of version versions[i] (its changed_at).';
 
 -- == roles: least privilege ==
 -- Copied from sql/roles.sql as of 0.2.0.

@@ -134,7 +134,13 @@ CREATE TABLE lms_etl.daily_stats (
     attempts            bigint NOT NULL,
     successful_attempts bigint NOT NULL,
     unique_users        bigint NOT NULL,
-    computed_at         timestamptz NOT NULL DEFAULT now()
+    computed_at         timestamptz NOT NULL DEFAULT now(),
+    -- When a statistic of the day last took a new value (computed_at moves on every
+    -- recomputation, changed_at only when a number differs), and the changed_at of the
+    -- version last written to Google Sheets: a day is due for a push while the two differ
+    -- (lms_etl.sheets_pending()).
+    changed_at          timestamptz NOT NULL DEFAULT now(),
+    sheets_pushed_at    timestamptz
 );
 
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
