@@ -2,6 +2,7 @@
 //! ingests chunks of raw API records and builds daily aggregates, all callable from SQL.
 
 mod aggregate;
+mod drop_guard;
 mod ingest;
 mod passback;
 mod zones;
@@ -29,6 +30,11 @@ pgrx::extension_sql_file!(
     "../../sql/roles.sql",
     name = "roles",
     requires = ["ingest_sql"]
+);
+pgrx::extension_sql_file!(
+    "../../sql/drop_guard.sql",
+    name = "drop_guard",
+    requires = ["roles", drop_guard::guard_drop_extension]
 );
 pgrx::extension_sql_file!(
     "../../sql/pyrepr_jsonb.sql",

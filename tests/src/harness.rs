@@ -15,6 +15,27 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The login every end-to-end run of the loader uses: cluster-wide, made once, member of
+/// `lms_etl_loader` only (no superuser, owns nothing).
+pub const LOADER_LOGIN: &str = "lms_etl_test_loader";
+
+fn ensure_loader_login() {
+    static MADE: Once = Once::new();
+    MADE.call_once(|| {
+        let mut admin = Client::connect(&admin_url(), NoTls).expect("connect as admin");
+        // Test binaries run in parallel: another may create the role between check and create.
+        let made = admin.batch_execute(&format!(
+            "DO $$ BEGIN
+                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{LOADER_LOGIN}') THEN
+                     CREATE ROLE {LOADER_LOGIN} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE IN ROLE lms_etl_loader;
+                 END IF;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$"
+        ));
+        made.expect("create the loader's test login");
+    });
+}
+
 /// A database created for one test, with `CREATE EXTENSION lms_etl`, dropped afterwards.
 pub struct TestDb {
     pub name: String,
@@ -102,6 +123,14 @@ impl TestDb {
 
     pub fn client(&self) -> Client {
         Client::connect(&self.url, NoTls).expect("connect to the test database")
+    }
+
+    /// The URL the loader uses in the tests: the login [`LOADER_LOGIN`], a non-superuser
+    /// holding only `lms_etl_loader`, as the README's set-up has it.
+    pub fn loader_url(&self) -> String {
+        ensure_loader_login();
+        self.url
+            .replacen("postgres@", &format!("{LOADER_LOGIN}@"), 1)
     }
 
     pub fn count(&self, sql: &str) -> i64 {
@@ -229,7 +258,7 @@ impl Etl {
     pub fn new(db: &TestDb, api_url: &str) -> Etl {
         let dir = tempfile::tempdir().unwrap();
         Etl {
-            db_url: db.url.clone(),
+            db_url: db.loader_url(),
             api_url: api_url.to_owned(),
             dir,
             env: Vec::new(),

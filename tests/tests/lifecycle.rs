@@ -365,3 +365,102 @@ fn a_dump_taken_mid_run_restores_whole_chunks_and_the_next_run_completes_the_win
     assert_eq!(fetched, inserted + duplicates);
     assert_stats_match_attempts(&restored);
 }
+
+/// SQLSTATE and message of a statement that must fail.
+fn refusal(db: &TestDb, sql: &str) -> (String, String) {
+    let err = db
+        .client()
+        .batch_execute(sql)
+        .expect_err("the statement should have been refused");
+    let db_err = err.as_db_error().expect("a database error");
+    (
+        db_err.code().code().to_owned(),
+        format!(
+            "{} | {} | {}",
+            db_err.message(),
+            db_err.detail().unwrap_or_default(),
+            db_err.hint().unwrap_or_default()
+        ),
+    )
+}
+
+#[test]
+fn a_plain_drop_extension_never_deletes_loaded_data_and_the_loader_carries_on() {
+    let api = DemoApi::start(&["--records-per-hour", "200", "--malformed", "0.02"]);
+    let db = TestDb::new();
+    // An install that holds nothing yet drops like any extension.
+    db.client()
+        .batch_execute("DROP EXTENSION lms_etl; CREATE EXTENSION lms_etl")
+        .unwrap();
+
+    let etl = Etl::new(&db, &api.url).with_env("LMS_ETL_LOAD_MAX_REJECTED_RATIO", "0.5");
+    let out = etl.run(&DAY_ONE);
+    assert!(out.status.success(), "{}", describe(&out));
+    let before = fingerprints(&db);
+    assert!(db.count("SELECT count(*) FROM lms_etl.attempts") > 4000);
+
+    db.client()
+        .batch_execute("CREATE EXTENSION hstore")
+        .unwrap();
+    for drop in [
+        "DROP EXTENSION lms_etl",
+        "DROP EXTENSION IF EXISTS lms_etl RESTRICT",
+        // Named among others: the whole statement is refused.
+        "DROP EXTENSION hstore, lms_etl",
+    ] {
+        let (code, message) = refusal(&db, drop);
+        assert_eq!(code, "2BP01", "{drop}: {message}");
+        assert!(
+            message.contains("holds loaded data")
+                && message.contains("lms_etl.attempts")
+                && message.contains("DROP EXTENSION lms_etl CASCADE"),
+            "{drop}: {message}"
+        );
+    }
+    // Other extensions still drop freely.
+    db.client().batch_execute("DROP EXTENSION hstore").unwrap();
+    assert_eq!(fingerprints(&db), before, "a refused drop changed the data");
+
+    // What an operator types next: the extension is still there, the data intact and loadable.
+    db.client()
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS lms_etl")
+        .unwrap();
+    assert_eq!(fingerprints(&db), before);
+    let out = etl.run(&FURTHER);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        db.count("SELECT count(*) FROM lms_etl.attempts")
+            > before["table attempts"]
+                .split(':')
+                .next()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+    );
+    assert_stats_match_attempts(&db);
+    // The loader's role cannot drop it either way.
+    let mut loader = postgres::Client::connect(&db.loader_url(), postgres::NoTls).unwrap();
+    assert!(loader
+        .batch_execute("DROP EXTENSION lms_etl CASCADE")
+        .is_err());
+
+    // The documented uninstall: CASCADE deletes everything, on purpose.
+    db.client()
+        .batch_execute("DROP EXTENSION lms_etl CASCADE")
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'lms_etl'"),
+        0
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname = 'lms_etl_keep_data'"
+        ),
+        0
+    );
+    // The roles are the cluster's, used by other databases: they stay.
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname IN ('lms_etl_loader', 'lms_etl_reader')"),
+        2
+    );
+}

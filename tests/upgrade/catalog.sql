@@ -270,6 +270,14 @@ SELECT 72, format('%s %s', t.name, co.conname), 0,
        format('constraint %s %I: %s', t.name, co.conname, pg_get_constraintdef(co.oid))
   FROM member_type t JOIN pg_constraint co ON co.contypid = t.oid
 
+-- Event triggers: when they fire, for which commands, what they run, and whether enabled.
+UNION ALL
+SELECT 75, et.evtname::text, 0,
+       format('event trigger %I: on %s tags %s executes %s enabled %s',
+              et.evtname, et.evtevent, et.evttags, et.evtfoid::regprocedure, et.evtenabled)
+  FROM pg_event_trigger et
+ WHERE et.oid IN (SELECT objid FROM member WHERE classid = 'pg_event_trigger'::regclass)
+
 -- Privileges recorded at CREATE EXTENSION (pg_dump compares against them).
 UNION ALL
 SELECT 80, o.identity, 0,

@@ -1,0 +1,112 @@
+//! Keeps a plain `DROP EXTENSION lms_etl` from deleting loaded data: the data tables are
+//! extension members (that is how pg_dump and upgrades carry them), so without this guard
+//! PostgreSQL would drop them silently with the extension.
+//!
+//! An event trigger on `ddl_command_start` sees the parse tree of `DROP EXTENSION`: when it
+//! names `lms_etl` without CASCADE and a data table holds a row, it refuses with SQLSTATE
+//! 2BP01, as PostgreSQL refuses a RESTRICT drop that would take dependants with it. CASCADE
+//! is the documented, explicit way to delete everything; an empty install drops freely.
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+/// Tables whose rows are the user's data or its history; the rest is derived or bookkeeping.
+const DATA_TABLES: [&str; 4] = [
+    "lms_etl.attempts",
+    "lms_etl.rejected_attempts",
+    "lms_etl.runs",
+    "lms_etl.daily_stats",
+];
+
+/// The event trigger function behind `lms_etl_keep_data` (see `sql/drop_guard.sql`).
+#[pg_extern(sql = r#"
+CREATE FUNCTION lms_etl.guard_drop_extension()
+RETURNS event_trigger
+LANGUAGE c
+AS '@MODULE_PATHNAME@', '@FUNCTION_NAME@';
+COMMENT ON FUNCTION lms_etl.guard_drop_extension() IS
+    'Event trigger: refuses DROP EXTENSION lms_etl without CASCADE while lms_etl holds data.';
+"#)]
+fn guard_drop_extension(fcinfo: pg_sys::FunctionCallInfo) {
+    // SAFETY: PostgreSQL calls an event trigger function with an EventTriggerData context;
+    // anything else (a direct SQL call is impossible for RETURNS event_trigger) is refused.
+    let parsetree = unsafe {
+        let context = (*fcinfo).context;
+        if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_EventTriggerData {
+            error!("lms_etl.guard_drop_extension() must be called as an event trigger");
+        }
+        (*(context as *mut pg_sys::EventTriggerData)).parsetree
+    };
+    // Only a drop that PostgreSQL would allow is judged here: anyone else gets its own
+    // "must be owner of extension" (42501) right after this trigger.
+    if !drops_lms_etl_restrict(parsetree) || !may_drop_lms_etl() {
+        return;
+    }
+    let holding: Vec<&str> = DATA_TABLES
+        .iter()
+        .copied()
+        .filter(|table| table_has_rows(table))
+        .collect();
+    if holding.is_empty() {
+        return;
+    }
+    pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+        "cannot drop extension lms_etl because it holds loaded data",
+        "lms_etl.guard_drop_extension",
+    )
+    .set_detail(format!(
+        "Dropping the extension drops its tables; {} hold rows.",
+        holding.join(", ")
+    ))
+    .set_hint(
+        "Keep a copy first (pg_dump -n lms_etl); DROP EXTENSION lms_etl CASCADE then deletes \
+         the extension and all its data.",
+    )
+    .report(PgLogLevel::ERROR);
+}
+
+/// True for `DROP EXTENSION ... lms_etl ...` without CASCADE.
+fn drops_lms_etl_restrict(parsetree: *mut pg_sys::Node) -> bool {
+    // SAFETY: the parse tree of the command being run, alive for the whole trigger call;
+    // the node tag is checked before each cast.
+    unsafe {
+        if parsetree.is_null() || (*parsetree).type_ != pg_sys::NodeTag::T_DropStmt {
+            return false;
+        }
+        let stmt = &*(parsetree as *mut pg_sys::DropStmt);
+        if stmt.removeType != pg_sys::ObjectType::OBJECT_EXTENSION
+            || stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE
+        {
+            return false;
+        }
+        let objects = pgrx::PgList::<pg_sys::Node>::from_pg(stmt.objects);
+        let named = objects.iter_ptr().any(|node| {
+            !node.is_null()
+                && (*node).type_ == pg_sys::NodeTag::T_String
+                && CStr::from_ptr((*(node as *mut pg_sys::String)).sval).to_bytes() == b"lms_etl"
+        });
+        named
+    }
+}
+
+/// True when the current user owns the extension (or is superuser), as DROP requires.
+fn may_drop_lms_etl() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT pg_catalog.pg_has_role(e.extowner, 'USAGE')
+           FROM pg_catalog.pg_extension e WHERE e.extname = 'lms_etl'",
+    )
+    .unwrap_or_else(|e| error!("lms_etl drop guard: reading pg_extension failed: {e}"))
+    .unwrap_or(false)
+}
+
+fn table_has_rows(table: &str) -> bool {
+    // The names are this module's constants, never input: nothing to quote.
+    let query = format!("SELECT EXISTS (SELECT 1 FROM {table})");
+    Spi::get_one::<bool>(&query)
+        .unwrap_or_else(|e| error!("lms_etl drop guard: reading {table} failed: {e}"))
+        .unwrap_or(false)
+}
