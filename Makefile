@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL := $(SUDO) runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1
 PGRX_TEST_DATA := /var/lib/postgresql/pgrx-test
 
-.PHONY: demo test setup install-ext database test-ext test-rust test-upgrade check-released lint bench fuzz clean-db
+.PHONY: demo test setup install-ext database test-ext test-rust test-upgrade check-released lint bench fuzz clean-db package
 
 demo: install-ext database
 	cargo build --release -p lms-etl-loader --bin lms-etl
@@ -62,6 +62,11 @@ check-released:
 # intact, HEAD's loader works on it, catalog equal to a fresh install. Ends with HEAD installed.
 test-upgrade: setup
 	bash tests/upgrade/upgrade_test.sh
+
+# dist/lms_etl-<version>-pg<major>-<arch>-linux.tar.gz for a server without Rust: the
+# extension's files, the lms-etl binary and install.sh. Builds only; installs nothing.
+package: setup
+	PG_CONFIG=$(PG_CONFIG) bash scripts/package.sh
 
 bench: install-ext database
 	bash bench/run.sh
