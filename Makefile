@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL := $(SUDO) runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1
 PGRX_TEST_DATA := /var/lib/postgresql/pgrx-test
 
-.PHONY: demo test setup install-ext database test-ext test-rust test-upgrade check-released lint bench fuzz clean-db package
+.PHONY: demo test setup install-ext database test-ext test-rust test-package test-upgrade check-released lint bench fuzz clean-db package
 
 demo: install-ext database
 	cargo build --release -p lms-etl-loader --bin lms-etl
@@ -18,6 +18,7 @@ demo: install-ext database
 # test-upgrade installs an old release into the shared extension directory, so it runs
 # last and alone, after every test that uses the installed extension (even under make -j).
 test: setup test-ext install-ext lint test-rust
+	$(MAKE) test-package
 	$(MAKE) test-upgrade
 
 setup:
@@ -53,6 +54,12 @@ lint: check-released
 # demo API, SMTP and Sheets stand-ins).
 test-rust:
 	cargo test --workspace --exclude lms_etl
+
+# The tarball of `make package`, unpacked and installed into staging roots (DESTDIR) as a
+# server would: files where pg_config says, checksums, a refused wrong major, idempotence,
+# CREATE EXTENSION in a PostgreSQL relocated into one. Leaves the system's PostgreSQL alone.
+test-package: setup
+	PG_CONFIG=$(PG_CONFIG) bash tests/package/package_test.sh
 
 # Released SQL is frozen: every file recorded in sql/released/RELEASES keeps its sha256.
 check-released:
