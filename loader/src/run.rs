@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::error_chain as chain;
 use crate::fetch::{scrub, Failure, FetchError, Fetcher};
 use crate::load::{ChunkCounts, Database, LoadError, Verdict, Zones};
-use crate::report::{email, sheets, Counts, DailyStats, RunReport, RunStatus};
+use crate::report::{email, history_span, sheets, Counts, DailyStats, RunReport, RunStatus};
 use crate::signals::Interrupt;
 use crate::window::{plan, Window, WindowRules};
 
@@ -89,24 +89,57 @@ pub enum RunError {
     },
 }
 
-/// Stage name → milliseconds, wall clock, in order, for the run row, the log and the e-mail.
-#[derive(Default)]
-struct Stages(Vec<(String, u64)>);
+/// Wall-clock stages of one run, in order, for the run row, the log and the e-mail. Every
+/// stage is an interval of one clock started with the run, read in whole milliseconds since
+/// that start, so stages never overlap (fetch and load run interleaved on parallel
+/// connections and are one stage) and, with `other` for the time between them, add up to
+/// `total` exactly. Per-chunk times go to the log only: summed, they exceed the wall clock.
+struct Stages {
+    origin: Instant,
+    list: Vec<(String, u64)>,
+}
 
 impl Stages {
+    fn start() -> Stages {
+        Stages {
+            origin: Instant::now(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Milliseconds from the run's start to `at`.
+    fn offset_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Records the stage that ran from `started` until now; returns its milliseconds.
     fn add(&mut self, name: &str, started: Instant) -> u64 {
-        let ms = started.elapsed().as_millis() as u64;
-        self.0.push((name.to_owned(), ms));
+        let ms = self
+            .offset_ms(Instant::now())
+            .saturating_sub(self.offset_ms(started));
+        self.list.push((name.to_owned(), ms));
         ms
     }
 
-    fn json(&self) -> serde_json::Value {
-        self.0
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
+    /// Closes the list: `other` (the time no stage covers, when there is any) and `total`.
+    fn finish(&mut self) -> Vec<(String, u64)> {
+        let total = self.offset_ms(Instant::now());
+        let covered: u64 = self.list.iter().map(|(_, ms)| ms).sum();
+        let other = total.saturating_sub(covered);
+        if other > 0 {
+            self.list.push(("other".into(), other));
+        }
+        self.list.push(("total".into(), total));
+        std::mem::take(&mut self.list)
     }
+}
+
+fn stages_json(stages: &[(String, u64)]) -> serde_json::Value {
+    stages
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Judges the share of invalid records: a chunk alone once it is large enough, smaller
@@ -169,8 +202,8 @@ impl RatioJudge {
 }
 
 pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: Interrupt) -> Exit {
-    let total = Instant::now();
-    let mut stages = Stages::default();
+    let mut stages = Stages::start();
+    let total = stages.origin;
     let key = cfg.api.client_key.expose_secret().to_owned();
     let clean = |e: &dyn std::error::Error| scrub(&chain(e), &key);
     let early = |message: String, zone: Option<Tz>, stages: Stages| {
@@ -194,7 +227,6 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         )
     };
 
-    let started = Instant::now();
     info!("connecting to PostgreSQL");
     let db = match Database::connect(cfg.database.url()).await {
         Ok(db) => db,
@@ -231,7 +263,6 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         Ok(w) => w,
         Err(e) => return early(clean(&e), Some(zones.source), stages).await,
     };
-    stages.add("connect", started);
 
     let mut warnings = Vec::new();
     // After a change of the source zone, an incremental run continues from the naive time the
@@ -319,6 +350,8 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         info!(%window, source_timezone = zones.source.name(), report_timezone = zones.report.name(),
               chunks = chunks.len(), chunk_minutes = cfg.window.chunk.num_minutes(), "run started");
 
+        // Connecting, locking, the window and the run row: everything before the first chunk.
+        stages.add("plan", total);
         let started = Instant::now();
         let outcome = fetch_and_load(cfg, opts, &db, run_id, zones, &chunks, &stop).await;
         stages.add("fetch+load", started);
@@ -342,6 +375,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             Ok(days) => (days, None),
             Err(e) => (Vec::new(), Some(clean(&e))),
         };
+        // The trend's and the chart's days, for the mail; without them it still goes out.
+        let (from, to) = history_span(&days, window.days_in(zones.report).1);
+        let history = db.daily_stats(from, to).await.unwrap_or_else(|e| {
+            warn!(error = %clean(&e), "cannot read the days before the run for the mail's trend and chart");
+            Vec::new()
+        });
         let ms = stages.add("aggregate", started);
         match &aggregate_error {
             None => info!(days = days.len(), elapsed_ms = ms, "aggregation finished"),
@@ -366,14 +405,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             (RunStatus::Interrupted, None) => Some(RunError::Interrupted.to_string()),
             (_, e) => e,
         };
-        stages
-            .0
-            .push(("total".into(), total.elapsed().as_millis() as u64));
+        let stage_ms = stages.finish();
         let counts = match db
             .finish_run(
                 run_id,
                 status,
-                &stages.json(),
+                &stages_json(&stage_ms),
                 error.as_deref().or(sheets_error.as_deref()),
             )
             .await
@@ -408,8 +445,9 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             source_timezone: zones.source,
             report_timezone: zones.report,
             counts,
-            stage_ms: stages.0,
+            stage_ms,
             days,
+            history,
             rejections,
             warnings,
             error,
@@ -863,7 +901,8 @@ async fn fail_before_run(
 ) -> Exit {
     error!(error = %message, "run failed");
     let now = Utc::now();
-    stages.0.push(("total".into(), 0));
+    // It failed while planning: the time so far is the plan's.
+    stages.add("plan", stages.origin);
     let report = RunReport {
         run_id: None,
         status: RunStatus::Failed,
@@ -873,8 +912,9 @@ async fn fail_before_run(
         source_timezone: zone,
         report_timezone: zone,
         counts: Counts::default(),
-        stage_ms: stages.0,
+        stage_ms: stages.finish(),
         days: Vec::new(),
+        history: Vec::new(),
         rejections: Vec::new(),
         warnings: Vec::new(),
         error: Some(message),
@@ -912,6 +952,28 @@ mod tests {
     fn chunk() -> Window {
         let t = |h: i64| DateTime::from_timestamp(1_790_000_000 + h * 3600, 0).unwrap();
         Window::new(t(0), t(1)).unwrap()
+    }
+
+    #[test]
+    fn stages_never_overlap_and_with_other_add_up_to_the_total() {
+        let nap = |ms| std::thread::sleep(std::time::Duration::from_millis(ms));
+        let mut stages = Stages::start();
+        nap(3);
+        stages.add("plan", stages.origin);
+        let started = Instant::now();
+        nap(7);
+        stages.add("fetch+load", started);
+        nap(4); // between stages: `other`
+        let started = Instant::now();
+        nap(2);
+        stages.add("aggregate", started);
+        let list = stages.finish();
+        let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["plan", "fetch+load", "aggregate", "other", "total"]);
+        let total = list.last().unwrap().1;
+        let sum: u64 = list[..list.len() - 1].iter().map(|(_, ms)| ms).sum();
+        assert_eq!(sum, total);
+        assert!(list[3].1 >= 3, "the gap is counted: {list:?}");
     }
 
     #[test]

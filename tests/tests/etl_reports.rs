@@ -287,3 +287,144 @@ fn sheets_sync_repushes_a_range_after_an_outage() {
     assert_eq!(out.sheets.cells("daily"), expected_cells(&db));
     assert_eq!(out.sheets.cells("daily").len(), 3);
 }
+
+/// The `Stages (wall clock)` lines of a text body: (stage, milliseconds), in order.
+fn stage_lines(text: &str) -> Vec<(String, u64)> {
+    let start = text
+        .find("Stages (wall clock)\n")
+        .unwrap_or_else(|| panic!("no stages in:\n{text}"));
+    text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, ms) = l.trim().split_once(' ').expect("stage and time");
+            let ms: String = ms.trim().strip_suffix(" ms").expect(l).replace(' ', "");
+            (name.to_owned(), ms.parse().expect(l))
+        })
+        .collect()
+}
+
+#[test]
+fn the_mails_stage_times_are_wall_clock_and_add_up_to_the_total() {
+    let out = Outputs::start(SmtpOptions::default());
+    let db = TestDb::new();
+    let api = DemoApi::start(&["--records-per-hour", "200"]);
+    // Many chunks on several connections: their own times overlap and add up to more
+    // than the run took.
+    let etl = out
+        .configure(Etl::new(&db, &api.url))
+        .with_env("LMS_ETL_WINDOW_CHUNK_MINUTES", "60")
+        .with_env("LMS_ETL_WINDOW_PARALLEL_LOADS", "4");
+    let run = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
+    assert!(run.status.success(), "{}", describe(&run));
+
+    let mail = out.smtp.messages()[0].mail();
+    let text = mail.text().unwrap();
+    let stages = stage_lines(text);
+    let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
+    let expected: &[&str] = if names.contains(&"other") {
+        &[
+            "plan",
+            "fetch+load",
+            "aggregate",
+            "sheets",
+            "other",
+            "total",
+        ]
+    } else {
+        &["plan", "fetch+load", "aggregate", "sheets", "total"]
+    };
+    assert_eq!(names, expected, "{text}");
+    let (_, total) = stages.last().unwrap().clone();
+    let sum: u64 = stages[..stages.len() - 1].iter().map(|(_, ms)| ms).sum();
+    assert_eq!(sum, total, "the stages add up to the total:\n{text}");
+    let fetch_load = stages.iter().find(|(n, _)| n == "fetch+load").unwrap().1;
+    assert!(fetch_load <= total, "{text}");
+    assert!(total > 0, "{text}");
+
+    // The HTML shows the same lines; the run row keeps the same total.
+    let html = mail.html().unwrap();
+    for (name, ms) in &stages {
+        let ms = lms_etl_loader::report::email::thousands(*ms as i64);
+        let row =
+            format!("<tr><th align=\"left\">{name}</th><td align=\"right\">{ms} ms</td></tr>");
+        assert!(html.contains(&row), "no {row:?} in:\n{html}");
+    }
+    let row_total = db.count("SELECT (stage_ms->>'total')::bigint FROM lms_etl.runs");
+    assert_eq!(row_total as u64, total);
+
+    // The per-chunk times stay in the log, one line per chunk.
+    let log = etl.log_text();
+    let chunk_lines = log
+        .lines()
+        .filter(|l| l.contains("download finished") && l.contains("elapsed_ms="))
+        .count();
+    assert_eq!(chunk_lines, 48, "{log}");
+    drop(out.rt);
+}
+
+#[test]
+fn each_day_is_compared_with_the_same_weekday_a_week_before_from_daily_stats() {
+    let out = Outputs::start(SmtpOptions::default());
+    let db = TestDb::new();
+    // The week before 2026-11-20 as if loaded long ago; 11-14 (before 11-21) has no row.
+    db.client()
+        .batch_execute(
+            "INSERT INTO lms_etl.daily_stats
+                    (day, attempts, successful_attempts, unique_users, computed_at, changed_at)
+             VALUES ('2026-11-13', 1000, 800, 90, now(), now()),
+                    ('2026-10-01', 5, 5, 1, now(), now())",
+        )
+        .unwrap();
+    let api = DemoApi::start(&["--records-per-hour", "60"]);
+    let etl = out.configure(Etl::new(&db, &api.url));
+    let run = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
+    assert!(run.status.success(), "{}", describe(&run));
+
+    let attempts = |day: &str| {
+        db.client()
+            .query_one(
+                "SELECT attempts FROM lms_etl.daily_stats WHERE day = $1::text::date",
+                &[&day],
+            )
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let (nov20, nov21) = (attempts("2026-11-20"), attempts("2026-11-21"));
+    let percent = ((nov20 - 1000) as f64 / 1000.0 * 100.0).round() as i64;
+    let trend = match percent.signum() {
+        1 => format!("+{percent}%"),
+        -1 => format!("\u{2212}{}%", -percent),
+        _ => "0%".to_owned(),
+    };
+
+    let mail = out.smtp.messages()[0].mail();
+    let text = mail.text().unwrap();
+    let row = |day: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(day))
+            .unwrap_or_else(|| panic!("no {day} row in:\n{text}"))
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(row("2026-11-20"), trend, "{text}");
+    assert_eq!(row("2026-11-21"), "n/a", "{text}");
+    let html = mail.html().unwrap();
+    assert!(
+        html.contains(&format!("<td align=\"right\">{trend}</td></tr>")),
+        "{html}"
+    );
+
+    // The chart's 30 days end with the window's last day: 10-23 .. 11-21, so 10-01 is out.
+    let sum = lms_etl_loader::report::email::thousands(nov20 + nov21 + 1000);
+    let expected = format!("Last 30 days (2026-10-23 – 2026-11-21): {sum} attempts, ");
+    assert!(text.contains(&expected), "{expected:?} in:\n{text}");
+    assert!(text.contains("; 27 days without data."), "{text}");
+    let raw = &out.smtp.messages()[0].data;
+    let message = mail_parser::MessageParser::default().parse(raw).unwrap();
+    assert_eq!(message.attachment_count(), 1, "the chart");
+    drop(out.rt);
+}

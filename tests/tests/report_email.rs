@@ -5,11 +5,12 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Europe::Moscow;
 use lms_etl_loader::config::{EmailConfig, SendOn, SmtpConfig, SmtpTls};
-use lms_etl_loader::report::email::{send_report, subject, Delivery, EmailError};
+use lms_etl_loader::report::email::{send_report, subject, Delivery, EmailError, CHART_CID};
 use lms_etl_loader::report::{Counts, DailyStats, RejectionGroup, RunReport, RunStatus};
 use lms_etl_tests::smtp_server::{
     AuthMechanism, Mail, ReceivedMessage, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
 };
+use mail_parser::MimeHeaders as _;
 
 const PASSWORD: &str = "s3cret-Pa55word";
 /// A learner's id as the API sends it: 32 hex digits.
@@ -65,8 +66,23 @@ fn rejections() -> Vec<RejectionGroup> {
     ]
 }
 
+/// A `daily_stats` row computed just after the fixture's window.
+fn stats(day: &str, attempts: i64, successful_attempts: i64, unique_users: i64) -> DailyStats {
+    DailyStats {
+        day: day.parse().unwrap(),
+        attempts,
+        successful_attempts,
+        unique_users,
+        computed_at: Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap(),
+    }
+}
+
 fn report(status: RunStatus) -> RunReport {
     let computed_at = Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap();
+    let days = vec![
+        stats("2026-11-23", 7, 7, 3),
+        stats("2026-11-24", 12_338, 9_870, 1_234),
+    ];
     RunReport {
         run_id: Some(42),
         status,
@@ -82,27 +98,24 @@ fn report(status: RunStatus) -> RunReport {
             conflicts: 2,
             rejected: 5,
         },
+        // Wall clock, as a run measures them: they add up to the total.
         stage_ms: vec![
-            ("fetch".into(), 81_234),
-            ("load".into(), 5_678),
-            ("aggregate".into(), 120),
+            ("plan".into(), 120),
+            ("fetch+load".into(), 81_234),
+            ("aggregate".into(), 5_678),
+            ("sheets".into(), 420),
+            ("other".into(), 3),
+            ("total".into(), 87_455),
         ],
-        days: vec![
-            DailyStats {
-                day: "2026-11-23".parse().unwrap(),
-                attempts: 7,
-                successful_attempts: 7,
-                unique_users: 3,
-                computed_at,
-            },
-            DailyStats {
-                day: "2026-11-24".parse().unwrap(),
-                attempts: 12_338,
-                successful_attempts: 9_870,
-                unique_users: 1_234,
-                computed_at,
-            },
-        ],
+        days: days.clone(),
+        // 11-17 is the Tuesday before 11-24; 11-16 (before 11-23) has no row.
+        history: [
+            stats("2026-11-10", 9_000, 6_000, 1_000),
+            stats("2026-11-17", 11_000, 8_800, 1_100),
+        ]
+        .into_iter()
+        .chain(days)
+        .collect(),
         rejections: rejections(),
         warnings: vec![],
         error: None,
@@ -325,7 +338,7 @@ async fn partial_mail_says_sheets_failed_and_shows_the_sheets_error() {
     assert!(
         mail.html()
             .unwrap()
-            .contains("HTTP 503: &lt;unavailable&gt; &amp; co"),
+            .contains("HTTP 503: &#60;unavailable&#62; &#38; co"),
         "escaped in HTML"
     );
 }
@@ -648,7 +661,7 @@ async fn rejected_records_are_listed_by_kind_with_counts_and_shortened_examples(
         rows[0],
         "<tr><td align=\"right\">4</td><td>invalid created_at</td><td><code>record 3: field \
          `created_at`: expected a timestamp YYYY-MM-DD HH:MM:SS[.ffffff], found \
-         &quot;2026-11-24T10:00:00Z&quot;</code></td></tr>"
+         &#34;2026-11-24T10:00:00Z&#34;</code></td></tr>"
     );
     assert_eq!(
         rows[1],
@@ -660,7 +673,7 @@ async fn rejected_records_are_listed_by_kind_with_counts_and_shortened_examples(
     assert!(
         rows[2].starts_with(
             "<tr><td align=\"right\">1</td><td>invalid passback_params</td><td><code>\
-             {&quot;lti_user_id&quot;: &quot;3f4a9b…&quot;, &quot;passback_params&quot;"
+             {&#34;lti_user_id&#34;: &#34;3f4a9b…&#34;, &#34;passback_params&#34;"
         ),
         "{}",
         rows[2]
@@ -676,7 +689,7 @@ async fn no_full_user_id_or_url_appears_anywhere_in_the_message() {
     let unwrapped = raw.replace("=\r\n", "").replace("=\n", "");
     let mut everything = vec![raw, unwrapped, mail.header("Subject").unwrap()];
     everything.extend(mail.parts().iter().map(|p| p.body.clone()));
-    assert_eq!(mail.parts().len(), 2, "text and HTML decoded");
+    assert_eq!(mail.parts().len(), 3, "text, HTML and the chart decoded");
 
     for haystack in &everything {
         for secret in [
@@ -804,7 +817,7 @@ async fn a_clamped_end_shows_the_requested_and_the_effective_end_and_the_warning
     assert!(
         html.contains(&format!(
             "<h3>Warnings</h3>\n<ul>\n<li>{}</li>\n</ul>",
-            warning.replace('<', "&lt;").replace('>', "&gt;")
+            warning.replace('<', "&#60;").replace('>', "&#62;")
         )),
         "{html}"
     );
@@ -832,5 +845,164 @@ async fn a_clean_run_has_no_rejection_warning_or_end_lines() {
         for absent in ["Rejected records", "Warnings", "requested", "clamped"] {
             assert!(!body.contains(absent), "{absent:?} in:\n{body}");
         }
+    }
+}
+
+/// The MIME tree of a message as `type[child, child]`, from mail-parser (not our reader).
+fn mime_tree(message: &mail_parser::Message, id: u32) -> String {
+    let part = message.part(id).expect("part");
+    let content_type = part
+        .content_type()
+        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+        .unwrap_or_else(|| "text/plain".into());
+    match part.sub_parts() {
+        Some(children) => format!(
+            "{content_type}[{}]",
+            children
+                .iter()
+                .map(|c| mime_tree(message, *c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => content_type,
+    }
+}
+
+/// The one leaf part of type `mime`.
+fn leaf<'a>(message: &'a mail_parser::Message<'a>, mime: &str) -> &'a mail_parser::MessagePart<'a> {
+    let found: Vec<_> = message
+        .parts
+        .iter()
+        .filter(|p| {
+            p.sub_parts().is_none()
+                && p.content_type()
+                    .is_some_and(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")) == mime)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {mime} part");
+    found[0]
+}
+
+#[tokio::test]
+async fn the_chart_is_an_inline_png_the_html_names_by_content_id() {
+    let m = deliver(&report(RunStatus::Succeeded)).await;
+    let message = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .expect("a parseable message");
+
+    assert_eq!(
+        mime_tree(&message, 0),
+        "multipart/alternative[text/plain, multipart/related[text/html, image/png]]"
+    );
+    let png_part = leaf(&message, "image/png");
+    let cid = png_part.content_id().expect("the chart has a Content-ID");
+    assert_eq!(cid, CHART_CID);
+    assert!(
+        png_part
+            .content_disposition()
+            .is_some_and(|d| d.ctype() == "inline"),
+        "shown in place, not offered as an attachment"
+    );
+    let html = leaf(&message, "text/html").text_contents().unwrap();
+    assert!(html.contains(&format!("<img src=\"cid:{cid}\"")), "{html}");
+
+    let png_bytes = png_part.contents();
+    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
+    let mut reader = png::Decoder::new(png_bytes).read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).expect("decodes");
+    assert_eq!((frame.width, frame.height), (640, 280));
+    let distinct: std::collections::HashSet<&[u8]> = pixels[..frame.buffer_size()]
+        .chunks(frame.line_size / frame.width as usize)
+        .collect();
+    assert!(distinct.len() > 10, "a drawing, not a blank image");
+}
+
+#[tokio::test]
+async fn text_clients_get_the_same_facts_as_the_html_and_its_chart() {
+    let mail = deliver(&report(RunStatus::Succeeded)).await.mail();
+    let (text, html) = (mail.text().unwrap(), mail.html().unwrap());
+    // The chart's facts in words: both parts, and the image's alt text.
+    let last_days = "Last 30 days (2026-10-26 – 2026-11-24): 32 345 attempts, \
+                     76.29 % successful; most 12 338 on 2026-11-24, fewest 7 on 2026-11-23; \
+                     26 days without data.";
+    assert!(text.contains(last_days), "{text}");
+    assert!(html.contains(&format!("alt=\"{last_days}\"")), "{html}");
+    assert!(html.contains(&format!("<p>{last_days}</p>")), "{html}");
+    for fact in [
+        "+12%",
+        "n/a",
+        "fetch+load",
+        "87 455",
+        "Rejected records",
+        "e.g. ",
+    ] {
+        assert!(
+            text.contains(fact),
+            "{fact:?} missing in the text part:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_day_shows_its_change_against_the_same_weekday_a_week_before() {
+    let mut r = report(RunStatus::Succeeded);
+    let mail = deliver(&r).await.mail();
+    let rows: Vec<Vec<String>> = section(mail.text().unwrap(), "Days\n")
+        .lines()
+        .skip(2)
+        .map(|l| {
+            // Cells are right-aligned, separated by at least two spaces.
+            l.trim()
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["2026-11-23", "7", "7", "3", "100.00 %", "n/a"],
+            ["2026-11-24", "12 338", "9 870", "1 234", "80.00 %", "+12%"],
+        ]
+    );
+    let html = mail.html().unwrap();
+    assert!(html.contains("<th>success rate</th><th>vs week before</th></tr>"));
+    assert!(html.contains("<td align=\"right\">80.00 %</td><td align=\"right\">+12%</td></tr>"));
+
+    // Fewer than a week before: a minus sign, rounded to a whole percent.
+    r.history[1].attempts = 33_338; // 12 338 / 33 338 − 1 = −62.99 %
+    let mail = deliver(&r).await.mail();
+    assert!(
+        section(mail.text().unwrap(), "Days\n")
+            .lines()
+            .any(|l| l.starts_with("  2026-11-24") && l.ends_with("  \u{2212}63%")),
+        "{}",
+        mail.text().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_mail_without_days_before_has_no_chart_and_no_related_part() {
+    let mut r = report(RunStatus::Failed);
+    r.error = Some("cannot connect to PostgreSQL".into());
+    r.days.clear();
+    r.history.clear();
+    let m = deliver(&r).await;
+    let message = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap();
+    assert_eq!(
+        mime_tree(&message, 0),
+        "multipart/alternative[text/plain, text/html]"
+    );
+    let mail = m.mail();
+    for body in [mail.text().unwrap(), mail.html().unwrap()] {
+        assert!(
+            !body.contains("Last 30 days") && !body.contains("cid:"),
+            "{body}"
+        );
     }
 }

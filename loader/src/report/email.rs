@@ -1,18 +1,20 @@
-//! Run notifications: one e-mail per run (plain text + HTML), sent over SMTP with lettre,
-//! or written as an `.eml` file into the outbox when no SMTP server is configured.
+//! Run notifications: one e-mail per run (text and HTML from the templates in `templates/`, a
+//! chart inline), sent over SMTP with lettre, or written as an `.eml` file into the outbox.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Duration, NaiveDate, Timelike, Utc};
+use askama::Template;
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
-use lettre::message::{Message, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::{shorten_example, DailyStats, RunReport, RunStatus};
+use super::{chart, shorten_example, DailyStats, RunReport, RunStatus};
 use crate::config::{EmailConfig, SmtpConfig, SmtpTls};
 
 /// Longest error excerpt in a subject line, in characters.
@@ -72,10 +74,21 @@ fn build_message(cfg: &EmailConfig, report: &RunReport) -> Result<Message, Email
     for to in &cfg.to {
         builder = builder.to(to.clone());
     }
-    Ok(builder.multipart(MultiPart::alternative_plain_html(
-        render_text(report),
-        render_html(report),
-    ))?)
+    let body = render(report);
+    let html = SinglePart::html(body.html);
+    let alternative = MultiPart::alternative().singlepart(SinglePart::plain(body.text));
+    // The chart travels inside the message (no remote image a client would block): HTML and
+    // PNG in multipart/related, the HTML naming the PNG by its Content-ID.
+    let alternative = match body.chart {
+        Some(png) => alternative.multipart(MultiPart::related().singlepart(html).singlepart(
+            Attachment::new_inline(CHART_CID.to_owned()).body(
+                png,
+                ContentType::parse("image/png").expect("a valid MIME type"),
+            ),
+        )),
+        None => alternative.singlepart(html),
+    };
+    Ok(builder.multipart(alternative)?)
 }
 
 async fn write_to_outbox(dir: &Path, message: Message) -> Result<Delivery, EmailError> {
@@ -182,7 +195,7 @@ fn smtp_stage(e: &lettre::transport::smtp::Error, tls: SmtpTls) -> &'static str 
 /// `[lms-etl] OK 2026-11-24: 12 345 attempts loaded` and its PARTIAL / FAILED / INTERRUPTED
 /// variants; a run that loaded data also names its conflicts and rejections, if any.
 pub fn subject(report: &RunReport) -> String {
-    let date = report_date(report);
+    let date = report.last_day();
     let loaded = format!(
         "{} loaded{}",
         attempts(report.counts.inserted),
@@ -223,207 +236,222 @@ fn quarantined(report: &RunReport) -> String {
     text
 }
 
-/// The plain-text body.
-pub fn render_text(report: &RunReport) -> String {
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "lms-etl run {}: {}",
-        run_id(report),
-        report.status.as_str()
-    );
-    let _ = writeln!(t);
-    for (k, v) in summary(report) {
-        let _ = writeln!(t, "{:<11}{v}", format!("{k}:"));
-    }
-    if !report.warnings.is_empty() {
-        let _ = writeln!(t);
-        let _ = writeln!(t, "Warnings");
-        for w in &report.warnings {
-            let _ = writeln!(t, "  - {w}");
-        }
-    }
-    let _ = writeln!(t);
-    let _ = writeln!(t, "Counts");
-    for (name, n) in counts(report) {
-        let _ = writeln!(t, "  {name:<12}{:>12}", thousands(n));
-    }
-    if !report.rejections.is_empty() {
-        let _ = writeln!(t);
-        let _ = writeln!(t, "Rejected records");
-        for g in &report.rejections {
-            let _ = writeln!(t, "  {:>10}  {}", thousands(g.count), g.kind);
-            let _ = writeln!(t, "  {:>10}  e.g. {}", "", shorten_example(&g.example));
-        }
-    }
-    if !report.stage_ms.is_empty() {
-        let _ = writeln!(t);
-        let _ = writeln!(t, "Stages");
-        for (stage, ms) in &report.stage_ms {
-            let _ = writeln!(t, "  {stage:<12}{:>12} ms", thousands_u(*ms));
-        }
-    }
-    let _ = writeln!(t);
-    if report.days.is_empty() {
-        let _ = writeln!(t, "Days: none touched");
-    } else {
-        let _ = writeln!(t, "Days");
-        let _ = writeln!(
-            t,
-            "  {:<22}{:>10}{:>12}{:>14}{:>14}",
-            day_heading(report),
-            "attempts",
-            "successful",
-            "unique users",
-            "success rate"
-        );
-        for d in &report.days {
-            let [date, a, s, u, r] = day_cells(d);
-            let _ = writeln!(t, "  {date:<22}{a:>10}{s:>12}{u:>14}{r:>14}");
-        }
-    }
-    let _ = writeln!(t);
-    if let Some(url) = &report.sheets_url {
-        let _ = writeln!(t, "Google Sheets: {url}");
-    }
-    if let Some(err) = &report.sheets_error {
-        let _ = writeln!(t, "Sheets error: {err}");
-    }
-    if let Some(err) = &report.error {
-        let _ = writeln!(t, "Error:");
-        for line in err.lines() {
-            let _ = writeln!(t, "  {line}");
-        }
-    }
-    let _ = writeln!(t, "Log file: {}", report.log_file.display());
-    t
+/// A rendered notification: both bodies and the chart the HTML body shows, if any.
+#[derive(Debug, Clone)]
+pub struct MailBody {
+    pub text: String,
+    pub html: String,
+    /// PNG; the HTML body refers to it as `cid:` [`CHART_CID`].
+    pub chart: Option<Vec<u8>>,
 }
 
-/// The HTML body; every interpolated value is escaped.
-pub fn render_html(report: &RunReport) -> String {
-    let e = escape;
-    let mut h = String::new();
-    let _ = writeln!(h, "<!DOCTYPE html>");
-    let _ = writeln!(
-        h,
-        "<html><head><meta charset=\"utf-8\"><title>{}</title></head>",
-        e(&subject(report))
-    );
-    let _ = writeln!(
-        h,
-        "<body style=\"font-family: sans-serif; font-size: 14px\">"
-    );
-    let _ = writeln!(
-        h,
-        "<h2>lms-etl run {}: {}</h2>",
-        e(&run_id(report)),
-        e(report.status.as_str())
-    );
-    let _ = writeln!(h, "<table cellpadding=\"3\">");
-    for (k, v) in summary(report) {
-        let _ = writeln!(
-            h,
-            "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-            e(k),
-            e(&v)
-        );
-    }
-    let _ = writeln!(h, "</table>");
+/// Content-ID of the chart inside the message (without the angle brackets).
+pub const CHART_CID: &str = "daily-chart@lms-etl";
 
-    if !report.warnings.is_empty() {
-        let _ = writeln!(h, "<h3>Warnings</h3>");
-        let _ = writeln!(h, "<ul>");
-        for w in &report.warnings {
-            let _ = writeln!(h, "<li>{}</li>", e(w));
+/// Both bodies of the notification from one view of `report`, so they state the same facts;
+/// the chart is drawn when the report has days in its range. A chart that fails to draw is
+/// left out (and logged): the mail matters more than its picture.
+pub fn render(report: &RunReport) -> MailBody {
+    let view = MailView::of(report);
+    let chart = view.last_days.as_ref().and_then(|_| {
+        chart::render_png(&report.chart_days())
+            .map_err(|e| tracing::warn!(error = %e, "the mail goes without its chart"))
+            .ok()
+    });
+    let text = TextBody { v: &view }.render();
+    let html = HtmlBody {
+        v: &view,
+        chart_cid: chart.as_ref().map(|_| CHART_CID),
+        chart_width: chart::WIDTH,
+        chart_height: chart::HEIGHT,
+    }
+    .render();
+    MailBody {
+        // Askama writes into a String: only a failing Display impl could fail, and ours don't.
+        text: text.unwrap_or_else(|e| format!("cannot render the mail body: {e}")),
+        html: html.unwrap_or_else(|e| format!("cannot render the mail body: {e}")),
+        chart,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail.txt")]
+struct TextBody<'a> {
+    v: &'a MailView,
+}
+
+/// Every `{{ }}` value is HTML-escaped by askama (the template's extension says HTML).
+#[derive(Template)]
+#[template(path = "mail.html")]
+struct HtmlBody<'a> {
+    v: &'a MailView,
+    chart_cid: Option<&'a str>,
+    chart_width: u32,
+    chart_height: u32,
+}
+
+/// What both bodies show, as display strings.
+struct MailView {
+    subject: String,
+    run_id: String,
+    status: &'static str,
+    summary: Vec<Row>,
+    warnings: Vec<String>,
+    counts: Vec<Row>,
+    rejections: Vec<RejectionRow>,
+    stages: Vec<Row>,
+    day_heading: String,
+    days: Vec<DayRow>,
+    /// One sentence on the chart's days (the chart's alt text and its text-part stand-in).
+    last_days: Option<String>,
+    sheets_url: Option<String>,
+    sheets_error: Option<String>,
+    error: Option<String>,
+    error_lines: Vec<String>,
+    log_file: String,
+}
+
+struct Row {
+    label: String,
+    value: String,
+}
+
+impl Row {
+    fn new(label: impl Into<String>, value: String) -> Row {
+        Row {
+            label: label.into(),
+            value,
         }
-        let _ = writeln!(h, "</ul>");
     }
 
-    let _ = writeln!(h, "<h3>Counts</h3>");
-    let _ = writeln!(h, "<table cellpadding=\"3\">");
-    for (name, n) in counts(report) {
-        let _ = writeln!(
-            h,
-            "<tr><th align=\"left\">{}</th><td align=\"right\">{}</td></tr>",
-            e(name),
-            e(&thousands(n))
-        );
+    fn label_colon(&self) -> String {
+        format!("{}:", self.label)
     }
-    let _ = writeln!(h, "</table>");
+}
 
-    if !report.rejections.is_empty() {
-        let _ = writeln!(h, "<h3>Rejected records</h3>");
-        let _ = writeln!(
-            h,
-            "<table border=\"1\" cellpadding=\"3\" style=\"border-collapse: collapse\">"
-        );
-        let _ = writeln!(h, "<tr><th>count</th><th>kind</th><th>example</th></tr>");
-        for g in &report.rejections {
-            let _ = writeln!(
-                h,
-                "<tr><td align=\"right\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                e(&thousands(g.count)),
-                e(&g.kind),
-                e(&shorten_example(&g.example))
-            );
+struct RejectionRow {
+    count: String,
+    kind: String,
+    example: String,
+}
+
+struct DayRow {
+    date: String,
+    attempts: String,
+    successful: String,
+    users: String,
+    rate: String,
+    /// Attempts against the same weekday a week before: `+12%`, `−63%`, `n/a`.
+    trend: String,
+}
+
+impl MailView {
+    fn of(report: &RunReport) -> MailView {
+        MailView {
+            subject: subject(report),
+            run_id: run_id(report),
+            status: report.status.as_str(),
+            summary: summary(report)
+                .into_iter()
+                .map(|(k, v)| Row::new(k, v))
+                .collect(),
+            warnings: report.warnings.clone(),
+            counts: counts(report)
+                .into_iter()
+                .map(|(k, n)| Row::new(k, thousands(n)))
+                .collect(),
+            rejections: report
+                .rejections
+                .iter()
+                .map(|g| RejectionRow {
+                    count: thousands(g.count),
+                    kind: g.kind.clone(),
+                    example: shorten_example(&g.example),
+                })
+                .collect(),
+            stages: report
+                .stage_ms
+                .iter()
+                .map(|(stage, ms)| Row::new(stage.as_str(), thousands_u(*ms)))
+                .collect(),
+            day_heading: day_heading(report),
+            days: report
+                .days
+                .iter()
+                .map(|d| {
+                    let [date, attempts, successful, users, rate] = day_cells(d);
+                    DayRow {
+                        date,
+                        attempts,
+                        successful,
+                        users,
+                        rate,
+                        trend: trend(report.week_change(d)),
+                    }
+                })
+                .collect(),
+            last_days: last_days(report),
+            sheets_url: report.sheets_url.clone(),
+            sheets_error: report.sheets_error.clone(),
+            error: report.error.clone(),
+            error_lines: report
+                .error
+                .iter()
+                .flat_map(|e| e.lines().map(str::to_owned))
+                .collect(),
+            log_file: report.log_file.display().to_string(),
         }
-        let _ = writeln!(h, "</table>");
     }
+}
 
-    if !report.stage_ms.is_empty() {
-        let _ = writeln!(h, "<h3>Stages</h3>");
-        let _ = writeln!(h, "<table cellpadding=\"3\">");
-        for (stage, ms) in &report.stage_ms {
-            let _ = writeln!(
-                h,
-                "<tr><th align=\"left\">{}</th><td align=\"right\">{} ms</td></tr>",
-                e(stage),
-                e(&thousands_u(*ms))
-            );
-        }
-        let _ = writeln!(h, "</table>");
+/// `+12%`, `−63%` (a minus sign, not a hyphen), `0%`; `n/a` without a week-before figure.
+fn trend(change: Option<f64>) -> String {
+    let Some(change) = change else {
+        return "n/a".into();
+    };
+    let percent = (change * 100.0).round() as i64;
+    match percent.signum() {
+        1 => format!("+{percent}%"),
+        -1 => format!("\u{2212}{}%", -percent),
+        _ => "0%".into(),
     }
+}
 
-    let _ = writeln!(h, "<h3>Days</h3>");
-    if report.days.is_empty() {
-        let _ = writeln!(h, "<p>None touched.</p>");
+/// `Last 30 days (2026-10-26 – 2026-11-24): 123 456 attempts, 80.12 % successful; most
+/// 5 000 on 2026-11-20, fewest 1 200 on 2026-11-02; 3 days without data.` — `None` when
+/// none of the days has a row (then there is no chart either).
+fn last_days(report: &RunReport) -> Option<String> {
+    let days = report.chart_days();
+    let rows: Vec<&DailyStats> = days.iter().filter_map(|(_, d)| *d).collect();
+    let most = rows
+        .iter()
+        .max_by_key(|d| (d.attempts, std::cmp::Reverse(d.day)))?;
+    let fewest = rows.iter().min_by_key(|d| (d.attempts, d.day))?;
+    let attempts: i64 = rows.iter().map(|d| d.attempts).sum();
+    let successful: i64 = rows.iter().map(|d| d.successful_attempts).sum();
+    let rate = if attempts == 0 {
+        0.0
     } else {
-        let _ = writeln!(
-            h,
-            "<table border=\"1\" cellpadding=\"3\" style=\"border-collapse: collapse\">"
-        );
-        let _ = writeln!(
-            h,
-            "<tr><th>{}</th><th>attempts</th><th>successful</th><th>unique users</th><th>success rate</th></tr>",
-            e(&day_heading(report))
-        );
-        for d in &report.days {
-            let [date, a, s, u, r] = day_cells(d).map(|c| e(&c));
-            let _ = writeln!(
-                h,
-                "<tr><td>{date}</td><td align=\"right\">{a}</td><td align=\"right\">{s}</td>\
-                 <td align=\"right\">{u}</td><td align=\"right\">{r}</td></tr>"
-            );
-        }
-        let _ = writeln!(h, "</table>");
-    }
-
-    if let Some(url) = &report.sheets_url {
-        let _ = writeln!(h, "<p>Google Sheets: <a href=\"{0}\">{0}</a></p>", e(url));
-    }
-    if let Some(err) = &report.sheets_error {
-        let _ = writeln!(h, "<p>Sheets error:</p>\n<pre>{}</pre>", e(err));
-    }
-    if let Some(err) = &report.error {
-        let _ = writeln!(h, "<h3>Error</h3>\n<pre>{}</pre>", e(err));
-    }
-    let _ = writeln!(
-        h,
-        "<p>Log file: <code>{}</code></p>",
-        e(&report.log_file.display().to_string())
+        successful as f64 / attempts as f64 * 100.0
+    };
+    let (first, last) = (days.first()?.0, days.last()?.0);
+    let mut text = format!(
+        "Last {} days ({first} – {last}): {} attempts, {rate:.2} % successful; \
+         most {} on {}, fewest {} on {}",
+        days.len(),
+        thousands(attempts),
+        thousands(most.attempts),
+        most.day,
+        thousands(fewest.attempts),
+        fewest.day,
     );
-    let _ = writeln!(h, "</body></html>");
-    h
+    match days.len() - rows.len() {
+        0 => {}
+        1 => text.push_str("; 1 day without data"),
+        n => text.push_str(&format!("; {n} days without data")),
+    }
+    text.push('.');
+    Some(text)
 }
 
 /// The key/value lines at the top of both bodies.
@@ -452,14 +480,6 @@ fn summary(report: &RunReport) -> Vec<(&'static str, String)> {
             .to_string(),
     ));
     rows
-}
-
-/// The last calendar day the window covers, in the report zone (the zone of the days
-/// table, so the subject's date is its last row): `window_end` is exclusive.
-fn report_date(report: &RunReport) -> NaiveDate {
-    (report.window_end - Duration::microseconds(1))
-        .with_timezone(&report.report_timezone)
-        .date_naive()
 }
 
 fn run_id(report: &RunReport) -> String {
@@ -526,8 +546,8 @@ fn attempts(n: i64) -> String {
     )
 }
 
-/// `12345` → `12 345`.
-fn thousands(n: i64) -> String {
+/// `12345` → `12 345`, as every number in the mail.
+pub fn thousands(n: i64) -> String {
     let digits = thousands_u(n.unsigned_abs());
     if n < 0 {
         format!("-{digits}")
@@ -555,21 +575,6 @@ fn cut(text: &str, max_chars: usize) -> String {
         let kept: String = text.chars().take(max_chars.saturating_sub(3)).collect();
         format!("{}...", kept.trim_end())
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -602,6 +607,7 @@ mod tests {
             },
             stage_ms: vec![("fetch".into(), 1_234)],
             days: vec![],
+            history: vec![],
             rejections: vec![],
             warnings: vec![],
             error: error.map(str::to_owned),
@@ -708,9 +714,9 @@ mod tests {
             RunStatus::Failed,
             Some("bad <script>alert('x')</script> & more"),
         );
-        let html = render_html(&r);
+        let html = render(&r).html;
         assert!(!html.contains("<script>"));
-        assert!(html.contains("bad &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+        assert!(html.contains("bad &#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; more"));
     }
 
     #[test]
@@ -721,19 +727,75 @@ mod tests {
             count: 3,
             example: format!("<b>{}</b>", "a".repeat(40)),
         }];
-        let html = render_html(&r);
+        let body = render(&r);
         assert!(
-            html.contains("<td>&lt;kind&gt;</td><td><code>&lt;b&gt;aaaaaa…&lt;/b&gt;</code></td>"),
-            "{html}"
+            body.html.contains(
+                "<td>&#60;kind&#62;</td><td><code>&#60;b&#62;aaaaaa…&#60;/b&#62;</code></td>"
+            ),
+            "{}",
+            body.html
         );
-        assert!(render_text(&r).contains("e.g. <b>aaaaaa…</b>"));
+        assert!(body.text.contains("e.g. <b>aaaaaa…</b>"));
     }
 
     #[test]
     fn sections_for_rejections_and_warnings_are_absent_when_empty() {
         let r = report(RunStatus::Succeeded, None);
-        for body in [render_text(&r), render_html(&r)] {
+        let body = render(&r);
+        for body in [body.text, body.html] {
             assert!(!body.contains("Rejected records") && !body.contains("Warnings"));
         }
+    }
+
+    fn stats(day: &str, attempts: i64) -> DailyStats {
+        DailyStats {
+            day: day.parse().unwrap(),
+            attempts,
+            successful_attempts: attempts / 2,
+            unique_users: 3,
+            computed_at: Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn trend_is_a_signed_whole_percentage_with_a_minus_sign() {
+        assert_eq!(trend(Some(0.124)), "+12%");
+        assert_eq!(trend(Some(-0.625)), "\u{2212}63%");
+        assert_eq!(trend(Some(0.004)), "0%");
+        assert_eq!(trend(Some(1.0)), "+100%");
+        assert_eq!(trend(None), "n/a");
+    }
+
+    #[test]
+    fn each_day_is_compared_with_the_same_weekday_a_week_before() {
+        let mut r = report(RunStatus::Succeeded, None);
+        r.days = vec![stats("2026-11-23", 1_120), stats("2026-11-24", 370)];
+        // 11-16 is the week before 11-23; 11-17 has no row; 11-18 is not a week before.
+        r.history = vec![stats("2026-11-16", 1_000), stats("2026-11-18", 1_000)];
+        r.history.extend(r.days.iter().cloned());
+        assert_eq!(r.week_change(&r.days[0]), Some(0.12));
+        assert_eq!(r.week_change(&r.days[1]), None);
+        r.history.insert(1, stats("2026-11-17", 1_000));
+        assert_eq!(trend(r.week_change(&r.days[1])), "\u{2212}63%");
+        r.history[0].attempts = 0;
+        assert_eq!(r.week_change(&r.days[0]), None, "no base to compare with");
+    }
+
+    #[test]
+    fn last_days_sums_the_chart_window_and_names_the_extremes_and_gaps() {
+        let mut r = report(RunStatus::Succeeded, None);
+        assert_eq!(last_days(&r), None, "no rows: no chart, no sentence");
+        // 10-25 is one day before the 30-day window (10-26 .. 11-24) and does not count.
+        r.history = vec![
+            stats("2026-10-25", 9_999),
+            stats("2026-10-26", 100),
+            stats("2026-11-20", 500),
+            stats("2026-11-24", 300),
+        ];
+        assert_eq!(
+            last_days(&r).unwrap(),
+            "Last 30 days (2026-10-26 – 2026-11-24): 900 attempts, 50.00 % successful; \
+             most 500 on 2026-11-20, fewest 100 on 2026-10-26; 27 days without data."
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! What a run produced, and the outputs that publish it: Google Sheets and e-mail.
 
+pub mod chart;
 pub mod email;
 pub mod sheets;
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 
 /// One row of `lms_etl.daily_stats`.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +88,10 @@ pub struct RunReport {
     pub stage_ms: Vec<(String, u64)>,
     /// `daily_stats` of every day the run touched, sorted by day.
     pub days: Vec<DailyStats>,
+    /// `daily_stats` rows of the days [`history_span`] names (the chart's last
+    /// [`CHART_DAYS`] days and the day [`TREND_DAYS`] before each touched day), sorted by
+    /// day; days without a row are absent. Empty when the database could not be read.
+    pub history: Vec<DailyStats>,
     /// Grouped quarantine of this run, largest group first (conflicts are one kind among them).
     pub rejections: Vec<RejectionGroup>,
     /// Things an operator should know that did not fail the run (e.g. a clamped `--end`).
@@ -99,6 +104,61 @@ pub struct RunReport {
     pub sheets_url: Option<String>,
     pub log_file: PathBuf,
     pub finished_at: DateTime<Utc>,
+}
+
+/// Days the mail's chart shows, ending with the report's last day.
+pub const CHART_DAYS: u64 = 30;
+/// A day's trend compares it with the same weekday this many days earlier.
+pub const TREND_DAYS: u64 = 7;
+
+/// The days [`RunReport::history`] must cover, first and last: from [`TREND_DAYS`] before
+/// the first touched day (or [`CHART_DAYS`] back from `last_day`, if earlier) to `last_day`
+/// or the last touched day, whichever is later.
+pub fn history_span(days: &[DailyStats], last_day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let chart_start = last_day - Days::new(CHART_DAYS - 1);
+    let trend_start = days
+        .first()
+        .map_or(chart_start, |d| d.day - Days::new(TREND_DAYS));
+    let last_touched = days.last().map_or(last_day, |d| d.day);
+    (chart_start.min(trend_start), last_day.max(last_touched))
+}
+
+impl RunReport {
+    /// The last calendar day the window covers, in the report zone (the zone of the days
+    /// table, so the subject's date is its last row): `window_end` is exclusive.
+    pub fn last_day(&self) -> NaiveDate {
+        (self.window_end - chrono::Duration::microseconds(1))
+            .with_timezone(&self.report_timezone)
+            .date_naive()
+    }
+
+    /// The `history` row of `day`, if it has one.
+    pub fn history_of(&self, day: NaiveDate) -> Option<&DailyStats> {
+        self.history
+            .binary_search_by_key(&day, |d| d.day)
+            .ok()
+            .map(|i| &self.history[i])
+    }
+
+    /// Change of `day`'s attempts against the same weekday a week earlier, as a fraction
+    /// (0.12 = 12 % more); `None` when that day has no row or had no attempts.
+    pub fn week_change(&self, day: &DailyStats) -> Option<f64> {
+        let before = self.history_of(day.day - Days::new(TREND_DAYS))?;
+        (before.attempts > 0)
+            .then(|| (day.attempts - before.attempts) as f64 / before.attempts as f64)
+    }
+
+    /// The chart's days, oldest first, each with its row if it has one.
+    pub fn chart_days(&self) -> Vec<(NaiveDate, Option<&DailyStats>)> {
+        let last = self.last_day();
+        (0..CHART_DAYS)
+            .rev()
+            .map(|back| {
+                let day = last - Days::new(back);
+                (day, self.history_of(day))
+            })
+            .collect()
+    }
 }
 
 /// Longest example [`shorten_example`] returns, in characters (`…` included).
