@@ -263,7 +263,8 @@ impl Provider for FileLayer {
 /// [`env_var`]. An empty variable is unset; a list key takes a comma-separated list.
 struct EnvLayer<'a> {
     env: &'a BTreeMap<String, String>,
-    /// The defaults, as the list of keys there are and which of them are lists.
+    /// The defaults: the keys there are, and by each default's kind how its variable is
+    /// read (a comma-separated list, a number, or text).
     defaults: &'a Dict,
 }
 
