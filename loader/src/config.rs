@@ -1,15 +1,21 @@
-//! The one typed configuration: a TOML file overlaid by environment variables,
-//! validated once at start-up. Nothing else in the program reads the environment.
+//! The one typed configuration: defaults, a TOML file and environment variables layered
+//! with figment, validated once at start-up. Nothing else in the program reads the environment.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use figment::error::Kind;
+use figment::providers::Serialized;
+use figment::value::{Dict, Map, Num, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
 use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// A setting that is missing or invalid, named by its key and its environment variable.
+/// A setting that is missing or invalid. Errors name the key and where its value came
+/// from, never the value: any key may hold a secret, and a typo can put one in any key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -25,14 +31,58 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// A required key with no value: says both ways to give it one.
     #[error("config key `{key}` (env {env}): {message}")]
-    Invalid {
+    Missing {
         key: String,
         env: String,
         message: String,
     },
+    #[error("config key `{key}` from {origin}: {message}")]
+    Invalid {
+        key: String,
+        origin: Origin,
+        message: String,
+    },
+    /// A command-line option that overrides a key.
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
 }
 
+/// Where a key's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    /// The variable's name.
+    Env(String),
+    /// The built-in default (an error here is a bug of ours).
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::Default => f.write_str("the built-in default"),
+        }
+    }
+}
+
+/// The environment variable that sets `key` (`section.field`): `LMS_ETL_<SECTION>_<FIELD>`,
+/// except for the conventional names of the most used keys.
+pub fn env_var(key: &str) -> String {
+    const CONVENTIONAL: &[(&str, &str)] = &[
+        ("database.url", "DATABASE_URL"),
+        ("api.client", "LMS_ETL_CLIENT"),
+        ("api.client_key", "LMS_ETL_CLIENT_KEY"),
+        ("logs.dir", "LMS_ETL_LOG_DIR"),
+    ];
+    CONVENTIONAL.iter().find(|(k, _)| *k == key).map_or_else(
+        || format!("LMS_ETL_{}", key.replace('.', "_").to_ascii_uppercase()),
+        |(_, var)| (*var).to_owned(),
+    )
+}
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: DatabaseConfig,
@@ -112,14 +162,17 @@ pub struct SheetsConfig {
     pub api_root: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     None,
     StartTls,
+    #[serde(rename = "tls")]
     Implicit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SendOn {
     Success,
     Failure,
@@ -143,6 +196,8 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
+    /// A PEM file of CA certificates to verify the SMTP server with.
+    pub ca_file: Option<PathBuf>,
     pub user: Option<String>,
     pub password: Option<SecretString>,
     pub timeout: Duration,
@@ -158,239 +213,428 @@ pub struct EmailConfig {
     pub outbox_dir: PathBuf,
 }
 
-// ---- the file format -------------------------------------------------------------
+// ---- the layers: built-in defaults < file < environment ------------------------------
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    database: RawDatabase,
-    #[serde(default)]
-    api: RawApi,
-    #[serde(default)]
-    window: RawWindow,
-    #[serde(default)]
-    load: RawLoad,
-    #[serde(default)]
-    logs: RawLogs,
-    #[serde(default)]
-    sheets: RawSheets,
-    #[serde(default)]
-    email: RawEmail,
+/// The name of the environment layer's metadata; errors read it to say "environment variable".
+const ENV_LAYER: &str = "environment variable";
+
+/// The file as a figment layer. The text is parsed here, not by figment's TOML provider,
+/// because toml's own error message quotes the broken line, which may hold a secret.
+struct FileLayer {
+    path: PathBuf,
+    table: toml::Table,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawDatabase {
+impl FileLayer {
+    fn read(path: &Path) -> Result<FileLayer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let table = text.parse::<toml::Table>().map_err(|e| {
+            let at = e.span().map_or(0, |span| span.start).min(text.len());
+            let before = &text[..at];
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line: before.matches('\n').count() + 1,
+                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                // The description only: toml's Display quotes the offending line.
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        Ok(FileLayer {
+            path: path.to_owned(),
+            table,
+        })
+    }
+}
+
+impl Provider for FileLayer {
+    fn metadata(&self) -> Metadata {
+        Metadata::from("config file", Source::File(self.path.clone()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::defaults(&self.table).data()
+    }
+}
+
+/// The environment as a figment layer: one variable per key of the defaults, named by
+/// [`env_var`]. An empty variable is unset; a list key takes a comma-separated list.
+struct EnvLayer<'a> {
+    env: &'a BTreeMap<String, String>,
+    /// The defaults: the keys there are, and by each default's kind how its variable is
+    /// read (a comma-separated list, a number, or text).
+    defaults: &'a Dict,
+}
+
+impl Provider for EnvLayer<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_LAYER).interpolater(|_, keys| env_var(&keys.join(".")))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (section, fields) in self.defaults {
+            let Some(fields) = fields.as_dict() else {
+                continue;
+            };
+            let mut set = Dict::new();
+            for (field, default) in fields {
+                let Some(text) = self
+                    .env
+                    .get(&env_var(&format!("{section}.{field}")))
+                    .filter(|text| !text.is_empty())
+                else {
+                    continue;
+                };
+                let value = match default {
+                    Value::Array(..) => Value::from(
+                        text.split(',')
+                            .map(str::trim)
+                            .filter(|item| !item.is_empty())
+                            .collect::<Vec<_>>(),
+                    ),
+                    Value::Num(_, number) => typed_number(text, number),
+                    _ => Value::from(text.as_str()),
+                };
+                set.insert(field.clone(), value);
+            }
+            if !set.is_empty() {
+                root.insert(section.clone(), set.into());
+            }
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+/// The text of a variable as a number of the same kind as the key's default (figment's own
+/// lossy reading makes `0.2` an f32, 0.20000000298); text that is none stays text, and the
+/// key's type then refuses it.
+fn typed_number(text: &str, default: &Num) -> Value {
+    let trimmed = text.trim();
+    let number = match default {
+        Num::F32(_) | Num::F64(_) => trimmed.parse::<f64>().ok().map(Value::from),
+        _ => trimmed
+            .parse::<i64>()
+            .ok()
+            .map(Value::from)
+            .or_else(|| trimmed.parse::<u64>().ok().map(Value::from)),
+    };
+    number.unwrap_or_else(|| Value::from(text))
+}
+
+/// The merged layers, kept after extraction to say where each value came from.
+struct Layers {
+    figment: Figment,
+}
+
+impl Layers {
+    fn origin(&self, key: &str) -> Origin {
+        self.figment
+            .find_metadata(key)
+            .map_or(Origin::Default, |metadata| origin_of(metadata, key))
+    }
+
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: self.origin(key),
+            message: message.into(),
+        }
+    }
+
+    /// figment's own errors carry the value (`Actual::Str(..)`) and print it: they are
+    /// turned into the key, its origin and a message made from the expected type only.
+    fn explain(&self, error: figment::Error) -> ConfigError {
+        // For an unknown key, figment's path already ends in the key's own name; in a list
+        // it ends in the item's index, which the message gives instead.
+        let mut path = error.path.clone();
+        let item = match path.last().map(|last| last.parse::<usize>()) {
+            Some(Ok(index)) => {
+                path.pop();
+                format!("item {} of the list: ", index + 1)
+            }
+            _ => String::new(),
+        };
+        let key = path.join(".");
+        let origin = match self.figment.find_metadata(&key) {
+            Some(metadata) => origin_of(metadata, &key),
+            None => error
+                .metadata
+                .as_ref()
+                .map_or(Origin::Default, |metadata| origin_of(metadata, &key)),
+        };
+        ConfigError::Invalid {
+            message: item + &describe(&error.kind, path.len()),
+            key,
+            origin,
+        }
+    }
+}
+
+fn origin_of(metadata: &Metadata, key: &str) -> Origin {
+    match &metadata.source {
+        Some(Source::File(path)) => Origin::File(path.clone()),
+        _ if metadata.name == ENV_LAYER => Origin::Env(
+            metadata.interpolate(&Profile::Default, &key.split('.').collect::<Vec<_>>()),
+        ),
+        _ => Origin::Default,
+    }
+}
+
+/// A value-free message for a figment error kind; `depth` 1 is a section, 2 a key.
+fn describe(kind: &Kind, depth: usize) -> String {
+    match kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("expected {}", plain(expected))
+        }
+        Kind::InvalidLength(_, expected) => format!("expected {expected}"),
+        Kind::UnknownVariant(_, known) => format!("expected one of {}", known.join(", ")),
+        Kind::UnknownField(_, known) if depth <= 1 => {
+            format!("unknown section (known: {})", known.join(", "))
+        }
+        Kind::UnknownField(_, known) => format!("unknown key (known: {})", known.join(", ")),
+        Kind::MissingField(_) => "missing".into(),
+        Kind::DuplicateField(_) => "given twice".into(),
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".into(),
+        // A free-form message may quote the value.
+        Kind::Message(_) | Kind::Unsupported(_) | Kind::UnsupportedKey(..) => {
+            "invalid value".into()
+        }
+    }
+}
+
+/// Serde's name of an expected type, in words (it names the type, never the value).
+fn plain(expected: &str) -> String {
+    match expected {
+        "u8" => format!("an integer from 0 to {}", u8::MAX),
+        "u16" => format!("an integer from 0 to {}", u16::MAX),
+        "u32" => format!("an integer from 0 to {}", u32::MAX),
+        "u64" | "u128" | "usize" => "a non-negative integer".into(),
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "path string" => "a path".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a table".into(),
+        other if other.starts_with("struct ") => "a table".into(),
+        other if other.starts_with("enum ") => "a string".into(),
+        other => other.into(),
+    }
+}
+
+/// An integer above zero; the rule lives in the type, so its error says "a positive integer".
+#[derive(Clone, Copy, Serialize)]
+#[serde(transparent)]
+struct Positive(u64);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Positive;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive integer")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Positive, E> {
+                match v {
+                    0 => Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self)),
+                    v => Ok(Positive(v)),
+                }
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Positive, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_u64(Visitor)
+    }
+}
+
+// ---- the sections, with their defaults -----------------------------------------------
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Sections {
+    database: DatabaseSection,
+    api: ApiSection,
+    window: WindowSection,
+    load: LoadSection,
+    logs: LogsSection,
+    sheets: SheetsSection,
+    email: EmailSection,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct DatabaseSection {
     url: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct ApiSection {
     url: Option<String>,
     client: Option<String>,
     client_key: Option<String>,
-    connect_timeout_secs: Option<u64>,
-    request_timeout_secs: Option<u64>,
-    max_retries: Option<u32>,
-    retry_budget: Option<u32>,
-    backoff_initial_ms: Option<u64>,
-    backoff_max_ms: Option<u64>,
+    connect_timeout_secs: Positive,
+    request_timeout_secs: Positive,
+    max_retries: u32,
+    retry_budget: u32,
+    backoff_initial_ms: Positive,
+    backoff_max_ms: Positive,
     source_timezone: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawWindow {
-    chunk_minutes: Option<i64>,
-    prefetch: Option<usize>,
-    parallel_loads: Option<usize>,
-    first_run_lookback_hours: Option<i64>,
-    settle_lag_minutes: Option<i64>,
-    overlap_minutes: Option<i64>,
-    max_batch_bytes: Option<usize>,
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            url: None,
+            client: None,
+            client_key: None,
+            connect_timeout_secs: Positive(10),
+            request_timeout_secs: Positive(600),
+            max_retries: 5,
+            retry_budget: 30,
+            backoff_initial_ms: Positive(500),
+            backoff_max_ms: Positive(30_000),
+            source_timezone: None,
+        }
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLoad {
-    max_rejected_ratio: Option<f64>,
-    ratio_min_records: Option<i64>,
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct WindowSection {
+    chunk_minutes: Positive,
+    prefetch: usize,
+    parallel_loads: usize,
+    first_run_lookback_hours: Positive,
+    settle_lag_minutes: i64,
+    overlap_minutes: i64,
+    max_batch_bytes: usize,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLogs {
-    dir: Option<PathBuf>,
-    keep_days: Option<u32>,
-    level: Option<String>,
+impl Default for WindowSection {
+    fn default() -> Self {
+        WindowSection {
+            chunk_minutes: Positive(60),
+            prefetch: 1,
+            parallel_loads: 2,
+            first_run_lookback_hours: Positive(24),
+            settle_lag_minutes: 15,
+            overlap_minutes: 60,
+            max_batch_bytes: 4 << 20,
+        }
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSheets {
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct LoadSection {
+    max_rejected_ratio: f64,
+    ratio_min_records: Positive,
+}
+
+impl Default for LoadSection {
+    fn default() -> Self {
+        LoadSection {
+            max_rejected_ratio: 0.05,
+            ratio_min_records: Positive(100),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct LogsSection {
+    dir: PathBuf,
+    keep_days: u32,
+    level: String,
+}
+
+impl Default for LogsSection {
+    fn default() -> Self {
+        LogsSection {
+            dir: PathBuf::from("./logs"),
+            keep_days: 3,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct SheetsSection {
     spreadsheet_id: Option<String>,
-    sheet: Option<String>,
+    sheet: String,
     key_file: Option<PathBuf>,
-    api_root: Option<String>,
+    api_root: String,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEmail {
+impl Default for SheetsSection {
+    fn default() -> Self {
+        SheetsSection {
+            spreadsheet_id: None,
+            sheet: "daily_stats".into(),
+            key_file: None,
+            api_root: "https://sheets.googleapis.com/".into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct EmailSection {
     smtp_host: Option<String>,
-    smtp_port: Option<u16>,
-    smtp_tls: Option<String>,
+    /// 0: the usual port of `smtp_tls`. A number, not an `Option`, so that the environment
+    /// layer reads its variable as a number (it takes the kind from the default).
+    smtp_port: u16,
+    smtp_tls: SmtpTls,
+    ca_file: Option<PathBuf>,
     smtp_user: Option<String>,
     smtp_password: Option<String>,
     smtp_password_file: Option<PathBuf>,
-    smtp_timeout_secs: Option<u64>,
-    from: Option<String>,
-    to: Option<Vec<String>>,
-    send_on: Option<String>,
-    outbox_dir: Option<PathBuf>,
+    smtp_timeout_secs: Positive,
+    from: String,
+    to: Vec<String>,
+    send_on: SendOn,
+    outbox_dir: PathBuf,
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Str,
-    Int,
-    Float,
-    List,
-}
-
-/// Every key an environment variable can set: (key, variable, kind).
-/// The first five names are the conventional ones; the rest follow `LMS_ETL_<SECTION>_<KEY>`.
-const ENV_KEYS: &[(&str, &str, Kind)] = &[
-    ("database.url", "DATABASE_URL", Kind::Str),
-    ("api.url", "LMS_ETL_API_URL", Kind::Str),
-    ("api.client", "LMS_ETL_CLIENT", Kind::Str),
-    ("api.client_key", "LMS_ETL_CLIENT_KEY", Kind::Str),
-    ("logs.dir", "LMS_ETL_LOG_DIR", Kind::Str),
-    (
-        "api.connect_timeout_secs",
-        "LMS_ETL_API_CONNECT_TIMEOUT_SECS",
-        Kind::Int,
-    ),
-    (
-        "api.request_timeout_secs",
-        "LMS_ETL_API_REQUEST_TIMEOUT_SECS",
-        Kind::Int,
-    ),
-    ("api.max_retries", "LMS_ETL_API_MAX_RETRIES", Kind::Int),
-    ("api.retry_budget", "LMS_ETL_API_RETRY_BUDGET", Kind::Int),
-    (
-        "api.backoff_initial_ms",
-        "LMS_ETL_API_BACKOFF_INITIAL_MS",
-        Kind::Int,
-    ),
-    (
-        "api.backoff_max_ms",
-        "LMS_ETL_API_BACKOFF_MAX_MS",
-        Kind::Int,
-    ),
-    (
-        "api.source_timezone",
-        "LMS_ETL_API_SOURCE_TIMEZONE",
-        Kind::Str,
-    ),
-    (
-        "window.chunk_minutes",
-        "LMS_ETL_WINDOW_CHUNK_MINUTES",
-        Kind::Int,
-    ),
-    ("window.prefetch", "LMS_ETL_WINDOW_PREFETCH", Kind::Int),
-    (
-        "window.parallel_loads",
-        "LMS_ETL_WINDOW_PARALLEL_LOADS",
-        Kind::Int,
-    ),
-    (
-        "window.first_run_lookback_hours",
-        "LMS_ETL_WINDOW_FIRST_RUN_LOOKBACK_HOURS",
-        Kind::Int,
-    ),
-    (
-        "window.settle_lag_minutes",
-        "LMS_ETL_WINDOW_SETTLE_LAG_MINUTES",
-        Kind::Int,
-    ),
-    (
-        "window.overlap_minutes",
-        "LMS_ETL_WINDOW_OVERLAP_MINUTES",
-        Kind::Int,
-    ),
-    (
-        "window.max_batch_bytes",
-        "LMS_ETL_WINDOW_MAX_BATCH_BYTES",
-        Kind::Int,
-    ),
-    (
-        "load.max_rejected_ratio",
-        "LMS_ETL_LOAD_MAX_REJECTED_RATIO",
-        Kind::Float,
-    ),
-    (
-        "load.ratio_min_records",
-        "LMS_ETL_LOAD_RATIO_MIN_RECORDS",
-        Kind::Int,
-    ),
-    ("logs.keep_days", "LMS_ETL_LOGS_KEEP_DAYS", Kind::Int),
-    ("logs.level", "LMS_ETL_LOGS_LEVEL", Kind::Str),
-    (
-        "sheets.spreadsheet_id",
-        "LMS_ETL_SHEETS_SPREADSHEET_ID",
-        Kind::Str,
-    ),
-    ("sheets.sheet", "LMS_ETL_SHEETS_SHEET", Kind::Str),
-    ("sheets.key_file", "LMS_ETL_SHEETS_KEY_FILE", Kind::Str),
-    ("sheets.api_root", "LMS_ETL_SHEETS_API_ROOT", Kind::Str),
-    ("email.smtp_host", "LMS_ETL_EMAIL_SMTP_HOST", Kind::Str),
-    ("email.smtp_port", "LMS_ETL_EMAIL_SMTP_PORT", Kind::Int),
-    ("email.smtp_tls", "LMS_ETL_EMAIL_SMTP_TLS", Kind::Str),
-    ("email.smtp_user", "LMS_ETL_EMAIL_SMTP_USER", Kind::Str),
-    (
-        "email.smtp_password",
-        "LMS_ETL_EMAIL_SMTP_PASSWORD",
-        Kind::Str,
-    ),
-    (
-        "email.smtp_password_file",
-        "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE",
-        Kind::Str,
-    ),
-    (
-        "email.smtp_timeout_secs",
-        "LMS_ETL_EMAIL_SMTP_TIMEOUT_SECS",
-        Kind::Int,
-    ),
-    ("email.from", "LMS_ETL_EMAIL_FROM", Kind::Str),
-    ("email.to", "LMS_ETL_EMAIL_TO", Kind::List),
-    ("email.send_on", "LMS_ETL_EMAIL_SEND_ON", Kind::Str),
-    ("email.outbox_dir", "LMS_ETL_EMAIL_OUTBOX_DIR", Kind::Str),
-];
-
-fn env_of(key: &str) -> &'static str {
-    ENV_KEYS
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, e, _)| *e)
-        .unwrap_or("-")
-}
-
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        env: env_of(key).to_owned(),
-        message: message.into(),
+impl Default for EmailSection {
+    fn default() -> Self {
+        EmailSection {
+            smtp_host: None,
+            smtp_port: 0,
+            smtp_tls: SmtpTls::StartTls,
+            ca_file: None,
+            smtp_user: None,
+            smtp_password: None,
+            smtp_password_file: None,
+            smtp_timeout_secs: Positive(30),
+            from: "lms-etl <lms-etl@localhost>".into(),
+            to: vec!["data-team <data-team@localhost>".into()],
+            send_on: SendOn::Both,
+            outbox_dir: PathBuf::from("./outbox"),
+        }
     }
 }
+
+// ---- loading and validation ----------------------------------------------------------
 
 impl Config {
     /// Reads `file` (if given) and overlays the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars().collect();
+        // Variables that are not Unicode cannot be any of ours; skipping them beats a panic.
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         Self::from_sources(file, &env)
     }
 
@@ -399,216 +643,112 @@ impl Config {
         file: Option<&Path>,
         env: &BTreeMap<String, String>,
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
-            None => toml::Table::new(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                text.parse::<toml::Table>().map_err(|e| {
-                    let at = e.span().map_or(0, |span| span.start).min(text.len());
-                    let before = &text[..at];
-                    ConfigError::Syntax {
-                        path: path.to_owned(),
-                        line: before.matches('\n').count() + 1,
-                        column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-                        // The description only: toml's Display quotes the offending line.
-                        message: e.message().trim().to_owned(),
-                    }
-                })?
-            }
-        };
-        for (key, var, kind) in ENV_KEYS {
-            let Some(value) = env.get(*var).filter(|v| !v.is_empty()) else {
-                continue;
-            };
-            let value =
-                match kind {
-                    Kind::Str => toml::Value::String(value.clone()),
-                    Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
-                        invalid(key, format!("expected an integer, found {value:?}"))
-                    })?),
-                    Kind::Float => toml::Value::Float(value.trim().parse().map_err(|_| {
-                        invalid(key, format!("expected a number, found {value:?}"))
-                    })?),
-                    Kind::List => toml::Value::Array(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(|s| s.to_owned().into())
-                            .collect(),
-                    ),
-                };
-            let (section, field) = key.split_once('.').expect("keys are section.field");
-            let section = table
-                .entry(section)
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .ok_or_else(|| invalid(key, format!("[{section}] must be a table")))?;
-            section.insert(field.to_owned(), value);
+        let defaults = Serialized::defaults(Sections::default());
+        let keys = defaults
+            .data()
+            .ok()
+            .and_then(|mut profiles| profiles.remove(&Profile::Default))
+            .unwrap_or_default();
+        let mut figment = Figment::from(defaults);
+        if let Some(path) = file {
+            figment = figment.merge(FileLayer::read(path)?);
         }
-        let raw: RawConfig =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    key: "(file)".into(),
-                    env: "-".into(),
-                    message: e.message().to_owned(),
-                })?;
-        raw.validate()
+        let layers = Layers {
+            figment: figment.merge(EnvLayer {
+                env,
+                defaults: &keys,
+            }),
+        };
+        let sections: Sections = layers.figment.extract().map_err(|e| layers.explain(e))?;
+        sections.validate(&layers)
     }
 }
 
+/// A required text: absent or blank is missing.
 fn required(key: &str, value: Option<String>) -> Result<String, ConfigError> {
     value
         .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| invalid(key, "missing"))
+        .ok_or_else(|| missing(key, "missing"))
 }
 
-fn positive(key: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
-    match value.unwrap_or(default) {
-        0 => Err(invalid(key, "must be greater than 0")),
-        v => Ok(v),
+fn missing(key: &str, message: &str) -> ConfigError {
+    ConfigError::Missing {
+        key: key.to_owned(),
+        env: env_var(key),
+        message: message.to_owned(),
     }
 }
 
-impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
+const SHARE: &str = "must be a share between 0 and 1 (e.g. 0.05)";
+
+/// A share of rejected records given on the command line: a number from 0 to 1.
+pub fn rejected_ratio(flag: &str, value: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Flag {
+            flag: flag.to_owned(),
+            message: SHARE.to_owned(),
+        })
+    }
+}
+
+/// Longest chunk, settle lag and overlap: one week of minutes.
+const WEEK_MINUTES: i64 = 7 * 24 * 60;
+
+impl Sections {
+    fn validate(self, layers: &Layers) -> Result<Config, ConfigError> {
         let database = DatabaseConfig {
             url: required("database.url", self.database.url)?.into(),
         };
+        let api = self.api.validate(layers)?;
+        let window = self.window.validate(layers)?;
 
-        let a = self.api;
-        let mut url: reqwest::Url = required("api.url", a.url)?
-            .parse()
-            .map_err(|e| invalid("api.url", format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("api.url", "must be an http:// or https:// URL"));
+        let l = self.load;
+        if !(0.0..=1.0).contains(&l.max_rejected_ratio) {
+            return Err(layers.invalid("load.max_rejected_ratio", SHARE));
         }
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        let backoff_initial = positive("api.backoff_initial_ms", a.backoff_initial_ms, 500)?;
-        let backoff_max = positive("api.backoff_max_ms", a.backoff_max_ms, 30_000)?;
-        if backoff_max < backoff_initial {
-            return Err(invalid(
-                "api.backoff_max_ms",
-                "must not be less than api.backoff_initial_ms",
-            ));
-        }
-        let api = ApiConfig {
-            url,
-            client: required("api.client", a.client)?,
-            client_key: required("api.client_key", a.client_key)?.into(),
-            connect_timeout: Duration::from_secs(positive(
-                "api.connect_timeout_secs",
-                a.connect_timeout_secs,
-                10,
-            )?),
-            request_timeout: Duration::from_secs(positive(
-                "api.request_timeout_secs",
-                a.request_timeout_secs,
-                600,
-            )?),
-            max_retries: a.max_retries.unwrap_or(5),
-            retry_budget: a.retry_budget.unwrap_or(30),
-            backoff_initial: Duration::from_millis(backoff_initial),
-            backoff_max: Duration::from_millis(backoff_max),
-            source_timezone: a
-                .source_timezone
-                .filter(|z| !z.trim().is_empty())
-                .map(|z| {
-                    lms_etl_parse::source_time::parse_zone(&z)
-                        .map_err(|e| invalid("api.source_timezone", e.to_string()))
-                })
-                .transpose()?,
-        };
-
-        let w = self.window;
-        let chunk_minutes = w.chunk_minutes.unwrap_or(60);
-        if !(1..=7 * 24 * 60).contains(&chunk_minutes) {
-            return Err(invalid(
-                "window.chunk_minutes",
-                "must be between 1 and 10080 (one week)",
-            ));
-        }
-        let lookback = w.first_run_lookback_hours.unwrap_or(24);
-        if lookback < 1 {
-            return Err(invalid(
-                "window.first_run_lookback_hours",
-                "must be at least 1",
-            ));
-        }
-        let minutes = |key: &str, value: Option<i64>, default: i64| match value.unwrap_or(default) {
-            m if (0..=7 * 24 * 60).contains(&m) => Ok(chrono::Duration::minutes(m)),
-            _ => Err(invalid(
-                key,
-                "must be between 0 and 10080 minutes (one week)",
-            )),
-        };
-        let max_batch_bytes = w.max_batch_bytes.unwrap_or(4 << 20);
-        // The extension's ingest_chunk reads at most 64 MiB at once (MAX_CHUNK_BYTES).
-        if !(64 << 10..=32 << 20).contains(&max_batch_bytes) {
-            return Err(invalid(
-                "window.max_batch_bytes",
-                "must be between 65536 (64 KiB) and 33554432 (32 MiB)",
-            ));
-        }
-        let window = WindowConfig {
-            chunk: chrono::Duration::minutes(chunk_minutes),
-            prefetch: w.prefetch.unwrap_or(1).clamp(1, 16),
-            parallel_loads: w.parallel_loads.unwrap_or(2).clamp(1, 16),
-            first_run_lookback: chrono::Duration::hours(lookback),
-            settle_lag: minutes("window.settle_lag_minutes", w.settle_lag_minutes, 15)?,
-            overlap: minutes("window.overlap_minutes", w.overlap_minutes, 60)?,
-            max_batch_bytes,
-        };
         let load = LoadConfig {
-            max_rejected_ratio: rejected_ratio(
-                "load.max_rejected_ratio",
-                self.load.max_rejected_ratio.unwrap_or(0.05),
-            )?,
-            ratio_min_records: match self.load.ratio_min_records.unwrap_or(100) {
-                n if n >= 1 => n,
-                _ => return Err(invalid("load.ratio_min_records", "must be at least 1")),
-            },
+            max_rejected_ratio: l.max_rejected_ratio,
+            ratio_min_records: i64::try_from(l.ratio_min_records.0)
+                .map_err(|_| layers.invalid("load.ratio_min_records", "too large"))?,
         };
 
         let logs = LogsConfig {
-            dir: self.logs.dir.unwrap_or_else(|| PathBuf::from("./logs")),
-            keep_days: self.logs.keep_days.unwrap_or(3).max(1),
-            level: self.logs.level.unwrap_or_else(|| "info".into()),
+            dir: self.logs.dir,
+            keep_days: self.logs.keep_days.max(1),
+            level: self.logs.level,
         };
 
         let s = self.sheets;
         let sheets = match s.spreadsheet_id.filter(|id| !id.trim().is_empty()) {
             None => None,
             Some(spreadsheet_id) => {
-                let key_file = s.key_file.ok_or_else(|| {
-                    invalid(
-                        "sheets.key_file",
-                        "missing (needed with sheets.spreadsheet_id)",
-                    )
-                })?;
-                let mut api_root = s
-                    .api_root
-                    .unwrap_or_else(|| "https://sheets.googleapis.com/".into());
+                let key_file = s
+                    .key_file
+                    .filter(|path| !path.as_os_str().is_empty())
+                    .ok_or_else(|| {
+                        missing(
+                            "sheets.key_file",
+                            "missing (needed with sheets.spreadsheet_id)",
+                        )
+                    })?;
+                let mut api_root = s.api_root;
                 if !api_root.ends_with('/') {
                     api_root.push('/');
                 }
+                http_url(&api_root)
+                    .map_err(|message| layers.invalid("sheets.api_root", message))?;
                 Some(SheetsConfig {
                     spreadsheet_id,
-                    sheet: s.sheet.unwrap_or_else(|| "daily_stats".into()),
+                    sheet: s.sheet,
                     key_file,
                     api_root,
                 })
             }
         };
 
-        let email = self.email.validate()?;
+        let email = self.email.validate(layers)?;
         Ok(Config {
             database,
             api,
@@ -621,67 +761,140 @@ impl RawConfig {
     }
 }
 
-/// A share of rejected records: a number from 0 to 1.
-pub fn rejected_ratio(key: &str, value: f64) -> Result<f64, ConfigError> {
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
+/// An http:// or https:// URL; the message never quotes the text.
+fn http_url(text: &str) -> Result<reqwest::Url, String> {
+    let url: reqwest::Url = text.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if matches!(url.scheme(), "http" | "https") {
+        Ok(url)
     } else {
-        Err(invalid(key, "must be a share between 0 and 1 (e.g. 0.05)"))
+        Err("must be an http:// or https:// URL".into())
     }
 }
 
-impl RawEmail {
-    fn validate(self) -> Result<EmailConfig, ConfigError> {
-        let mailbox = |key: &str, text: &str| {
-            text.parse::<Mailbox>()
-                .map_err(|e| invalid(key, format!("not an e-mail address {text:?}: {e}")))
-        };
-        let from = mailbox(
-            "email.from",
-            self.from
-                .as_deref()
-                .unwrap_or("lms-etl <lms-etl@localhost>"),
-        )?;
-        let to = match self.to {
-            Some(list) if !list.is_empty() => list
-                .iter()
-                .map(|t| mailbox("email.to", t))
-                .collect::<Result<_, _>>()?,
-            _ => vec![mailbox("email.to", "data-team <data-team@localhost>")?],
-        };
-        let send_on = match self.send_on.as_deref().unwrap_or("both") {
-            "both" => SendOn::Both,
-            "success" => SendOn::Success,
-            "failure" => SendOn::Failure,
-            "never" => SendOn::Never,
-            other => {
-                return Err(invalid(
-                    "email.send_on",
-                    format!("expected both, success, failure or never, found {other:?}"),
+impl ApiSection {
+    fn validate(self, layers: &Layers) -> Result<ApiConfig, ConfigError> {
+        let mut url = http_url(&required("api.url", self.url)?)
+            .map_err(|message| layers.invalid("api.url", message))?;
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        let (backoff_initial, backoff_max) = (self.backoff_initial_ms.0, self.backoff_max_ms.0);
+        if backoff_max < backoff_initial {
+            // Blame the key the operator set: the other one may be the default.
+            return Err(match layers.origin("api.backoff_max_ms") {
+                Origin::Default => layers.invalid(
+                    "api.backoff_initial_ms",
+                    "must not be greater than api.backoff_max_ms",
+                ),
+                _ => layers.invalid(
+                    "api.backoff_max_ms",
+                    "must not be less than api.backoff_initial_ms",
+                ),
+            });
+        }
+        Ok(ApiConfig {
+            url,
+            client: required("api.client", self.client)?,
+            client_key: required("api.client_key", self.client_key)?.into(),
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs.0),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.0),
+            max_retries: self.max_retries,
+            retry_budget: self.retry_budget,
+            backoff_initial: Duration::from_millis(backoff_initial),
+            backoff_max: Duration::from_millis(backoff_max),
+            source_timezone: self
+                .source_timezone
+                .filter(|z| !z.trim().is_empty())
+                .map(|z| {
+                    // parse_zone's error quotes the text.
+                    lms_etl_parse::source_time::parse_zone(&z).map_err(|_| {
+                        layers.invalid(
+                            "api.source_timezone",
+                            "expected an IANA time zone name such as UTC or Europe/Moscow",
+                        )
+                    })
+                })
+                .transpose()?,
+        })
+    }
+}
+
+impl WindowSection {
+    fn validate(self, layers: &Layers) -> Result<WindowConfig, ConfigError> {
+        let chunk_minutes = match i64::try_from(self.chunk_minutes.0) {
+            Ok(m) if m <= WEEK_MINUTES => m,
+            _ => {
+                return Err(layers.invalid(
+                    "window.chunk_minutes",
+                    "must be between 1 and 10080 (one week)",
                 ))
             }
         };
+        let first_run_lookback = i64::try_from(self.first_run_lookback_hours.0)
+            .ok()
+            .and_then(chrono::Duration::try_hours)
+            .ok_or_else(|| layers.invalid("window.first_run_lookback_hours", "too large"))?;
+        let minutes = |key: &str, m: i64| {
+            if (0..=WEEK_MINUTES).contains(&m) {
+                Ok(chrono::Duration::minutes(m))
+            } else {
+                Err(layers.invalid(key, "must be between 0 and 10080 minutes (one week)"))
+            }
+        };
+        // The extension's ingest_chunk reads at most 64 MiB at once (MAX_CHUNK_BYTES).
+        if !(64 << 10..=32 << 20).contains(&self.max_batch_bytes) {
+            return Err(layers.invalid(
+                "window.max_batch_bytes",
+                "must be between 65536 (64 KiB) and 33554432 (32 MiB)",
+            ));
+        }
+        Ok(WindowConfig {
+            chunk: chrono::Duration::minutes(chunk_minutes),
+            prefetch: self.prefetch.clamp(1, 16),
+            parallel_loads: self.parallel_loads.clamp(1, 16),
+            first_run_lookback,
+            settle_lag: minutes("window.settle_lag_minutes", self.settle_lag_minutes)?,
+            overlap: minutes("window.overlap_minutes", self.overlap_minutes)?,
+            max_batch_bytes: self.max_batch_bytes,
+        })
+    }
+}
+
+impl EmailSection {
+    fn validate(self, layers: &Layers) -> Result<EmailConfig, ConfigError> {
+        // lettre's address errors name the fault, not the text.
+        let from = self
+            .from
+            .parse::<Mailbox>()
+            .map_err(|e| layers.invalid("email.from", format!("not an e-mail address: {e}")))?;
+        let to = if self.to.is_empty() {
+            EmailSection::default().to
+        } else {
+            self.to
+        };
+        let to = to
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<Mailbox>().map_err(|e| {
+                    layers.invalid(
+                        "email.to",
+                        format!("item {} of the list: not an e-mail address: {e}", i + 1),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let smtp = match self.smtp_host.filter(|h| !h.trim().is_empty()) {
             None => None,
             Some(host) => {
-                let tls = match self.smtp_tls.as_deref().unwrap_or("starttls") {
-                    "none" => SmtpTls::None,
-                    "starttls" => SmtpTls::StartTls,
-                    "tls" => SmtpTls::Implicit,
-                    other => {
-                        return Err(invalid(
-                            "email.smtp_tls",
-                            format!("expected none, starttls or tls, found {other:?}"),
-                        ))
-                    }
-                };
                 let password = match (self.smtp_password, self.smtp_password_file) {
                     (Some(p), _) => Some(SecretString::from(p)),
                     (None, Some(path)) => {
                         let text = std::fs::read_to_string(&path).map_err(|e| {
-                            invalid(
+                            layers.invalid(
                                 "email.smtp_password_file",
-                                format!("cannot read {}: {e}", path.display()),
+                                format!("cannot read the file: {e}"),
                             )
                         })?;
                         Some(SecretString::from(
@@ -690,22 +903,20 @@ impl RawEmail {
                     }
                     (None, None) => None,
                 };
-                let default_port = match tls {
-                    SmtpTls::None => 25,
-                    SmtpTls::StartTls => 587,
-                    SmtpTls::Implicit => 465,
+                let port = match (self.smtp_port, self.smtp_tls) {
+                    (0, SmtpTls::None) => 25,
+                    (0, SmtpTls::StartTls) => 587,
+                    (0, SmtpTls::Implicit) => 465,
+                    (port, _) => port,
                 };
                 Some(SmtpConfig {
                     host,
-                    port: self.smtp_port.unwrap_or(default_port),
-                    tls,
+                    port,
+                    tls: self.smtp_tls,
+                    ca_file: self.ca_file.filter(|path| !path.as_os_str().is_empty()),
                     user: self.smtp_user.filter(|u| !u.is_empty()),
                     password,
-                    timeout: Duration::from_secs(positive(
-                        "email.smtp_timeout_secs",
-                        self.smtp_timeout_secs,
-                        30,
-                    )?),
+                    timeout: Duration::from_secs(self.smtp_timeout_secs.0),
                 })
             }
         };
@@ -713,8 +924,8 @@ impl RawEmail {
             smtp,
             from,
             to,
-            send_on,
-            outbox_dir: self.outbox_dir.unwrap_or_else(|| PathBuf::from("./outbox")),
+            send_on: self.send_on,
+            outbox_dir: self.outbox_dir,
         })
     }
 }
@@ -743,6 +954,28 @@ mod tests {
         ("LMS_ETL_CLIENT_KEY", "s3cret"),
     ];
 
+    /// A config file in a temporary directory (kept alive by the returned guard).
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lms-etl.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn error_with(path: Option<&Path>, extra: &[(&str, &str)]) -> String {
+        let mut e = env(MINIMAL);
+        for (k, v) in extra {
+            e.insert(k.to_string(), v.to_string());
+        }
+        Config::from_sources(path, &e).unwrap_err().to_string()
+    }
+
+    /// The error for a file holding `text` (over the minimal environment), its path as `FILE`.
+    fn file_error(text: &str) -> String {
+        let (_dir, path) = file(text);
+        error_with(Some(&path), &[]).replace(&path.display().to_string(), "FILE")
+    }
+
     #[test]
     fn env_alone_is_enough_and_defaults_apply() {
         let c = Config::from_sources(None, &env(MINIMAL)).unwrap();
@@ -757,17 +990,15 @@ mod tests {
         assert_eq!(c.window.max_batch_bytes, 4 << 20);
         assert_eq!(c.load.max_rejected_ratio, 0.05);
         assert_eq!(c.load.ratio_min_records, 100);
+        assert_eq!(c.api.backoff_initial, Duration::from_millis(500));
+        assert_eq!(c.api.request_timeout, Duration::from_secs(600));
+        assert_eq!(c.email.to.len(), 1);
+        assert_eq!(c.email.send_on, SendOn::Both);
     }
 
     #[test]
     fn a_syntax_error_names_the_place_and_never_shows_the_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            "[api]\nclient = \"demo\"\nclient_key = \"s3cr3t-Key\n",
-        )
-        .unwrap();
+        let (_dir, path) = file("[api]\nclient = \"demo\"\nclient_key = \"s3cr3t-Key\n");
         let err = Config::from_sources(Some(&path), &BTreeMap::new())
             .unwrap_err()
             .to_string();
@@ -779,6 +1010,18 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_syntax_error_after_a_secret_on_the_broken_line_hides_it() {
+        // The parser stops after the secret: the broken line is all secret and garbage.
+        let (_dir, path) = file("[api]\nclient_key = \"Zq8-Secret-Value\" trailing\n");
+        let err = Config::from_sources(Some(&path), &env(MINIMAL))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("Zq8-Secret-Value"), "{err}");
+        assert!(!err.contains("trailing"), "{err}");
+        assert!(err.contains("at line 2, column "), "{err}");
     }
 
     #[test]
@@ -797,7 +1040,7 @@ mod tests {
     fn window_and_load_settings_come_from_the_environment_and_are_checked() {
         let mut e = env(MINIMAL);
         e.insert("LMS_ETL_WINDOW_SETTLE_LAG_MINUTES".into(), "5".into());
-        e.insert("LMS_ETL_WINDOW_OVERLAP_MINUTES".into(), "90".into());
+        e.insert("LMS_ETL_WINDOW_OVERLAP_MINUTES".into(), " 90 ".into());
         e.insert("LMS_ETL_LOAD_MAX_REJECTED_RATIO".into(), "0.2".into());
         e.insert("LMS_ETL_API_SOURCE_TIMEZONE".into(), "Europe/Moscow".into());
         let c = Config::from_sources(None, &e).unwrap();
@@ -807,14 +1050,12 @@ mod tests {
         assert_eq!(c.api.source_timezone, Some(chrono_tz::Europe::Moscow));
         e.insert("LMS_ETL_LOAD_MAX_REJECTED_RATIO".into(), "1.5".into());
         let err = Config::from_sources(None, &e).unwrap_err().to_string();
-        assert_eq!(err, "config key `load.max_rejected_ratio` (env LMS_ETL_LOAD_MAX_REJECTED_RATIO): must be a share between 0 and 1 (e.g. 0.05)");
+        assert_eq!(err, "config key `load.max_rejected_ratio` from environment variable LMS_ETL_LOAD_MAX_REJECTED_RATIO: must be a share between 0 and 1 (e.g. 0.05)");
     }
 
     #[test]
     fn env_overrides_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[api]\nclient = \"file\"\n[window]\nchunk_minutes = 15\n[logs]\ndir = \"/var/log/x\"\n").unwrap();
+        let (_dir, path) = file("[api]\nclient = \"file\"\n[window]\nchunk_minutes = 15\n[logs]\ndir = \"/var/log/x\"\n");
         let mut e = env(MINIMAL);
         e.remove("LMS_ETL_CLIENT");
         e.insert("LMS_ETL_LOG_DIR".into(), "/tmp/logs".into());
@@ -823,11 +1064,67 @@ mod tests {
         assert_eq!(c.api.client, "file");
         assert_eq!(c.window.chunk, chrono::Duration::minutes(15));
         assert_eq!(c.logs.dir, PathBuf::from("/tmp/logs"));
-        assert_eq!(c.email.to.len(), 2);
+        let to: Vec<String> = c.email.to.iter().map(ToString::to_string).collect();
+        assert_eq!(to, ["a@x.org", "b@y.org"]);
     }
 
     #[test]
-    fn errors_name_the_key_and_variable() {
+    fn empty_variables_count_as_unset() {
+        let (_dir, path) = file("[api]\nclient = \"file\"\n[window]\nchunk_minutes = 15\n");
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_CLIENT".into(), String::new());
+        e.insert("LMS_ETL_WINDOW_CHUNK_MINUTES".into(), String::new());
+        e.insert("LMS_ETL_EMAIL_TO".into(), String::new());
+        e.insert("LMS_ETL_EMAIL_SMTP_HOST".into(), "smtp.example.org".into());
+        e.insert("LMS_ETL_EMAIL_CA_FILE".into(), String::new());
+        let c = Config::from_sources(Some(&path), &e).unwrap();
+        assert_eq!(c.api.client, "file");
+        assert_eq!(c.window.chunk, chrono::Duration::minutes(15));
+        assert_eq!(c.email.to.len(), 1);
+        assert_eq!(c.email.smtp.unwrap().ca_file, None);
+    }
+
+    #[test]
+    fn variables_that_are_no_key_are_ignored() {
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_NO_SUCH_KEY".into(), "x".into());
+        e.insert(
+            "LMS_ETL_API_CLIENT".into(),
+            "not the name of api.client".into(),
+        );
+        let c = Config::from_sources(None, &e).unwrap();
+        assert_eq!(c.api.client, "demo");
+    }
+
+    #[test]
+    fn the_smtp_ca_file_comes_from_file_or_environment_and_empty_is_unset() {
+        let (_dir, path) =
+            file("[email]\nsmtp_host = \"smtp.example.org\"\nca_file = \"/etc/ssl/file-ca.pem\"\n");
+        let c = Config::from_sources(Some(&path), &env(MINIMAL)).unwrap();
+        let smtp = c.email.smtp.unwrap();
+        assert_eq!(smtp.ca_file, Some(PathBuf::from("/etc/ssl/file-ca.pem")));
+
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_EMAIL_CA_FILE".into(), "/etc/ssl/env-ca.pem".into());
+        let c = Config::from_sources(Some(&path), &e).unwrap();
+        let smtp = c.email.smtp.unwrap();
+        assert_eq!(smtp.ca_file, Some(PathBuf::from("/etc/ssl/env-ca.pem")));
+
+        let (_dir, path) =
+            file("[email]\nsmtp_host = \"smtp.example.org\"\nsmtp_tls = \"tls\"\nca_file = \"\"\n");
+        let smtp = Config::from_sources(Some(&path), &env(MINIMAL))
+            .unwrap()
+            .email
+            .smtp
+            .unwrap();
+        assert_eq!(
+            (smtp.ca_file, smtp.tls, smtp.port),
+            (None, SmtpTls::Implicit, 465)
+        );
+    }
+
+    #[test]
+    fn a_missing_key_says_how_to_set_it() {
         let mut e = env(MINIMAL);
         e.remove("LMS_ETL_CLIENT_KEY");
         let err = Config::from_sources(None, &e).unwrap_err().to_string();
@@ -835,29 +1132,256 @@ mod tests {
             err,
             "config key `api.client_key` (env LMS_ETL_CLIENT_KEY): missing"
         );
-
-        let mut e = env(MINIMAL);
-        e.insert("LMS_ETL_WINDOW_CHUNK_MINUTES".into(), "soon".into());
-        let err = Config::from_sources(None, &e).unwrap_err().to_string();
-        assert_eq!(err, "config key `window.chunk_minutes` (env LMS_ETL_WINDOW_CHUNK_MINUTES): expected an integer, found \"soon\"");
-
-        let mut e = env(MINIMAL);
-        e.insert("LMS_ETL_API_SOURCE_TIMEZONE".into(), "Mars/Olympus".into());
-        assert!(Config::from_sources(None, &e)
-            .unwrap_err()
-            .to_string()
-            .contains("api.source_timezone"));
+        let err = error_with(None, &[("LMS_ETL_SHEETS_SPREADSHEET_ID", "1AbC")]);
+        assert_eq!(err, "config key `sheets.key_file` (env LMS_ETL_SHEETS_KEY_FILE): missing (needed with sheets.spreadsheet_id)");
     }
 
     #[test]
-    fn unknown_file_keys_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[api]\nclinet = \"typo\"\n").unwrap();
-        let err = Config::from_sources(Some(&path), &env(MINIMAL))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown field `clinet`"), "{err}");
+    fn a_value_error_names_the_variable_or_the_file_it_came_from() {
+        let err = error_with(None, &[("LMS_ETL_WINDOW_CHUNK_MINUTES", "soon")]);
+        assert_eq!(err, "config key `window.chunk_minutes` from environment variable LMS_ETL_WINDOW_CHUNK_MINUTES: expected a positive integer");
+
+        assert_eq!(
+            file_error("[window]\nchunk_minutes = 0\n"),
+            "config key `window.chunk_minutes` from FILE: expected a positive integer"
+        );
+
+        // The same key set in both: the environment wins, so it is the one named.
+        let (_dir, path) = file("[window]\nchunk_minutes = 0\n");
+        let err = error_with(Some(&path), &[("LMS_ETL_WINDOW_CHUNK_MINUTES", "-3")]);
+        assert!(
+            err.starts_with("config key `window.chunk_minutes` from environment variable LMS_ETL_WINDOW_CHUNK_MINUTES: "),
+            "{err}"
+        );
+
+        // A range check after extraction names the source the same way.
+        assert_eq!(
+            file_error("[window]\nchunk_minutes = 20000\n"),
+            "config key `window.chunk_minutes` from FILE: must be between 1 and 10080 (one week)"
+        );
+        let err = error_with(None, &[("LMS_ETL_WINDOW_CHUNK_MINUTES", "20000")]);
+        assert_eq!(err, "config key `window.chunk_minutes` from environment variable LMS_ETL_WINDOW_CHUNK_MINUTES: must be between 1 and 10080 (one week)");
+
+        // The conventional names are the ones named.
+        let err = error_with(None, &[("LMS_ETL_API_URL", "ftp://127.0.0.1/")]);
+        assert_eq!(err, "config key `api.url` from environment variable LMS_ETL_API_URL: must be an http:// or https:// URL");
+    }
+
+    /// (file text or none, variables, the value that must not appear, the key named)
+    type LeakCase<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
+    #[test]
+    fn no_value_appears_in_any_error() {
+        let cases: &[LeakCase] = &[
+            // string keys
+            (
+                None,
+                &[("LMS_ETL_API_URL", "Zq8sec://x y")],
+                "Zq8sec",
+                "api.url",
+            ),
+            (
+                Some("[api]\nclient = 73914286\n"),
+                &[("LMS_ETL_CLIENT", "")],
+                "73914286",
+                "api.client",
+            ),
+            (
+                Some("[email]\nfrom = \"Zq8-from-secret\"\n"),
+                &[],
+                "Zq8-from-secret",
+                "email.from",
+            ),
+            (
+                None,
+                &[("LMS_ETL_EMAIL_SEND_ON", "Zq8-sometimes")],
+                "Zq8-sometimes",
+                "email.send_on",
+            ),
+            (
+                None,
+                &[
+                    ("LMS_ETL_EMAIL_SMTP_HOST", "h"),
+                    ("LMS_ETL_EMAIL_SMTP_TLS", "Zq8-ssl"),
+                ],
+                "Zq8-ssl",
+                "email.smtp_tls",
+            ),
+            (
+                None,
+                &[("LMS_ETL_API_SOURCE_TIMEZONE", "Zq8/Olympus")],
+                "Zq8",
+                "api.source_timezone",
+            ),
+            (
+                None,
+                &[
+                    ("LMS_ETL_EMAIL_SMTP_HOST", "h"),
+                    (
+                        "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE",
+                        "/nonexistent/Zq8-pw-path",
+                    ),
+                ],
+                "Zq8-pw-path",
+                "email.smtp_password_file",
+            ),
+            // int keys
+            (
+                None,
+                &[("LMS_ETL_WINDOW_CHUNK_MINUTES", "Zq8-sixty")],
+                "Zq8-sixty",
+                "window.chunk_minutes",
+            ),
+            (
+                Some("[window]\nchunk_minutes = \"Zq8-sixty\"\n"),
+                &[],
+                "Zq8-sixty",
+                "window.chunk_minutes",
+            ),
+            (
+                None,
+                &[("LMS_ETL_EMAIL_SMTP_PORT", "7391428")],
+                "7391428",
+                "email.smtp_port",
+            ),
+            (
+                Some("[api]\nmax_retries = -739142\n"),
+                &[],
+                "739142",
+                "api.max_retries",
+            ),
+            // float keys
+            (
+                None,
+                &[("LMS_ETL_LOAD_MAX_REJECTED_RATIO", "Zq8-half")],
+                "Zq8-half",
+                "load.max_rejected_ratio",
+            ),
+            (
+                Some("[load]\nmax_rejected_ratio = 7.3914\n"),
+                &[],
+                "7.3914",
+                "load.max_rejected_ratio",
+            ),
+            // list keys
+            (
+                None,
+                &[("LMS_ETL_EMAIL_TO", "ok@x.org, Zq8-not-an-address")],
+                "Zq8",
+                "email.to",
+            ),
+            (
+                Some("[email]\nto = \"Zq8-one@x.org\"\n"),
+                &[],
+                "Zq8",
+                "email.to",
+            ),
+            (
+                Some("[email]\nto = [73914286]\n"),
+                &[],
+                "73914286",
+                "email.to",
+            ),
+            // secrets
+            (
+                Some("[api]\nclient_key = 73914286\n"),
+                &[("LMS_ETL_CLIENT_KEY", "")],
+                "73914286",
+                "api.client_key",
+            ),
+            (
+                Some("[api]\nclient_key = [\"Zq8-key\"]\n"),
+                &[("LMS_ETL_CLIENT_KEY", "")],
+                "Zq8-key",
+                "api.client_key",
+            ),
+            (
+                Some("[database]\nurl = { password = \"Zq8-pw\" }\n"),
+                &[("DATABASE_URL", "")],
+                "Zq8-pw",
+                "database.url",
+            ),
+            (
+                Some("[email]\nsmtp_password = 73914286\n"),
+                &[],
+                "73914286",
+                "email.smtp_password",
+            ),
+            // an unknown key's value
+            (
+                Some("[api]\nclinet_key = \"Zq8-typo\"\n"),
+                &[],
+                "Zq8-typo",
+                "api.clinet_key",
+            ),
+        ];
+        for (text, vars, secret, key) in cases {
+            let written = text.map(file);
+            let path = written.as_ref().map(|(_, path)| path.as_path());
+            let mut e = env(MINIMAL);
+            e.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let err = Config::from_sources(path, &e)
+                .map(|_| ())
+                .expect_err(key)
+                .to_string();
+            assert!(!err.contains(secret), "{err}");
+            assert!(
+                err.starts_with(&format!("config key `{key}` from ")),
+                "{err}"
+            );
+            match path {
+                Some(path) if vars.iter().all(|(_, v)| v.is_empty()) => {
+                    assert!(err.contains(&path.display().to_string()), "{err}")
+                }
+                _ => assert!(err.contains("from environment variable LMS_ETL_"), "{err}"),
+            }
+        }
+    }
+
+    #[test]
+    fn messages_say_what_was_expected() {
+        let err = error_with(None, &[("LMS_ETL_LOAD_MAX_REJECTED_RATIO", "half")]);
+        assert!(err.ends_with(": expected a number"), "{err}");
+        let err = error_with(None, &[("LMS_ETL_EMAIL_SMTP_PORT", "70000")]);
+        assert!(
+            err.ends_with(": expected an integer from 0 to 65535"),
+            "{err}"
+        );
+        let err = error_with(None, &[("LMS_ETL_EMAIL_SEND_ON", "sometimes")]);
+        assert!(
+            err.ends_with(": expected one of success, failure, both, never"),
+            "{err}"
+        );
+        let err = error_with(None, &[("LMS_ETL_EMAIL_TO", "ok@x.org, nobody")]);
+        assert_eq!(err, "config key `email.to` from environment variable LMS_ETL_EMAIL_TO: item 2 of the list: not an e-mail address: Invalid input");
+        assert_eq!(
+            file_error("[email]\nto = [\"a@x.org\", 7]\n"),
+            "config key `email.to` from FILE: item 2 of the list: expected a string"
+        );
+        let (_dir, path) = file("[email]\nto = \"a@x.org\"\n");
+        assert!(error_with(Some(&path), &[]).ends_with(": expected a list"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected_naming_the_key_and_file() {
+        let err = file_error("[api]\nclinet = \"typo\"\n");
+        assert!(
+            err.starts_with("config key `api.clinet` from FILE: unknown key (known: url, client, "),
+            "{err}"
+        );
+        let err = file_error("[apii]\nclient = \"typo\"\n");
+        assert!(
+            err.starts_with("config key `apii` from FILE: unknown section (known: database, api, "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_backoff_error_blames_the_key_that_was_set() {
+        let err = error_with(None, &[("LMS_ETL_API_BACKOFF_INITIAL_MS", "60000")]);
+        assert_eq!(err, "config key `api.backoff_initial_ms` from environment variable LMS_ETL_API_BACKOFF_INITIAL_MS: must not be greater than api.backoff_max_ms");
+        let err = error_with(None, &[("LMS_ETL_API_BACKOFF_MAX_MS", "100")]);
+        assert_eq!(err, "config key `api.backoff_max_ms` from environment variable LMS_ETL_API_BACKOFF_MAX_MS: must not be less than api.backoff_initial_ms");
     }
 
     #[test]
@@ -875,6 +1399,7 @@ mod tests {
         let smtp = c.email.smtp.unwrap();
         assert_eq!(smtp.password.unwrap().expose_secret(), "from-file");
         assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+        assert_eq!(smtp.timeout, Duration::from_secs(30));
 
         e.insert(
             "LMS_ETL_EMAIL_SMTP_PASSWORD_FILE".into(),
@@ -882,8 +1407,56 @@ mod tests {
         );
         let err = Config::from_sources(None, &e).unwrap_err().to_string();
         assert!(
-            err.starts_with("config key `email.smtp_password_file`"),
+            err.starts_with("config key `email.smtp_password_file` from environment variable LMS_ETL_EMAIL_SMTP_PASSWORD_FILE: cannot read the file: "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn every_key_has_its_variable() {
+        // The README's table and the example file name these; a renamed field would break them.
+        let defaults = Serialized::defaults(Sections::default())
+            .data()
+            .unwrap()
+            .remove(&Profile::Default)
+            .unwrap();
+        let keys: Vec<String> = defaults
+            .iter()
+            .flat_map(|(section, fields)| {
+                fields
+                    .as_dict()
+                    .unwrap()
+                    .keys()
+                    .map(move |field| format!("{section}.{field}"))
+            })
+            .collect();
+        assert_eq!(keys.len(), 39, "{keys:?}");
+        let vars: Vec<String> = keys.iter().map(|k| env_var(k)).collect();
+        for var in [
+            "DATABASE_URL",
+            "LMS_ETL_API_URL",
+            "LMS_ETL_CLIENT",
+            "LMS_ETL_CLIENT_KEY",
+            "LMS_ETL_LOG_DIR",
+            "LMS_ETL_LOGS_KEEP_DAYS",
+            "LMS_ETL_WINDOW_CHUNK_MINUTES",
+            "LMS_ETL_EMAIL_SMTP_PASSWORD",
+            "LMS_ETL_EMAIL_CA_FILE",
+            "LMS_ETL_EMAIL_TO",
+        ] {
+            assert!(vars.iter().any(|v| v == var), "{var} not in {vars:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_ratio_is_checked_without_quoting_it() {
+        assert_eq!(rejected_ratio("--max-rejected-ratio", 1.0).unwrap(), 1.0);
+        let err = rejected_ratio("--max-rejected-ratio", 7.3914)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--max-rejected-ratio: must be a share between 0 and 1 (e.g. 0.05)"
         );
     }
 

@@ -372,12 +372,19 @@ fn log_file_is_named_by_date_appended_and_old_files_are_pruned() {
 }
 
 #[test]
-fn a_bad_setting_exits_2_naming_the_key() {
+fn a_bad_setting_exits_2_naming_the_key_and_variable_not_the_value() {
     let db = TestDb::new();
-    let etl = Etl::new(&db, "http://127.0.0.1:1").with_env("LMS_ETL_WINDOW_CHUNK_MINUTES", "0");
+    let etl = Etl::new(&db, "http://127.0.0.1:1")
+        .with_env("LMS_ETL_WINDOW_CHUNK_MINUTES", "Zq8-S3cret-minutes");
     let out = etl.run(&["run"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("window.chunk_minutes"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Zq8-S3cret"), "{stderr}");
+    assert!(
+        stderr.contains("config key `window.chunk_minutes` from environment variable LMS_ETL_WINDOW_CHUNK_MINUTES: expected a positive integer"),
+        "{stderr}"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.runs"), 0);
 }
 
 #[test]
