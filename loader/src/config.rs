@@ -107,9 +107,15 @@ pub struct LogsConfig {
 pub struct SheetsConfig {
     pub spreadsheet_id: String,
     pub sheet: String,
+    /// Tab holding the line chart of `sheet`; `None` (configured as `""`): no chart.
+    pub chart_sheet: Option<String>,
     pub key_file: PathBuf,
     /// Root of the Sheets REST API, ending in `/`.
     pub api_root: String,
+    /// Retries of one call answered 429 or 5xx.
+    pub max_retries: u32,
+    /// Longest a push may spend waiting between retries, all calls together.
+    pub retry_budget: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,8 +238,11 @@ struct RawLogs {
 struct RawSheets {
     spreadsheet_id: Option<String>,
     sheet: Option<String>,
+    chart_sheet: Option<String>,
     key_file: Option<PathBuf>,
     api_root: Option<String>,
+    max_retries: Option<u32>,
+    retry_budget_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -346,6 +355,21 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("sheets.sheet", "LMS_ETL_SHEETS_SHEET", Kind::Str),
     ("sheets.key_file", "LMS_ETL_SHEETS_KEY_FILE", Kind::Str),
     ("sheets.api_root", "LMS_ETL_SHEETS_API_ROOT", Kind::Str),
+    (
+        "sheets.chart_sheet",
+        "LMS_ETL_SHEETS_CHART_SHEET",
+        Kind::Str,
+    ),
+    (
+        "sheets.max_retries",
+        "LMS_ETL_SHEETS_MAX_RETRIES",
+        Kind::Int,
+    ),
+    (
+        "sheets.retry_budget_secs",
+        "LMS_ETL_SHEETS_RETRY_BUDGET_SECS",
+        Kind::Int,
+    ),
     ("email.smtp_host", "LMS_ETL_EMAIL_SMTP_HOST", Kind::Str),
     ("email.smtp_port", "LMS_ETL_EMAIL_SMTP_PORT", Kind::Int),
     ("email.smtp_tls", "LMS_ETL_EMAIL_SMTP_TLS", Kind::Str),
@@ -599,11 +623,26 @@ impl RawConfig {
                 if !api_root.ends_with('/') {
                     api_root.push('/');
                 }
+                let sheet = s.sheet.unwrap_or_else(|| "daily_stats".into());
+                let chart_sheet = match s.chart_sheet {
+                    None => Some(format!("{sheet} chart")),
+                    Some(name) if name.is_empty() => None,
+                    Some(name) if crate::report::sheets::same_tab_title(&name, &sheet) => {
+                        return Err(invalid(
+                            "sheets.chart_sheet",
+                            "must name another tab than sheets.sheet (titles compare ignoring case)",
+                        ))
+                    }
+                    Some(name) => Some(name),
+                };
                 Some(SheetsConfig {
                     spreadsheet_id,
-                    sheet: s.sheet.unwrap_or_else(|| "daily_stats".into()),
+                    sheet,
+                    chart_sheet,
                     key_file,
                     api_root,
+                    max_retries: s.max_retries.unwrap_or(4),
+                    retry_budget: Duration::from_secs(s.retry_budget_secs.unwrap_or(30)),
                 })
             }
         };
@@ -742,6 +781,36 @@ mod tests {
         ("LMS_ETL_CLIENT", "demo"),
         ("LMS_ETL_CLIENT_KEY", "s3cret"),
     ];
+
+    #[test]
+    fn sheets_defaults_name_the_chart_tab_after_the_sheet_and_bound_retries() {
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_SHEETS_SPREADSHEET_ID".into(), "1abc".into());
+        e.insert("LMS_ETL_SHEETS_KEY_FILE".into(), "/k.json".into());
+        e.insert("LMS_ETL_SHEETS_SHEET".into(), "stats".into());
+        let s = Config::from_sources(None, &e).unwrap().sheets.unwrap();
+        assert_eq!(s.chart_sheet.as_deref(), Some("stats chart"));
+        assert_eq!(
+            (s.max_retries, s.retry_budget),
+            (4, Duration::from_secs(30))
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[sheets]\nchart_sheet = \"\"\n").unwrap();
+        e.insert("LMS_ETL_SHEETS_MAX_RETRIES".into(), "2".into());
+        e.insert("LMS_ETL_SHEETS_RETRY_BUDGET_SECS".into(), "5".into());
+        let s = Config::from_sources(Some(&path), &e)
+            .unwrap()
+            .sheets
+            .unwrap();
+        assert_eq!(s.chart_sheet, None, "an empty name turns the chart off");
+        assert_eq!((s.max_retries, s.retry_budget), (2, Duration::from_secs(5)));
+
+        e.insert("LMS_ETL_SHEETS_CHART_SHEET".into(), "STATS".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(err.starts_with("config key `sheets.chart_sheet` (env LMS_ETL_SHEETS_CHART_SHEET): must name another tab"), "{err}");
+    }
 
     #[test]
     fn env_alone_is_enough_and_defaults_apply() {
