@@ -198,7 +198,17 @@ fn a_failed_push_heals_on_the_next_run_without_a_manual_step() {
     let first = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
     assert_eq!(first.status.code(), Some(4), "{}", describe(&first));
     assert!(out.sheets.cells("daily").is_empty());
-    assert_eq!(db.count("SELECT count(*) FROM lms_etl.sheets_pending()"), 2);
+    let pending: Vec<String> = db
+        .client()
+        .query(
+            "SELECT to_char(day, 'YYYY-MM-DD') FROM lms_etl.sheets_pending()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pending, ["2026-11-20", "2026-11-21"], "oldest first");
 
     // Healthy again; the next run's window holds none of run 1's days.
     out.sheets.set_outage(false);
@@ -234,6 +244,12 @@ fn a_failed_push_heals_on_the_next_run_without_a_manual_step() {
         out.sheets.calls().len() > calls_before,
         "the touched day is pushed again"
     );
+
+    // A mark for a version the day no longer has is refused: that day stays pending.
+    let marked = db.count(
+        "SELECT lms_etl.mark_sheets_pushed(ARRAY[date '2026-11-20'], ARRAY[timestamptz '2000-01-01'])",
+    );
+    assert_eq!(marked, 0);
 }
 
 #[test]

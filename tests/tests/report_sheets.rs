@@ -333,6 +333,11 @@ async fn new_days_are_inserted_as_whole_rows_so_notes_stay_beside_their_day() {
 
     // One structural call (the inserts) and one values call, writing A..F only.
     let calls = f.emulator.calls();
+    assert_eq!(
+        calls.len(),
+        4,
+        "get, column A, rows + chart, values: {calls:?}"
+    );
     let writes: Vec<_> = calls
         .iter()
         .filter(|c| c.starts_with("values.batchUpdate"))
@@ -352,6 +357,29 @@ async fn new_days_are_inserted_as_whole_rows_so_notes_stay_beside_their_day() {
             && structure[0].contains("insertDimension daily_stats 2..3"),
         "{calls:?}"
     );
+}
+
+#[tokio::test]
+async fn a_header_sorted_away_from_row_1_gets_a_new_header_row_above() {
+    let f = fixture(TAB).await;
+    // Someone sorted the whole tab, header included: the header went below the day.
+    f.emulator
+        .set_cells(TAB, vec![row_with_note("2026-11-20", 1, "n"), header()]);
+
+    push_days(&f.cfg, &[day("2026-11-21", 4, 1, 1, computed(1, 0))], UTC)
+        .await
+        .unwrap();
+
+    let cells = f.emulator.cells(TAB);
+    assert_eq!(cells[0], header());
+    assert_eq!(cells[1], row_with_note("2026-11-20", 1, "n"));
+    assert_eq!(cells[2], day_cells("2026-11-21", 4, 1, 1, 0.25, "01:00"));
+    assert_eq!(
+        cells[3],
+        header(),
+        "the old header is a row without a date: kept"
+    );
+    assert_eq!(cells.len(), 4);
 }
 
 #[tokio::test]
