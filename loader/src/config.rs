@@ -157,9 +157,15 @@ pub struct LogsConfig {
 pub struct SheetsConfig {
     pub spreadsheet_id: String,
     pub sheet: String,
+    /// Tab holding the line chart of `sheet`; `None` (configured as `""`): no chart.
+    pub chart_sheet: Option<String>,
     pub key_file: PathBuf,
     /// Root of the Sheets REST API, ending in `/`.
     pub api_root: String,
+    /// Retries of one call answered 429 or 5xx.
+    pub max_retries: u32,
+    /// Longest a push may spend waiting between retries, all calls together.
+    pub retry_budget: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -573,8 +579,12 @@ impl Default for LogsSection {
 struct SheetsSection {
     spreadsheet_id: Option<String>,
     sheet: String,
+    /// Unset: `<sheet> chart`; `""` (file only: an empty variable counts as unset): no chart.
+    chart_sheet: Option<String>,
     key_file: Option<PathBuf>,
     api_root: String,
+    max_retries: u32,
+    retry_budget_secs: u64,
 }
 
 impl Default for SheetsSection {
@@ -582,8 +592,11 @@ impl Default for SheetsSection {
         SheetsSection {
             spreadsheet_id: None,
             sheet: "daily_stats".into(),
+            chart_sheet: None,
             key_file: None,
             api_root: "https://sheets.googleapis.com/".into(),
+            max_retries: 4,
+            retry_budget_secs: 30,
         }
     }
 }
@@ -739,11 +752,26 @@ impl Sections {
                 }
                 http_url(&api_root)
                     .map_err(|message| layers.invalid("sheets.api_root", message))?;
+                let sheet = s.sheet;
+                let chart_sheet = match s.chart_sheet {
+                    None => Some(format!("{sheet} chart")),
+                    Some(name) if name.is_empty() => None,
+                    Some(name) if crate::report::sheets::same_tab_title(&name, &sheet) => {
+                        return Err(layers.invalid(
+                            "sheets.chart_sheet",
+                            "must name another tab than sheets.sheet (titles compare ignoring case)",
+                        ))
+                    }
+                    Some(name) => Some(name),
+                };
                 Some(SheetsConfig {
                     spreadsheet_id,
-                    sheet: s.sheet,
+                    sheet,
+                    chart_sheet,
                     key_file,
                     api_root,
+                    max_retries: s.max_retries,
+                    retry_budget: Duration::from_secs(s.retry_budget_secs),
                 })
             }
         };
@@ -974,6 +1002,36 @@ mod tests {
     fn file_error(text: &str) -> String {
         let (_dir, path) = file(text);
         error_with(Some(&path), &[]).replace(&path.display().to_string(), "FILE")
+    }
+
+    #[test]
+    fn sheets_defaults_name_the_chart_tab_after_the_sheet_and_bound_retries() {
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_SHEETS_SPREADSHEET_ID".into(), "1abc".into());
+        e.insert("LMS_ETL_SHEETS_KEY_FILE".into(), "/k.json".into());
+        e.insert("LMS_ETL_SHEETS_SHEET".into(), "stats".into());
+        let s = Config::from_sources(None, &e).unwrap().sheets.unwrap();
+        assert_eq!(s.chart_sheet.as_deref(), Some("stats chart"));
+        assert_eq!(
+            (s.max_retries, s.retry_budget),
+            (4, Duration::from_secs(30))
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[sheets]\nchart_sheet = \"\"\n").unwrap();
+        e.insert("LMS_ETL_SHEETS_MAX_RETRIES".into(), "2".into());
+        e.insert("LMS_ETL_SHEETS_RETRY_BUDGET_SECS".into(), "5".into());
+        let s = Config::from_sources(Some(&path), &e)
+            .unwrap()
+            .sheets
+            .unwrap();
+        assert_eq!(s.chart_sheet, None, "an empty name turns the chart off");
+        assert_eq!((s.max_retries, s.retry_budget), (2, Duration::from_secs(5)));
+
+        e.insert("LMS_ETL_SHEETS_CHART_SHEET".into(), "STATS".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(err.starts_with("config key `sheets.chart_sheet` from environment variable LMS_ETL_SHEETS_CHART_SHEET: must name another tab"), "{err}");
     }
 
     #[test]
@@ -1430,7 +1488,7 @@ mod tests {
                     .map(move |field| format!("{section}.{field}"))
             })
             .collect();
-        assert_eq!(keys.len(), 39, "{keys:?}");
+        assert_eq!(keys.len(), 42, "{keys:?}");
         let vars: Vec<String> = keys.iter().map(|k| env_var(k)).collect();
         for var in [
             "DATABASE_URL",

@@ -200,20 +200,24 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Full-jitter exponential backoff: uniform in [base/2, base], base doubling per attempt.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .cfg
-            .backoff_initial
-            .saturating_mul(1u32 << (attempt.max(1) - 1).min(16))
-            .min(self.cfg.backoff_max);
-        let half = base / 2;
-        half + half.mul_f64(rand::rng().random::<f64>())
+        backoff(self.cfg.backoff_initial, self.cfg.backoff_max, attempt)
     }
 }
 
+/// Exponential backoff with jitter before retry number `attempt` (1-based): uniform in
+/// [base/2, base], base = `initial` doubling per attempt, capped at `max`. Jitter keeps
+/// clients that failed together from retrying together.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = initial
+        .saturating_mul(1u32 << (attempt.max(1) - 1).min(16))
+        .min(max);
+    let half = base / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

@@ -333,16 +333,61 @@ impl Database {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<Vec<DailyStats>, LoadError> {
+        let days = self.daily_stats_versions(from, to).await?;
+        Ok(days.into_iter().map(|d| d.stats).collect())
+    }
+
+    /// What a run pushes to Sheets: the `touched` days, and every day whose numbers changed
+    /// since it was last pushed (`lms_etl.sheets_pending()`), each with its version.
+    pub async fn sheets_due(&self, touched: &[NaiveDate]) -> Result<Vec<DayVersion>, LoadError> {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                   FROM lms_etl.daily_stats WHERE day = ANY($1)
+                 UNION
+                 SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                   FROM lms_etl.sheets_pending()
+                 ORDER BY 1",
+                &[&touched],
+            )
+            .await
+            .map_err(query_err("reading the days due in Google Sheets"))?;
+        Ok(rows.iter().map(day_version).collect())
+    }
+
+    /// Stored `daily_stats` for [from, to] with their versions (a forced Sheets re-push marks them).
+    pub async fn daily_stats_versions(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<DayVersion>, LoadError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
                    FROM lms_etl.daily_stats WHERE day BETWEEN $1 AND $2 ORDER BY day",
                 &[&from, &to],
             )
             .await
             .map_err(query_err("reading daily_stats"))?;
-        Ok(rows.iter().map(daily_stats).collect())
+        Ok(rows.iter().map(day_version).collect())
+    }
+
+    /// Records that `days` are in Google Sheets with the numbers of their versions; a day
+    /// recomputed since it was read stays due. Returns the days marked.
+    pub async fn mark_sheets_pushed(&self, days: &[DayVersion]) -> Result<i64, LoadError> {
+        let dates: Vec<NaiveDate> = days.iter().map(|d| d.stats.day).collect();
+        let versions: Vec<DateTime<Utc>> = days.iter().map(|d| d.changed_at).collect();
+        let row = self
+            .client
+            .query_one(
+                "SELECT lms_etl.mark_sheets_pushed($1, $2)",
+                &[&dates, &versions],
+            )
+            .await
+            .map_err(query_err("marking the days pushed to Google Sheets"))?;
+        Ok(row.get(0))
     }
 
     /// Closes the run row with its outcome; returns the run's committed counters.
@@ -547,6 +592,20 @@ impl ChunkTx<'_> {
     pub async fn rollback(self) {
         // A failed rollback leaves the transaction to die with its connection.
         let _ = self.tx.rollback().await;
+    }
+}
+
+/// A day's statistics with `changed_at`, the version they were read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayVersion {
+    pub stats: DailyStats,
+    pub changed_at: DateTime<Utc>,
+}
+
+fn day_version(row: &tokio_postgres::Row) -> DayVersion {
+    DayVersion {
+        stats: daily_stats(row),
+        changed_at: row.get(5),
     }
 }
 

@@ -12,7 +12,7 @@ use lms_etl_loader::load::Database;
 use lms_etl_loader::run::{self, Exit, RunOptions};
 use lms_etl_loader::signals::Interrupt;
 use lms_etl_loader::window::parse_time;
-use lms_etl_loader::{demo_api, logs, report, status};
+use lms_etl_loader::{demo_api, logs, status};
 
 fn main() -> ExitCode {
     // Two TLS stacks meet here (reqwest, yup-oauth2, lettre): choose one provider for all.
@@ -164,13 +164,13 @@ async fn sheets_sync(
         .as_ref()
         .context("Google Sheets is not configured (sheets.spreadsheet_id, sheets.key_file)")?;
     let db = Database::connect(config.database.url()).await?;
-    let days = db.daily_stats(from, to).await?;
+    let days = db.daily_stats_versions(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
     let zones = db.zones(config.api.source_timezone).await?;
-    let outcome = report::sheets::push_days(sheets, &days, zones.report)
+    let outcome = run::push_and_mark(&db, sheets, &days, zones.report)
         .await
         .context("pushing to Google Sheets")?;
-    tracing::info!(rows = outcome.rows_written, url = %outcome.url, "sheets sync finished");
+    tracing::info!(days = outcome.days_written, inserted = outcome.rows_inserted, url = %outcome.url, "sheets sync finished");
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use lms_etl_parse::source_time::{self, chrono_tz::Tz};
@@ -20,11 +20,12 @@ use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, SheetsConfig};
 use crate::error_chain as chain;
 use crate::fetch::{scrub, Failure, FetchError, Fetcher};
-use crate::load::{ChunkCounts, Database, LoadError, Verdict, Zones};
-use crate::report::{email, history_span, sheets, Counts, DailyStats, RunReport, RunStatus};
+use crate::load::{ChunkCounts, Database, DayVersion, LoadError, Verdict, Zones};
+use crate::report::sheets::{self, SheetsError, SheetsOutcome};
+use crate::report::{email, history_span, Counts, DailyStats, RunReport, RunStatus};
 use crate::signals::Interrupt;
 use crate::window::{plan, Window, WindowRules};
 
@@ -392,7 +393,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         let mut sheets_error = None;
         let sheets_url = cfg.sheets.as_ref().map(sheets::spreadsheet_url);
         if error.is_none() && !interrupted {
-            sheets_error = push_sheets(cfg, opts, &days, zones.report, &mut stages).await;
+            sheets_error = push_sheets(cfg, opts, &db, &days, zones.report, &mut stages).await;
         }
 
         let status = match (&error, &sheets_error) {
@@ -828,10 +829,12 @@ fn progress_bar(chunks: u64) -> ProgressBar {
     bar
 }
 
-/// Pushes the days to Sheets when configured; returns the error text on failure.
+/// Pushes the run's days, and every day still due from an earlier push that failed, to
+/// Sheets when configured; returns the error text on failure.
 async fn push_sheets(
     cfg: &Config,
     opts: &RunOptions,
+    db: &Database,
     days: &[DailyStats],
     report_zone: Tz,
     stages: &mut Stages,
@@ -842,24 +845,58 @@ async fn push_sheets(
         }
         return None;
     };
-    if days.is_empty() {
+    let started = Instant::now();
+    let touched: Vec<NaiveDate> = days.iter().map(|d| d.day).collect();
+    let due = match db.sheets_due(&touched).await {
+        Ok(due) => due,
+        Err(e) => {
+            let message = chain(&e);
+            error!(error = %message, "cannot read the days due in Google Sheets");
+            return Some(message);
+        }
+    };
+    if due.is_empty() {
         return None;
     }
-    let started = Instant::now();
-    info!(sheet = %sheets_cfg.sheet, days = days.len(), "sheets push started");
-    let result = sheets::push_days(sheets_cfg, days, report_zone).await;
+    let caught_up = due
+        .iter()
+        .filter(|d| !touched.contains(&d.stats.day))
+        .count();
+    info!(sheet = %sheets_cfg.sheet, days = due.len(), caught_up, "sheets push started");
+    let result = push_and_mark(db, sheets_cfg, &due, report_zone).await;
     let ms = stages.add("sheets", started);
     match result {
         Ok(outcome) => {
-            info!(rows = outcome.rows_written, url = %outcome.url, elapsed_ms = ms, "sheets push finished");
+            info!(days = outcome.days_written, inserted = outcome.rows_inserted, chart = ?outcome.chart,
+                  url = %outcome.url, elapsed_ms = ms, "sheets push finished");
             None
         }
         Err(e) => {
             let message = chain(&e);
-            error!(error = %message, elapsed_ms = ms, "sheets push failed; the loaded data is kept");
+            error!(error = %message, elapsed_ms = ms, "sheets push failed; the loaded data is kept and the next run pushes these days again");
             Some(message)
         }
     }
+}
+
+/// Pushes `due` to Sheets and, once Google has them, records each day's version as pushed,
+/// so `lms_etl.sheets_pending()` forgets it until its numbers change again.
+pub async fn push_and_mark(
+    db: &Database,
+    cfg: &SheetsConfig,
+    due: &[DayVersion],
+    report_zone: Tz,
+) -> Result<SheetsOutcome, SheetsError> {
+    let stats: Vec<DailyStats> = due.iter().map(|d| d.stats.clone()).collect();
+    let outcome = sheets::push_days(cfg, &stats, report_zone).await?;
+    match db.mark_sheets_pushed(due).await {
+        Ok(marked) => info!(marked, "days recorded as pushed to Google Sheets"),
+        // The sheet is right; unmarked days stay due and the next run writes them once more.
+        Err(e) => {
+            warn!(error = %chain(&e), "cannot record the days pushed to Google Sheets; the next run pushes them again")
+        }
+    }
+    Ok(outcome)
 }
 
 /// Sends (or writes to the outbox) the run's e-mail; false if that failed.

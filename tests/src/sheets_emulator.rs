@@ -1,7 +1,14 @@
 //! An in-memory Google Sheets v4 REST emulator (the endpoints the loader calls) plus an
 //! OAuth token endpoint, served by axum on 127.0.0.1 so tests can assert exact cells.
+//!
+//! It behaves like Google where the loader depends on it: tab titles match ignoring case,
+//! writes outside a tab's grid are refused ("exceeds grid limits"), a batchUpdate is applied
+//! all or nothing, inserted rows move the cells (and chart ranges) below them; failures
+//! (429, 5xx, ...) can be scripted.
 
-use std::collections::HashMap;
+mod batch_update;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,11 +42,47 @@ pub struct TokenRequest {
     pub scope: String,
 }
 
+/// Google's grid for a new sheet.
+const DEFAULT_ROWS: usize = 1000;
+const DEFAULT_COLUMNS: usize = 26;
+
 #[derive(Debug, Clone)]
 struct Tab {
     id: i64,
     title: String,
     cells: Vec<Vec<Value>>,
+    /// The grid: cells outside it cannot be written.
+    row_count: usize,
+    column_count: usize,
+    charts: Vec<Chart>,
+}
+
+impl Tab {
+    fn new(id: i64, title: &str) -> Tab {
+        Tab {
+            id,
+            title: title.to_owned(),
+            cells: Vec::new(),
+            row_count: DEFAULT_ROWS,
+            column_count: DEFAULT_COLUMNS,
+            charts: Vec::new(),
+        }
+    }
+}
+
+/// A chart embedded in a tab: its id, spec and position as the API shows them.
+#[derive(Debug, Clone)]
+struct Chart {
+    id: i64,
+    spec: Value,
+    position: Value,
+}
+
+/// A scripted failure: the next Sheets request is answered with this status.
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    status: u16,
+    retry_after_secs: Option<u64>,
 }
 
 #[derive(Default)]
@@ -48,11 +91,26 @@ struct Inner {
     token_uri: String,
     tabs: Vec<Tab>,
     next_tab_id: i64,
+    next_chart_id: i64,
     tokens: Vec<String>,
     token_requests: Vec<TokenRequest>,
     calls: Vec<String>,
     outage: bool,
+    failures: VecDeque<Failure>,
+    failures_served: usize,
     reject_grants: bool,
+}
+
+impl Inner {
+    /// The tab Google would take `title` for: titles compare ignoring case.
+    fn tab(&self, title: &str) -> Option<&Tab> {
+        self.tabs.iter().find(|t| same_title(&t.title, title))
+    }
+}
+
+/// Google's comparison of tab titles (see `same_tab_title` in the loader for what we assume).
+fn same_title(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -74,12 +132,9 @@ impl SheetsEmulator {
         let inner = Arc::new(Mutex::new(Inner {
             spreadsheet_id: spreadsheet_id.to_owned(),
             token_uri: format!("http://{addr}/token"),
-            tabs: vec![Tab {
-                id: 0,
-                title: "Sheet1".into(),
-                cells: Vec::new(),
-            }],
+            tabs: vec![Tab::new(0, "Sheet1")],
             next_tab_id: 1_000,
+            next_chart_id: 5_000,
             ..Inner::default()
         }));
         let app = Router::new()
@@ -87,6 +142,10 @@ impl SheetsEmulator {
             .route(
                 "/v4/spreadsheets/{id}",
                 get(spreadsheet_get).post(spreadsheet_post),
+            )
+            .route(
+                "/v4/spreadsheets/{id}/values:batchUpdate",
+                post(values_batch_update),
             )
             .route(
                 "/v4/spreadsheets/{id}/values/{range}",
@@ -119,32 +178,61 @@ impl SheetsEmulator {
     }
 
     /// The tab's cells exactly as stored, trailing empty cells and rows trimmed;
-    /// empty when the tab does not exist.
+    /// empty when the tab does not exist. `sheet` matches titles ignoring case, as Google does.
     pub fn cells(&self, sheet: &str) -> Vec<Vec<Value>> {
         let inner = self.inner.lock().unwrap();
         inner
-            .tabs
-            .iter()
-            .find(|t| t.title == sheet)
+            .tab(sheet)
             .map(|t| trimmed(&t.cells))
             .unwrap_or_default()
     }
 
-    /// Creates (or overwrites) a tab with these cells, to start from an existing sheet.
+    /// Creates (or overwrites) a tab with these cells, to start from an existing sheet. A new
+    /// tab's grid is Google's default (1000 × 26), or as many rows as `cells` if more.
     pub fn set_cells(&self, sheet: &str, cells: Vec<Vec<Value>>) {
         let mut inner = self.inner.lock().unwrap();
-        match inner.tabs.iter_mut().find(|t| t.title == sheet) {
-            Some(tab) => tab.cells = cells,
+        let index = match inner.tabs.iter().position(|t| same_title(&t.title, sheet)) {
+            Some(i) => i,
             None => {
                 let id = inner.next_tab_id;
                 inner.next_tab_id += 1;
-                inner.tabs.push(Tab {
-                    id,
-                    title: sheet.into(),
-                    cells,
-                });
+                inner.tabs.push(Tab::new(id, sheet));
+                inner.tabs.len() - 1
             }
-        }
+        };
+        let tab = &mut inner.tabs[index];
+        tab.row_count = tab.row_count.max(cells.len());
+        tab.column_count = tab
+            .column_count
+            .max(cells.iter().map(Vec::len).max().unwrap_or(0));
+        tab.cells = cells;
+    }
+
+    /// Resizes a tab's grid, as a user deleting or adding rows and columns does; cells
+    /// outside the new grid are dropped.
+    pub fn set_grid(&self, sheet: &str, rows: usize, columns: usize) {
+        let mut inner = self.inner.lock().unwrap();
+        let tab = inner
+            .tabs
+            .iter_mut()
+            .find(|t| same_title(&t.title, sheet))
+            .expect("set_grid on an existing tab");
+        resize(tab, rows, columns);
+    }
+
+    /// (rows, columns) of the tab's grid.
+    pub fn grid(&self, sheet: &str) -> Option<(usize, usize)> {
+        let inner = self.inner.lock().unwrap();
+        inner.tab(sheet).map(|t| (t.row_count, t.column_count))
+    }
+
+    /// The charts on a tab, as spreadsheets.get shows them (`chartId`, `spec`, `position`).
+    pub fn charts(&self, sheet: &str) -> Vec<Value> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .tab(sheet)
+            .map(|t| t.charts.iter().map(chart_json).collect())
+            .unwrap_or_default()
     }
 
     pub fn tab_titles(&self) -> Vec<String> {
@@ -162,6 +250,24 @@ impl SheetsEmulator {
         self.inner.lock().unwrap().outage = on;
     }
 
+    /// The next `times` Sheets requests are answered with HTTP `status` (429 RESOURCE_EXHAUSTED,
+    /// 500 INTERNAL, 503 UNAVAILABLE, 403 PERMISSION_DENIED, else INVALID_ARGUMENT), with a
+    /// `Retry-After` header when given.
+    pub fn fail_next(&self, status: u16, times: usize, retry_after_secs: Option<u64>) {
+        let mut inner = self.inner.lock().unwrap();
+        for _ in 0..times {
+            inner.failures.push_back(Failure {
+                status,
+                retry_after_secs,
+            });
+        }
+    }
+
+    /// Sheets requests answered with a scripted failure or the outage so far.
+    pub fn failures_served(&self) -> usize {
+        self.inner.lock().unwrap().failures_served
+    }
+
     /// While on, the token endpoint answers 400 `invalid_grant`.
     pub fn set_reject_grants(&self, on: bool) {
         self.inner.lock().unwrap().reject_grants = on;
@@ -176,7 +282,8 @@ impl SheetsEmulator {
         self.inner.lock().unwrap().token_requests.clone()
     }
 
-    /// Sheets calls served (after auth), e.g. `values.update 'daily_stats'!A1:F4`.
+    /// Sheets calls served (after auth), e.g. `values.batchUpdate 'daily_stats'!A1:F4` or
+    /// `spreadsheets.batchUpdate addSheet daily_stats; insertDimension daily_stats 1..3`.
     pub fn calls(&self) -> Vec<String> {
         self.inner.lock().unwrap().calls.clone()
     }
@@ -185,6 +292,16 @@ impl SheetsEmulator {
 impl Drop for SheetsEmulator {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Sets a tab's grid; rows and columns outside it lose their cells, as in Google.
+fn resize(tab: &mut Tab, rows: usize, columns: usize) {
+    tab.row_count = rows;
+    tab.column_count = columns;
+    tab.cells.truncate(rows);
+    for row in &mut tab.cells {
+        row.truncate(columns);
     }
 }
 
@@ -294,11 +411,29 @@ struct Rejection {
     status: StatusCode,
     google_status: &'static str,
     message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl Rejection {
+    fn invalid(message: impl Into<String>) -> Rejection {
+        Rejection {
+            status: StatusCode::BAD_REQUEST,
+            google_status: "INVALID_ARGUMENT",
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
-        api_error(self.status, self.google_status, &self.message)
+        let mut response = api_error(self.status, self.google_status, &self.message);
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, secs.to_string().parse().unwrap());
+        }
+        response
     }
 }
 
@@ -311,14 +446,32 @@ fn json_response(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-/// Outage, bearer token and spreadsheet id checks shared by every Sheets endpoint.
-fn admit(inner: &Inner, headers: &HeaderMap, id: &str) -> Result<(), Rejection> {
+/// Scripted failures, outage, bearer token and spreadsheet id checks shared by every
+/// Sheets endpoint.
+fn admit(inner: &mut Inner, headers: &HeaderMap, id: &str) -> Result<(), Rejection> {
     let reject = |status, google_status, message: &str| Rejection {
         status,
         google_status,
         message: message.into(),
+        retry_after_secs: None,
     };
+    if let Some(failure) = inner.failures.pop_front() {
+        inner.failures_served += 1;
+        let status = StatusCode::from_u16(failure.status).expect("a valid HTTP status");
+        let (google_status, message) = match failure.status {
+            429 => ("RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and limit 'Write requests per minute per user' of service 'sheets.googleapis.com'."),
+            500 => ("INTERNAL", "Internal error encountered."),
+            503 => ("UNAVAILABLE", "The service is currently unavailable."),
+            403 => ("PERMISSION_DENIED", "The caller does not have permission"),
+            _ => ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+        };
+        return Err(Rejection {
+            retry_after_secs: failure.retry_after_secs,
+            ..reject(status, google_status, message)
+        });
+    }
     if inner.outage {
+        inner.failures_served += 1;
         return Err(reject(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
@@ -352,7 +505,7 @@ async fn spreadsheet_get(
     headers: HeaderMap,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
-    if let Err(r) = admit(&inner, &headers, &id) {
+    if let Err(r) = admit(&mut inner, &headers, &id) {
         return r.into_response();
     }
     inner.calls.push("spreadsheets.get".into());
@@ -360,7 +513,14 @@ async fn spreadsheet_get(
         .tabs
         .iter()
         .enumerate()
-        .map(|(i, t)| sheet_json(t, i))
+        .map(|(i, t)| {
+            let mut sheet = json!({"properties": sheet_properties(t, i)});
+            // Google leaves out empty lists.
+            if !t.charts.is_empty() {
+                sheet["charts"] = t.charts.iter().map(chart_json).collect();
+            }
+            sheet
+        })
         .collect();
     json_response(
         StatusCode::OK,
@@ -368,14 +528,18 @@ async fn spreadsheet_get(
     )
 }
 
-fn sheet_json(tab: &Tab, index: usize) -> Value {
-    json!({"properties": {
+fn sheet_properties(tab: &Tab, index: usize) -> Value {
+    json!({
         "sheetId": tab.id, "title": tab.title, "index": index, "sheetType": "GRID",
-        "gridProperties": {"rowCount": 1000, "columnCount": 26}
-    }})
+        "gridProperties": {"rowCount": tab.row_count, "columnCount": tab.column_count}
+    })
 }
 
-/// `POST /v4/spreadsheets/{id}:batchUpdate` (only `addSheet` requests).
+fn chart_json(chart: &Chart) -> Value {
+    json!({"chartId": chart.id, "spec": chart.spec, "position": chart.position})
+}
+
+/// `POST /v4/spreadsheets/{id}:batchUpdate`: see [`batch_update`].
 async fn spreadsheet_post(
     State(inner): State<Shared>,
     UrlPath(segment): UrlPath<String>,
@@ -390,59 +554,20 @@ async fn spreadsheet_post(
         );
     };
     let mut inner = inner.lock().unwrap();
-    if let Err(r) = admit(&inner, &headers, id) {
+    if let Err(r) = admit(&mut inner, &headers, id) {
         return r.into_response();
     }
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "Invalid JSON payload received.",
-        );
+    let request = match json_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
     };
-    let requests = request["requests"].as_array().cloned().unwrap_or_default();
-    if requests.is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "Must specify at least one request.",
-        );
+    match batch_update::apply(&mut inner, &request) {
+        Ok(replies) => json_response(
+            StatusCode::OK,
+            json!({"spreadsheetId": inner.spreadsheet_id, "replies": replies}),
+        ),
+        Err(r) => r.into_response(),
     }
-    // Validate everything first: a batch is applied all or nothing.
-    let mut titles = Vec::new();
-    for r in &requests {
-        let Some(title) = r["addSheet"]["properties"]["title"].as_str() else {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_ARGUMENT",
-                "The emulator only supports addSheet with a title.",
-            );
-        };
-        if inner.tabs.iter().any(|t| t.title == title) || titles.contains(&title) {
-            let message = format!("Invalid requests[0].addSheet: A sheet with the name \"{title}\" already exists. Please enter another name.");
-            return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message);
-        }
-        titles.push(title);
-    }
-    let mut replies = Vec::new();
-    for title in titles {
-        let id = inner.next_tab_id;
-        inner.next_tab_id += 1;
-        let tab = Tab {
-            id,
-            title: title.to_owned(),
-            cells: Vec::new(),
-        };
-        replies.push(json!({"addSheet": sheet_json(&tab, inner.tabs.len())}));
-        inner
-            .calls
-            .push(format!("spreadsheets.batchUpdate addSheet {title}"));
-        inner.tabs.push(tab);
-    }
-    json_response(
-        StatusCode::OK,
-        json!({"spreadsheetId": inner.spreadsheet_id, "replies": replies}),
-    )
 }
 
 async fn values_get(
@@ -452,7 +577,7 @@ async fn values_get(
     headers: HeaderMap,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
-    if let Err(r) = admit(&inner, &headers, &id) {
+    if let Err(r) = admit(&mut inner, &headers, &id) {
         return r.into_response();
     }
     let a1 = match A1::parse(&range, &inner.tabs) {
@@ -460,17 +585,16 @@ async fn values_get(
         Err(r) => return r.into_response(),
     };
     if query.get("majorDimension").is_some_and(|d| d != "ROWS") {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "The emulator only supports majorDimension=ROWS.",
-        );
+        return Rejection::invalid("The emulator only supports majorDimension=ROWS.")
+            .into_response();
+    }
+    let tab = &inner.tabs[a1.tab];
+    if let Err(r) = within_grid(tab, &range, &a1, 0, 0) {
+        return r.into_response();
     }
     let unformatted = query
         .get("valueRenderOption")
         .is_some_and(|o| o == "UNFORMATTED_VALUE");
-    inner.calls.push(format!("values.get {range}"));
-    let tab = &inner.tabs[a1.tab];
     let last_row = a1.last_row.unwrap_or(tab.cells.len()).min(tab.cells.len());
     let mut rows = Vec::new();
     for r in a1.first_row..=last_row {
@@ -492,17 +616,138 @@ async fn values_get(
     if !rows.is_empty() {
         body["values"] = Value::from(rows);
     }
+    inner.calls.push(format!("values.get {range}"));
     json_response(StatusCode::OK, body)
 }
 
-/// `FORMATTED_VALUE` (the default) shows every cell as text, as Google does.
-fn render(v: &Value, unformatted: bool) -> Value {
-    match v {
-        Value::Null => Value::from(""),
-        Value::Number(n) if !unformatted => Value::from(n.to_string()),
-        Value::Bool(b) if !unformatted => Value::from(if *b { "TRUE" } else { "FALSE" }),
-        other => other.clone(),
+/// Refuses a range (and `rows` × `width` values written from its top-left cell) reaching
+/// outside the tab's grid, with Google's message.
+fn within_grid(
+    tab: &Tab,
+    range: &str,
+    a1: &A1,
+    rows: usize,
+    width: usize,
+) -> Result<(), Rejection> {
+    let last_row = a1
+        .last_row
+        .unwrap_or(0)
+        .max((a1.first_row + rows).saturating_sub(1))
+        .max(a1.first_row);
+    let last_col = a1
+        .last_col
+        .unwrap_or(0)
+        .max((a1.first_col + width).saturating_sub(1))
+        .max(a1.first_col);
+    if last_row > tab.row_count || last_col >= tab.column_count {
+        return Err(Rejection::invalid(format!(
+            "Range ({range}) exceeds grid limits. Max rows: {}, max columns: {}",
+            tab.row_count, tab.column_count
+        )));
     }
+    Ok(())
+}
+
+/// 200 with the body, or Google's error.
+fn respond(answer: Result<Value, Rejection>) -> Response {
+    match answer {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(r) => r.into_response(),
+    }
+}
+
+fn json_body(body: &Bytes) -> Result<Value, Rejection> {
+    serde_json::from_slice(body).map_err(|_| Rejection::invalid("Invalid JSON payload received."))
+}
+
+/// `valueInputOption` must be given, as Google requires.
+fn check_input_option(option: Option<&str>) -> Result<(), Rejection> {
+    match option {
+        Some("RAW" | "USER_ENTERED") => Ok(()),
+        _ => Err(Rejection::invalid(
+            "'valueInputOption' is required but not specified",
+        )),
+    }
+}
+
+/// One ValueRange of a write, checked against the tab and ready to apply.
+struct Write {
+    tab: usize,
+    a1: A1,
+    values: Vec<Vec<Value>>,
+    width: usize,
+}
+
+/// Checks one ValueRange (`range` from the URL for values.update, from the body for
+/// values.batchUpdate) without writing anything.
+fn check_write(inner: &Inner, range: &str, value_range: &Value) -> Result<Write, Rejection> {
+    let a1 = A1::parse(range, &inner.tabs)?;
+    if let Some(body_range) = value_range["range"].as_str() {
+        if body_range != range {
+            return Err(Rejection::invalid(format!(
+                "Requested writing within range [{range}], but tried writing to [{body_range}]"
+            )));
+        }
+    }
+    if value_range["majorDimension"]
+        .as_str()
+        .is_some_and(|d| d != "ROWS")
+    {
+        return Err(Rejection::invalid(
+            "The emulator only supports majorDimension=ROWS.",
+        ));
+    }
+    let values: Vec<Vec<Value>> =
+        serde_json::from_value(value_range["values"].clone()).unwrap_or_default();
+    let width = values.iter().map(Vec::len).max().unwrap_or(0);
+    let fits_rows = a1
+        .last_row
+        .is_none_or(|last| a1.first_row + values.len() <= last + 1);
+    let fits_cols = a1
+        .last_col
+        .is_none_or(|last| a1.first_col + width <= last + 1);
+    if !fits_rows || !fits_cols {
+        return Err(Rejection::invalid(format!(
+            "Requested writing within range [{range}], but tried writing {} rows of {width} columns",
+            values.len()
+        )));
+    }
+    within_grid(&inner.tabs[a1.tab], range, &a1, values.len(), width)?;
+    Ok(Write {
+        tab: a1.tab,
+        a1,
+        values,
+        width,
+    })
+}
+
+/// Applies a checked write; returns Google's UpdateValuesResponse for it.
+fn apply_write(inner: &mut Inner, id: &str, write: &Write) -> Value {
+    let tab = &mut inner.tabs[write.tab];
+    let mut cells_written = 0;
+    for (i, row) in write.values.iter().enumerate() {
+        for (j, value) in row.iter().enumerate() {
+            // A JSON null means "leave this cell alone".
+            if value.is_null() {
+                continue;
+            }
+            set_cell(
+                &mut tab.cells,
+                write.a1.first_row - 1 + i,
+                write.a1.first_col + j,
+                value.clone(),
+            );
+            cells_written += 1;
+        }
+    }
+    let last_row = write.a1.first_row + write.values.len().max(1) - 1;
+    json!({
+        "spreadsheetId": id,
+        "updatedRange": write.a1.text_bounded(&tab.title, last_row, write.a1.first_col + write.width.max(1) - 1),
+        "updatedRows": write.values.len(),
+        "updatedColumns": write.width,
+        "updatedCells": cells_written,
+    })
 }
 
 async fn values_update(
@@ -513,91 +758,60 @@ async fn values_update(
     body: Bytes,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
-    if let Err(r) = admit(&inner, &headers, &id) {
-        return r.into_response();
-    }
-    match query.get("valueInputOption").map(String::as_str) {
-        Some("RAW" | "USER_ENTERED") => {}
-        _ => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_ARGUMENT",
-                "'valueInputOption' is required but not specified",
-            )
-        }
-    }
-    let a1 = match A1::parse(&range, &inner.tabs) {
-        Ok(a1) => a1,
-        Err(r) => return r.into_response(),
+    let mut answer = || -> Result<Value, Rejection> {
+        admit(&mut inner, &headers, &id)?;
+        check_input_option(query.get("valueInputOption").map(String::as_str))?;
+        let write = check_write(&inner, &range, &json_body(&body)?)?;
+        inner.calls.push(format!("values.update {range}"));
+        Ok(apply_write(&mut inner, &id, &write))
     };
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "Invalid JSON payload received.",
-        );
-    };
-    if let Some(body_range) = request["range"].as_str() {
-        if body_range != range {
-            let message = format!(
-                "Requested writing within range [{range}], but tried writing to [{body_range}]"
-            );
-            return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message);
+    respond(answer())
+}
+
+/// `POST .../values:batchUpdate`: every range is checked before any is written.
+async fn values_batch_update(
+    State(inner): State<Shared>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let mut answer = || -> Result<Value, Rejection> {
+        admit(&mut inner, &headers, &id)?;
+        let request = json_body(&body)?;
+        check_input_option(request["valueInputOption"].as_str())?;
+        let mut writes = Vec::new();
+        let mut ranges = Vec::new();
+        for (i, value_range) in request["data"].as_array().into_iter().flatten().enumerate() {
+            let range = value_range["range"].as_str().ok_or_else(|| {
+                Rejection::invalid(format!("Invalid data[{i}]: range is required"))
+            })?;
+            writes.push(check_write(&inner, range, value_range)?);
+            ranges.push(range.to_owned());
         }
-    }
-    if request["majorDimension"]
-        .as_str()
-        .is_some_and(|d| d != "ROWS")
-    {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_ARGUMENT",
-            "The emulator only supports majorDimension=ROWS.",
-        );
-    }
-    let values: Vec<Vec<Value>> =
-        serde_json::from_value(request["values"].clone()).unwrap_or_default();
-    let width = values.iter().map(Vec::len).max().unwrap_or(0);
-    let fits_rows = a1
-        .last_row
-        .is_none_or(|last| a1.first_row + values.len() <= last + 1);
-    let fits_cols = a1
-        .last_col
-        .is_none_or(|last| a1.first_col + width <= last + 1);
-    if !fits_rows || !fits_cols {
-        let message = format!("Requested writing within range [{range}], but tried writing {} rows of {width} columns", values.len());
-        return api_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", &message);
-    }
-    inner.calls.push(format!("values.update {range}"));
-    let tab_title = inner.tabs[a1.tab].title.clone();
-    let tab = &mut inner.tabs[a1.tab];
-    let mut cells_written = 0;
-    for (i, row) in values.iter().enumerate() {
-        for (j, value) in row.iter().enumerate() {
-            // A JSON null means "leave this cell alone".
-            if value.is_null() {
-                continue;
-            }
-            set_cell(
-                &mut tab.cells,
-                a1.first_row - 1 + i,
-                a1.first_col + j,
-                value.clone(),
-            );
-            cells_written += 1;
-        }
-    }
-    let last_row = a1.first_row + values.len().max(1) - 1;
-    json_response(
-        StatusCode::OK,
-        json!({
+        inner
+            .calls
+            .push(format!("values.batchUpdate {}", ranges.join(" ")));
+        let responses: Vec<Value> = writes
+            .iter()
+            .map(|w| apply_write(&mut inner, &id, w))
+            .collect();
+        let total = |key: &str| {
+            responses
+                .iter()
+                .filter_map(|r| r[key].as_u64())
+                .sum::<u64>()
+        };
+        let sheets: std::collections::BTreeSet<_> = writes.iter().map(|w| w.tab).collect();
+        Ok(json!({
             "spreadsheetId": id,
-            "updatedRange": a1.text_bounded(&tab_title, last_row, a1.first_col + width.max(1) - 1),
-            "updatedRows": values.len(),
-            "updatedColumns": width,
-            "updatedCells": cells_written,
-        }),
-    )
+            "totalUpdatedRows": total("updatedRows"),
+            "totalUpdatedCells": total("updatedCells"),
+            "totalUpdatedSheets": sheets.len(),
+            "responses": responses,
+        }))
+    };
+    respond(answer())
 }
 
 /// `POST .../values/{range}:clear`.
@@ -614,7 +828,7 @@ async fn values_post(
         );
     };
     let mut inner = inner.lock().unwrap();
-    if let Err(r) = admit(&inner, &headers, &id) {
+    if let Err(r) = admit(&mut inner, &headers, &id) {
         return r.into_response();
     }
     let a1 = match A1::parse(range, &inner.tabs) {
@@ -637,6 +851,16 @@ async fn values_post(
         StatusCode::OK,
         json!({"spreadsheetId": id, "clearedRange": range}),
     )
+}
+
+/// `FORMATTED_VALUE` (the default) shows every cell as text, as Google does.
+fn render(v: &Value, unformatted: bool) -> Value {
+    match v {
+        Value::Null => Value::from(""),
+        Value::Number(n) if !unformatted => Value::from(n.to_string()),
+        Value::Bool(b) if !unformatted => Value::from(if *b { "TRUE" } else { "FALSE" }),
+        other => other.clone(),
+    }
 }
 
 fn set_cell(cells: &mut Vec<Vec<Value>>, row: usize, col: usize, value: Value) {
@@ -681,11 +905,7 @@ struct A1 {
 
 impl A1 {
     fn parse(range: &str, tabs: &[Tab]) -> Result<A1, Rejection> {
-        let bad = || Rejection {
-            status: StatusCode::BAD_REQUEST,
-            google_status: "INVALID_ARGUMENT",
-            message: format!("Unable to parse range: {range}"),
-        };
+        let bad = || Rejection::invalid(format!("Unable to parse range: {range}"));
         let (title, cells) = if let Some(quoted) = range.strip_prefix('\'') {
             // 'It''s a tab'!A1:F
             let mut title = String::new();
@@ -712,7 +932,7 @@ impl A1 {
             }
         } else if let Some((title, cells)) = range.rsplit_once('!') {
             (title.to_owned(), Some(cells))
-        } else if tabs.iter().any(|t| t.title == range) {
+        } else if tabs.iter().any(|t| same_title(&t.title, range)) {
             (range.to_owned(), None)
         } else {
             (
@@ -720,7 +940,10 @@ impl A1 {
                 Some(range),
             )
         };
-        let tab = tabs.iter().position(|t| t.title == title).ok_or_else(bad)?;
+        let tab = tabs
+            .iter()
+            .position(|t| same_title(&t.title, &title))
+            .ok_or_else(bad)?;
         let Some(cells) = cells else {
             return Ok(A1 {
                 tab,
@@ -818,18 +1041,7 @@ mod tests {
     use super::*;
 
     fn tabs() -> Vec<Tab> {
-        vec![
-            Tab {
-                id: 0,
-                title: "Sheet1".into(),
-                cells: vec![],
-            },
-            Tab {
-                id: 1,
-                title: "It's stats".into(),
-                cells: vec![],
-            },
-        ]
+        vec![Tab::new(0, "Sheet1"), Tab::new(1, "It's stats")]
     }
 
     #[test]
@@ -847,6 +1059,8 @@ mod tests {
         let a = A1::parse("'It''s stats'!A5:F", &tabs()).unwrap();
         assert_eq!((a.first_row, a.last_row), (5, None));
         assert!(A1::parse("'Nope'!A1", &tabs()).is_err());
+        let a = A1::parse("'IT''S STATS'!A1", &tabs()).unwrap();
+        assert_eq!(a.tab, 1, "titles match ignoring case");
         assert_eq!(col_name(0), "A");
         assert_eq!(col_name(25), "Z");
         assert_eq!(col_name(26), "AA");

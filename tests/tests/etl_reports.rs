@@ -35,6 +35,8 @@ impl Outputs {
             .with_env("LMS_ETL_SHEETS_SHEET", "daily")
             .with_env("LMS_ETL_SHEETS_KEY_FILE", key_file.to_str().unwrap())
             .with_env("LMS_ETL_SHEETS_API_ROOT", &self.sheets.api_root())
+            // A failing emulator fails a push in about a second, not the default 30 s budget.
+            .with_env("LMS_ETL_SHEETS_RETRY_BUDGET_SECS", "1")
             .with_env("LMS_ETL_EMAIL_SMTP_HOST", "127.0.0.1")
             .with_env("LMS_ETL_EMAIL_SMTP_PORT", &self.smtp.port().to_string())
             .with_env("LMS_ETL_EMAIL_SMTP_TLS", "none")
@@ -187,6 +189,70 @@ fn a_sheets_outage_keeps_the_data_marks_the_run_partial_and_says_so() {
 }
 
 #[test]
+fn a_failed_push_heals_on_the_next_run_without_a_manual_step() {
+    let out = Outputs::start(SmtpOptions::default());
+    out.sheets.set_outage(true);
+    let db = TestDb::new();
+    let api = DemoApi::start(&["--records-per-hour", "50"]);
+    let etl = out.configure(Etl::new(&db, &api.url));
+    let first = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-22"]);
+    assert_eq!(first.status.code(), Some(4), "{}", describe(&first));
+    assert!(out.sheets.cells("daily").is_empty());
+    let pending: Vec<String> = db
+        .client()
+        .query(
+            "SELECT to_char(day, 'YYYY-MM-DD') FROM lms_etl.sheets_pending()",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pending, ["2026-11-20", "2026-11-21"], "oldest first");
+
+    // Healthy again; the next run's window holds none of run 1's days.
+    out.sheets.set_outage(false);
+    let second = etl.run(&["run", "--start", "2026-11-22", "--end", "2026-11-23"]);
+    assert!(second.status.success(), "{}", describe(&second));
+
+    let cells = out.sheets.cells("daily");
+    assert_eq!(cells, expected_cells(&db));
+    let dates: Vec<_> = cells.iter().skip(1).map(|r| r[0].clone()).collect();
+    assert_eq!(
+        dates,
+        [
+            json!("2026-11-20"),
+            json!("2026-11-21"),
+            json!("2026-11-22")
+        ]
+    );
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.sheets_pending()"), 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.daily_stats WHERE sheets_pushed_at = changed_at"),
+        3,
+        "every day marked with the version pushed"
+    );
+    let log = etl.log_text();
+    assert!(log.contains("caught_up=2"), "{log}");
+
+    // Nothing is pending now: a third run over the same window writes just its own day.
+    let calls_before = out.sheets.calls().len();
+    let third = etl.run(&["run", "--start", "2026-11-22", "--end", "2026-11-23"]);
+    assert!(third.status.success(), "{}", describe(&third));
+    assert_eq!(out.sheets.cells("daily"), expected_cells(&db));
+    assert!(
+        out.sheets.calls().len() > calls_before,
+        "the touched day is pushed again"
+    );
+
+    // A mark for a version the day no longer has is refused: that day stays pending.
+    let marked = db.count(
+        "SELECT lms_etl.mark_sheets_pushed(ARRAY[date '2026-11-20'], ARRAY[timestamptz '2000-01-01'])",
+    );
+    assert_eq!(marked, 0);
+}
+
+#[test]
 fn the_api_being_down_sends_a_failure_mail_without_secrets() {
     let out = Outputs::start(SmtpOptions::default());
     let db = TestDb::new();
@@ -286,6 +352,11 @@ fn sheets_sync_repushes_a_range_after_an_outage() {
     assert!(sync.status.success(), "{}", describe(&sync));
     assert_eq!(out.sheets.cells("daily"), expected_cells(&db));
     assert_eq!(out.sheets.cells("daily").len(), 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.sheets_pending()"),
+        0,
+        "sheets-sync marks what it pushed"
+    );
 }
 
 /// The `Stages (wall clock)` lines of a text body: (stage, milliseconds), in order.

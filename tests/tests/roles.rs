@@ -3,6 +3,7 @@
 //! drop, alter or empty a table, nor change the zones. A reader reads and cannot write.
 
 use lms_etl_tests::harness::{admin_url, describe, DemoApi, Etl, TestDb};
+use lms_etl_tests::sheets_emulator::SheetsEmulator;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
@@ -48,12 +49,25 @@ fn a_login_with_only_the_loader_role_runs_the_job_and_cannot_drop_or_alter() {
     let db = TestDb::new();
     let login = Login::new("lms_etl_loader");
     let api = DemoApi::start(&["--records-per-hour", "100", "--malformed", "0.02"]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sheets = rt.block_on(SheetsEmulator::start("roles"));
+    let keys = tempfile::tempdir().unwrap();
     let etl = Etl::new(&db, &api.url)
         .with_env("DATABASE_URL", &login.url(&db))
-        .with_env("LMS_ETL_LOAD_MAX_REJECTED_RATIO", "0.5");
+        .with_env("LMS_ETL_LOAD_MAX_REJECTED_RATIO", "0.5")
+        .with_env("LMS_ETL_SHEETS_SPREADSHEET_ID", "roles")
+        .with_env("LMS_ETL_SHEETS_API_ROOT", &sheets.api_root())
+        .with_env(
+            "LMS_ETL_SHEETS_KEY_FILE",
+            sheets.write_key_file(keys.path()).to_str().unwrap(),
+        );
     let window = ["run", "--start", "2026-11-20", "--end", "2026-11-20 12:00"];
     let out = etl.run(&window);
     assert!(out.status.success(), "{}", describe(&out));
+    // The Sheets bookkeeping (sheets_pending, mark_sheets_pushed) works with these grants.
+    assert_eq!(sheets.cells("daily_stats").len(), 2);
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.sheets_pending()"), 0);
     assert!(db.count("SELECT count(*) FROM lms_etl.attempts") > 500);
     assert!(db.count("SELECT count(*) FROM lms_etl.rejected_attempts") > 0);
     // A re-run, status, aggregate and reprocess work with the same privileges.
