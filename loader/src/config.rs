@@ -46,8 +46,9 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// A libpq-style URL or key=value string; may hold a password, so never logged.
-    pub url: SecretString,
+    /// From the libpq-style URL or key=value string, TLS options included; its `Debug`
+    /// shows no password, and the string itself is not kept.
+    pub target: crate::pg_tls::Target,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +144,8 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
+    /// PEM file of CA certificates trusted besides the system's roots (a private CA).
+    pub ca_file: Option<PathBuf>,
     pub user: Option<String>,
     pub password: Option<SecretString>,
     pub timeout: Duration,
@@ -242,6 +245,7 @@ struct RawEmail {
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
     smtp_tls: Option<String>,
+    ca_file: Option<PathBuf>,
     smtp_user: Option<String>,
     smtp_password: Option<String>,
     smtp_password_file: Option<PathBuf>,
@@ -349,6 +353,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("email.smtp_host", "LMS_ETL_EMAIL_SMTP_HOST", Kind::Str),
     ("email.smtp_port", "LMS_ETL_EMAIL_SMTP_PORT", Kind::Int),
     ("email.smtp_tls", "LMS_ETL_EMAIL_SMTP_TLS", Kind::Str),
+    ("email.ca_file", "LMS_ETL_EMAIL_CA_FILE", Kind::Str),
     ("email.smtp_user", "LMS_ETL_EMAIL_SMTP_USER", Kind::Str),
     (
         "email.smtp_password",
@@ -457,7 +462,8 @@ impl Config {
                     env: "-".into(),
                     message: e.message().to_owned(),
                 })?;
-        raw.validate()
+        // libpq's default root certificate lives in the home directory.
+        raw.validate(env.get("HOME").map(Path::new))
     }
 }
 
@@ -475,9 +481,11 @@ fn positive(key: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigEr
 }
 
 impl RawConfig {
-    fn validate(self) -> Result<Config, ConfigError> {
+    fn validate(self, home: Option<&Path>) -> Result<Config, ConfigError> {
+        let url = SecretString::from(required("database.url", self.database.url)?);
         let database = DatabaseConfig {
-            url: required("database.url", self.database.url)?.into(),
+            target: crate::pg_tls::Target::parse(url.expose_secret(), home)
+                .map_err(|e| invalid("database.url", crate::error_chain(&e)))?,
         };
 
         let a = self.api;
@@ -690,6 +698,12 @@ impl RawEmail {
                     }
                     (None, None) => None,
                 };
+                let ca_file = self.ca_file.filter(|p| !p.as_os_str().is_empty());
+                if let Some(path) = &ca_file {
+                    // Read now so a wrong path stops the start, not the mail at the end.
+                    crate::tls::read_ca_file(path)
+                        .map_err(|e| invalid("email.ca_file", e.to_string()))?;
+                }
                 let default_port = match tls {
                     SmtpTls::None => 25,
                     SmtpTls::StartTls => 587,
@@ -699,6 +713,7 @@ impl RawEmail {
                     host,
                     port: self.smtp_port.unwrap_or(default_port),
                     tls,
+                    ca_file,
                     user: self.smtp_user.filter(|u| !u.is_empty()),
                     password,
                     timeout: Duration::from_secs(positive(
@@ -716,12 +731,6 @@ impl RawEmail {
             send_on,
             outbox_dir: self.outbox_dir.unwrap_or_else(|| PathBuf::from("./outbox")),
         })
-    }
-}
-
-impl DatabaseConfig {
-    pub fn url(&self) -> &str {
-        self.url.expose_secret()
     }
 }
 
