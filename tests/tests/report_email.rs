@@ -1,5 +1,6 @@
 //! `report::email::send_report` against the SMTP stand-in and the outbox directory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -8,8 +9,9 @@ use lms_etl_loader::config::{EmailConfig, SendOn, SmtpConfig, SmtpTls};
 use lms_etl_loader::report::email::{send_report, subject, Delivery, EmailError};
 use lms_etl_loader::report::{Counts, DailyStats, RejectionGroup, RunReport, RunStatus};
 use lms_etl_tests::smtp_server::{
-    AuthMechanism, Mail, ReceivedMessage, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
+    AuthMechanism, Mail, ReceivedMessage, ServerTls, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
 };
+use lms_etl_tests::test_ca::TestCa;
 
 const PASSWORD: &str = "s3cret-Pa55word";
 /// A learner's id as the API sends it: 32 hex digits.
@@ -136,6 +138,7 @@ fn smtp(
         host: "127.0.0.1".into(),
         port: server.port(),
         tls,
+        ca_file: None,
         user: user.map(str::to_owned),
         password: password.map(|p| p.to_owned().into()),
         timeout: Duration::from_secs(10),
@@ -184,6 +187,7 @@ async fn success_mail_has_subject_addresses_and_both_parts_with_the_run_details(
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -243,6 +247,7 @@ async fn login_is_used_when_the_server_offers_only_login() {
     };
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(auth),
     })
     .await;
@@ -335,6 +340,7 @@ async fn required_starttls_not_offered_is_an_error_and_nothing_is_sent() {
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -383,6 +389,7 @@ async fn required_starttls_refused_with_454_is_an_error_not_a_hang() {
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::Refused,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -436,6 +443,7 @@ async fn wrong_password_is_an_auth_error_that_does_not_contain_the_password() {
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -485,6 +493,7 @@ async fn an_unreachable_server_is_an_error_naming_it() {
         host: "127.0.0.1".into(),
         port,
         tls: SmtpTls::None,
+        ca_file: None,
         user: None,
         password: None,
         timeout: Duration::from_secs(10),
@@ -833,4 +842,169 @@ async fn a_clean_run_has_no_rejection_warning_or_end_lines() {
             assert!(!body.contains(absent), "{absent:?} in:\n{body}");
         }
     }
+}
+
+// ---- TLS with a private CA (`email.ca_file`) ------------------------------------------
+
+/// A CA, its PEM file, and a server certificate for 127.0.0.1 it signed.
+struct PrivateCa {
+    dir: tempfile::TempDir,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl PrivateCa {
+    fn new() -> PrivateCa {
+        init();
+        let ca = TestCa::new("lms-etl test CA (SMTP)");
+        let dir = tempfile::tempdir().unwrap();
+        ca.write_pem(&dir.path().join("ca.pem"));
+        let server = ca.issue(&["127.0.0.1", "localhost"]).server_config();
+        PrivateCa { dir, server }
+    }
+
+    fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+async fn tls_server(tls: ServerTls) -> SmtpServer {
+    SmtpServer::start(SmtpOptions {
+        tls: Some(tls),
+        auth: Some(SmtpAuth::new("etl", PASSWORD)),
+        ..SmtpOptions::default()
+    })
+    .await
+}
+
+fn tls_config(
+    server: &SmtpServer,
+    tls: SmtpTls,
+    ca_file: Option<std::path::PathBuf>,
+) -> SmtpConfig {
+    SmtpConfig {
+        ca_file,
+        ..smtp(server, tls, Some("etl"), Some(PASSWORD))
+    }
+}
+
+/// Sends `r` through `server` as `smtp` says; expects both recipients accepted and one
+/// message, encrypted, which it returns.
+async fn deliver_encrypted(
+    server: &SmtpServer,
+    smtp: SmtpConfig,
+    r: &RunReport,
+) -> ReceivedMessage {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Some(smtp), dir.path());
+    let delivery = send(&cfg, r).await.expect("sent");
+    assert_eq!(delivery, Delivery::Sent { recipients: 2 });
+    let mut messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].encrypted);
+    messages.remove(0)
+}
+
+#[tokio::test]
+async fn implicit_tls_trusting_the_ca_file_delivers_the_report_encrypted() {
+    let ca = PrivateCa::new();
+    let server = tls_server(ServerTls::Implicit(ca.server.clone())).await;
+    let smtp = tls_config(&server, SmtpTls::Implicit, Some(ca.ca_file()));
+
+    let message = deliver_encrypted(&server, smtp, &report(RunStatus::Succeeded)).await;
+
+    assert_eq!(message.authenticated_as.as_deref(), Some("etl"));
+    let mail = message.mail();
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded, 2 conflicts, 5 rejected"
+    );
+    assert_report_content(mail.text().unwrap());
+}
+
+#[tokio::test]
+async fn starttls_trusting_the_ca_file_upgrades_before_auth_and_delivers() {
+    let ca = PrivateCa::new();
+    let server = tls_server(ServerTls::StartTls(ca.server.clone())).await;
+    let smtp = tls_config(&server, SmtpTls::StartTls, Some(ca.ca_file()));
+
+    let message = deliver_encrypted(&server, smtp, &report(RunStatus::Failed)).await;
+
+    assert!(message
+        .mail()
+        .header("Subject")
+        .unwrap()
+        .starts_with("[lms-etl] FAILED 2026-11-24"));
+    // EHLO, STARTTLS, then EHLO again and AUTH only inside TLS.
+    let commands = server.commands();
+    let verbs: Vec<&str> = commands
+        .iter()
+        .map(|c| c.split(' ').next().unwrap())
+        .take(4)
+        .collect();
+    assert_eq!(verbs, ["EHLO", "STARTTLS", "EHLO", "AUTH"], "{commands:?}");
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_in_the_tls_negotiation_and_sends_nothing() {
+    let ca = PrivateCa::new();
+    for (server_tls, tls) in [
+        (ServerTls::Implicit(ca.server.clone()), SmtpTls::Implicit),
+        (ServerTls::StartTls(ca.server.clone()), SmtpTls::StartTls),
+    ] {
+        let server = tls_server(server_tls).await;
+        let dir = tempfile::tempdir().unwrap();
+        // Only the system's roots: the private CA is not among them.
+        let cfg = config(Some(tls_config(&server, tls, None)), dir.path());
+
+        let err = send(&cfg, &report(RunStatus::Succeeded)).await.unwrap_err();
+
+        assert!(
+            matches!(
+                err,
+                EmailError::Smtp {
+                    stage: "TLS negotiation failed",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", server.port())),
+            "{text}"
+        );
+        assert!(text.contains("UnknownIssuer"), "{text}");
+        assert!(!text.contains(PASSWORD) && !format!("{err:?}").contains(PASSWORD));
+        assert!(server.messages().is_empty());
+        assert!(
+            !server.commands().iter().any(|c| c.starts_with("AUTH")),
+            "{:?}",
+            server.commands()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_is_a_tls_setup_error_naming_the_file() {
+    init();
+    let server = SmtpServer::start(SmtpOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    let cfg = config(
+        Some(tls_config(
+            &server,
+            SmtpTls::Implicit,
+            Some(missing.clone()),
+        )),
+        dir.path(),
+    );
+
+    let err = send(&cfg, &report(RunStatus::Succeeded)).await.unwrap_err();
+
+    assert!(matches!(err, EmailError::Tls { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    assert!(server.commands().is_empty());
 }
