@@ -96,8 +96,9 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// A libpq-style URL or key=value string; may hold a password, so never logged.
-    pub url: SecretString,
+    /// From the libpq-style URL or key=value string, TLS options included; its `Debug`
+    /// shows no password, and the string itself is not kept.
+    pub target: crate::pg_tls::Target,
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +203,7 @@ pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
-    /// A PEM file of CA certificates to verify the SMTP server with.
+    /// PEM file of CA certificates trusted besides the system's roots (a private CA).
     pub ca_file: Option<PathBuf>,
     pub user: Option<String>,
     pub password: Option<SecretString>,
@@ -673,7 +674,8 @@ impl Config {
             }),
         };
         let sections: Sections = layers.figment.extract().map_err(|e| layers.explain(e))?;
-        sections.validate(&layers)
+        // libpq's default root certificate lives in the home directory.
+        sections.validate(&layers, env.get("HOME").map(Path::new))
     }
 }
 
@@ -710,9 +712,11 @@ pub fn rejected_ratio(flag: &str, value: f64) -> Result<f64, ConfigError> {
 const WEEK_MINUTES: i64 = 7 * 24 * 60;
 
 impl Sections {
-    fn validate(self, layers: &Layers) -> Result<Config, ConfigError> {
+    fn validate(self, layers: &Layers, home: Option<&Path>) -> Result<Config, ConfigError> {
+        let url = SecretString::from(required("database.url", self.database.url)?);
         let database = DatabaseConfig {
-            url: required("database.url", self.database.url)?.into(),
+            target: crate::pg_tls::Target::parse(url.expose_secret(), home)
+                .map_err(|e| layers.invalid("database.url", crate::error_chain(&e)))?,
         };
         let api = self.api.validate(layers)?;
         let window = self.window.validate(layers)?;
@@ -931,6 +935,12 @@ impl EmailSection {
                     }
                     (None, None) => None,
                 };
+                let ca_file = self.ca_file.filter(|path| !path.as_os_str().is_empty());
+                if let Some(path) = &ca_file {
+                    // Read now so a wrong path stops the start, not the mail at the end.
+                    crate::tls::read_ca_file(path)
+                        .map_err(|e| layers.invalid("email.ca_file", e.to_string()))?;
+                }
                 let port = match (self.smtp_port, self.smtp_tls) {
                     (0, SmtpTls::None) => 25,
                     (0, SmtpTls::StartTls) => 587,
@@ -941,7 +951,7 @@ impl EmailSection {
                     host,
                     port,
                     tls: self.smtp_tls,
-                    ca_file: self.ca_file.filter(|path| !path.as_os_str().is_empty()),
+                    ca_file,
                     user: self.smtp_user.filter(|u| !u.is_empty()),
                     password,
                     timeout: Duration::from_secs(self.smtp_timeout_secs.0),
@@ -955,12 +965,6 @@ impl EmailSection {
             send_on: self.send_on,
             outbox_dir: self.outbox_dir,
         })
-    }
-}
-
-impl DatabaseConfig {
-    pub fn url(&self) -> &str {
-        self.url.expose_secret()
     }
 }
 
@@ -1154,19 +1158,31 @@ mod tests {
         assert_eq!(c.api.client, "demo");
     }
 
+    /// A self-signed CA certificate: `email.ca_file` must name a readable PEM file.
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBmTCCAT+gAwIBAgIUQzVWvssxe5ZYnYkONyWUGrEbkokwCgYIKoZIzj0EAwIw\nITEfMB0GA1UEAwwWbG1zLWV0bCBjb25maWcgdGVzdCBDQTAgFw0yNjExMjcwNzAz\nNDFaGA8yMTI2MTEwMzA3MDM0MVowITEfMB0GA1UEAwwWbG1zLWV0bCBjb25maWcg\ndGVzdCBDQTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABLXO2cgekxr7M3HyiPdy\nyfMDp1DOaKm823DwzQ4lmkaqXQgH0wYIdrl/ayzF3AWoQdom4eqQxSAsqdirNkC5\nVGWjUzBRMB0GA1UdDgQWBBTXrz7/ytay2VRpMldJBjyku3UN5TAfBgNVHSMEGDAW\ngBTXrz7/ytay2VRpMldJBjyku3UN5TAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49\nBAMCA0gAMEUCIFRhCFd2FZtzBnRAm4qrJqyo8p5nTmHuDk0E7vPqpWVVAiEAqwQG\nqGCVFI2neZMyuakAMZtEoNhGq8p2aDmX+H6He3A=\n-----END CERTIFICATE-----\n";
+
     #[test]
     fn the_smtp_ca_file_comes_from_file_or_environment_and_empty_is_unset() {
-        let (_dir, path) =
-            file("[email]\nsmtp_host = \"smtp.example.org\"\nca_file = \"/etc/ssl/file-ca.pem\"\n");
+        let certs = tempfile::tempdir().unwrap();
+        let (file_ca, env_ca) = (
+            certs.path().join("file-ca.pem"),
+            certs.path().join("env-ca.pem"),
+        );
+        std::fs::write(&file_ca, TEST_CA_PEM).unwrap();
+        std::fs::write(&env_ca, TEST_CA_PEM).unwrap();
+        let (_dir, path) = file(&format!(
+            "[email]\nsmtp_host = \"smtp.example.org\"\nca_file = \"{}\"\n",
+            file_ca.display()
+        ));
         let c = Config::from_sources(Some(&path), &env(MINIMAL)).unwrap();
         let smtp = c.email.smtp.unwrap();
-        assert_eq!(smtp.ca_file, Some(PathBuf::from("/etc/ssl/file-ca.pem")));
+        assert_eq!(smtp.ca_file, Some(file_ca.clone()));
 
         let mut e = env(MINIMAL);
-        e.insert("LMS_ETL_EMAIL_CA_FILE".into(), "/etc/ssl/env-ca.pem".into());
+        e.insert("LMS_ETL_EMAIL_CA_FILE".into(), env_ca.display().to_string());
         let c = Config::from_sources(Some(&path), &e).unwrap();
         let smtp = c.email.smtp.unwrap();
-        assert_eq!(smtp.ca_file, Some(PathBuf::from("/etc/ssl/env-ca.pem")));
+        assert_eq!(smtp.ca_file, Some(env_ca.clone()));
 
         let (_dir, path) =
             file("[email]\nsmtp_host = \"smtp.example.org\"\nsmtp_tls = \"tls\"\nca_file = \"\"\n");

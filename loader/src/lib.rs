@@ -9,10 +9,12 @@ pub mod demo_api;
 pub mod fetch;
 pub mod load;
 pub mod logs;
+pub mod pg_tls;
 pub mod report;
 pub mod run;
 pub mod signals;
 pub mod status;
+pub mod tls;
 pub mod window;
 
 /// An error and its sources on one line (`a: b: c`), skipping a source whose text the

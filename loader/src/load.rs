@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use lms_etl_parse::source_time::{self, chrono_tz::Tz};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 
+use crate::pg_tls::{SslMode, Target};
 use crate::report::{Counts, DailyStats, RejectionGroup, RunStatus};
 use crate::window::Window;
 
@@ -15,8 +16,13 @@ pub const RUN_LOCK_KEY: i64 = 0x006c_6d73_5f65_746c;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot connect to PostgreSQL: {0}")]
-    Connect(#[source] tokio_postgres::Error),
+    /// Names the server and the sslmode; `message` is scrubbed of the password.
+    #[error("cannot connect to PostgreSQL at {server} (sslmode={sslmode}): {message}")]
+    Connect {
+        server: String,
+        sslmode: SslMode,
+        message: String,
+    },
     #[error("the lms_etl extension is not installed in this database: run `CREATE EXTENSION lms_etl;` (see README)")]
     ExtensionMissing,
     #[error("{what}: {source}")]
@@ -44,6 +50,21 @@ impl LoadError {
     pub fn is_malformed_body(&self) -> bool {
         matches!(self, LoadError::Query { source, .. }
             if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION))
+    }
+}
+
+fn connect_error(target: &Target, e: &tokio_postgres::Error) -> LoadError {
+    let mut message = crate::error_chain(e);
+    // No server or driver is known to echo it, but a password must not reach a log or mail.
+    if let Some(password) = target.password().and_then(|p| std::str::from_utf8(p).ok()) {
+        if !password.is_empty() {
+            message = message.replace(password, "***");
+        }
+    }
+    LoadError::Connect {
+        server: target.server(),
+        sslmode: target.sslmode(),
+        message,
     }
 }
 
@@ -88,11 +109,14 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects and checks that the extension is there. The connection task runs in the background.
-    pub async fn connect(url: &str) -> Result<Database, LoadError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
+    /// Connects (TLS as the target's `sslmode` says) and checks that the extension is there.
+    /// Every connection of the program is made here. The connection task runs in the background.
+    pub async fn connect(target: &Target) -> Result<Database, LoadError> {
+        let (client, connection) = target
+            .config()
+            .connect(target.tls())
             .await
-            .map_err(LoadError::Connect)?;
+            .map_err(|e| connect_error(target, &e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::error!(error = %e, "PostgreSQL connection closed with an error");

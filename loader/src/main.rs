@@ -149,7 +149,7 @@ fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions
 }
 
 async fn show_status(config: &Config, runs: i64, days: i64) -> anyhow::Result<()> {
-    let db = Database::connect(config.database.url()).await?;
+    let db = Database::connect(&config.database.target).await?;
     print!("{}", status::render(&db, runs, days).await?);
     Ok(())
 }
@@ -163,7 +163,7 @@ async fn sheets_sync(
         .sheets
         .as_ref()
         .context("Google Sheets is not configured (sheets.spreadsheet_id, sheets.key_file)")?;
-    let db = Database::connect(config.database.url()).await?;
+    let db = Database::connect(&config.database.target).await?;
     let days = db.daily_stats_versions(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
     let zones = db.zones(config.api.source_timezone).await?;
@@ -179,7 +179,7 @@ async fn aggregate(
     from: chrono::NaiveDate,
     to: chrono::NaiveDate,
 ) -> anyhow::Result<()> {
-    let db = Database::connect(config.database.url()).await?;
+    let db = Database::connect(&config.database.target).await?;
     let days = db.aggregate(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "aggregation finished");
     print!("{}", status::render(&db, 0, days.len() as i64).await?);
@@ -187,7 +187,7 @@ async fn aggregate(
 }
 
 async fn reprocess(config: &Config, run_id: Option<i64>) -> anyhow::Result<()> {
-    let db = Database::connect(config.database.url()).await?;
+    let db = Database::connect(&config.database.target).await?;
     anyhow::ensure!(
         db.try_lock().await?.is_some(),
         "another lms-etl run holds the lock; reprocess when it has finished"

@@ -229,7 +229,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     };
 
     info!("connecting to PostgreSQL");
-    let db = match Database::connect(cfg.database.url()).await {
+    let db = match Database::connect(&cfg.database.target).await {
         Ok(db) => db,
         Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     };
@@ -565,7 +565,7 @@ async fn fetch_and_load(
     };
     let mut connections = Vec::with_capacity(cfg.window.parallel_loads);
     for _ in 0..cfg.window.parallel_loads {
-        match Database::connect(cfg.database.url()).await {
+        match Database::connect(&cfg.database.target).await {
             Ok(c) => connections.push(c),
             Err(e) => {
                 outcome.error = Some(e.into());

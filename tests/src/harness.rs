@@ -256,11 +256,15 @@ pub struct Etl {
 
 impl Etl {
     pub fn new(db: &TestDb, api_url: &str) -> Etl {
-        let dir = tempfile::tempdir().unwrap();
+        Etl::with_database_url(&db.loader_url(), api_url)
+    }
+
+    /// For a database elsewhere than the local PostgreSQL (e.g. a TLS test cluster).
+    pub fn with_database_url(db_url: &str, api_url: &str) -> Etl {
         Etl {
-            db_url: db.loader_url(),
+            db_url: db_url.to_owned(),
             api_url: api_url.to_owned(),
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             env: Vec::new(),
         }
     }

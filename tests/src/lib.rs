@@ -4,3 +4,5 @@ pub mod fixture_api;
 pub mod harness;
 pub mod sheets_emulator;
 pub mod smtp_server;
+pub mod test_ca;
+pub mod tls_cluster;

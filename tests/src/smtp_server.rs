@@ -1,10 +1,11 @@
-//! A real SMTP server on 127.0.0.1 (RFC 5321 subset, enough for lettre) that keeps what it
-//! receives, plus a small MIME reader so tests can assert on subjects and decoded parts.
+//! A real SMTP server on 127.0.0.1 (RFC 5321 subset, enough for lettre; implicit TLS and
+//! STARTTLS with a test certificate) that keeps what it receives, plus a small MIME reader
+//! so tests can assert on subjects and decoded parts.
 
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -12,7 +13,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// Longest command line accepted (RFC 5321 allows 512; AUTH lines may be longer).
 const MAX_LINE: usize = 16 * 1024;
 
-/// What the server offers after EHLO. It speaks no TLS, so STARTTLS can only be absent or refused.
+/// What the server offers after EHLO when it has no [`ServerTls::StartTls`] certificate:
+/// STARTTLS can then only be absent or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartTls {
     /// Not in the EHLO reply; the command gets 502.
@@ -46,9 +48,20 @@ impl SmtpAuth {
     }
 }
 
+/// TLS the server speaks, with a certificate from a test CA.
+#[derive(Debug, Clone)]
+pub enum ServerTls {
+    /// TLS from the first byte, as on port 465.
+    Implicit(Arc<rustls::ServerConfig>),
+    /// STARTTLS advertised after EHLO and carried out.
+    StartTls(Arc<rustls::ServerConfig>),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SmtpOptions {
     pub starttls: StartTls,
+    /// `None`: plaintext only.
+    pub tls: Option<ServerTls>,
     /// `None`: AUTH is not advertised and not required.
     pub auth: Option<SmtpAuth>,
 }
@@ -62,6 +75,8 @@ pub struct ReceivedMessage {
     pub recipients: Vec<String>,
     /// The user that authenticated on this connection, if any.
     pub authenticated_as: Option<String>,
+    /// Whether the message came over TLS (implicit or after STARTTLS).
+    pub encrypted: bool,
     /// The message as transmitted, dot-unstuffed, without the final `.` line.
     pub data: Vec<u8>,
 }
@@ -101,7 +116,7 @@ impl SmtpServer {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        connections.spawn(Session::new(stream, options.clone(), state.clone()).run());
+                        connections.spawn(Session::run(stream, options.clone(), state.clone()));
                     }
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 }
@@ -136,9 +151,14 @@ impl Drop for SmtpServer {
 
 // ---- one connection --------------------------------------------------------------
 
+/// A connection's byte stream, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 struct Session {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    /// Reads buffered; writes pass through (`BufReader` forwards them).
+    io: BufReader<Box<dyn Io>>,
+    encrypted: bool,
     options: Arc<SmtpOptions>,
     shared: Arc<Mutex<Shared>>,
     greeted: bool,
@@ -153,22 +173,53 @@ enum Line {
 }
 
 impl Session {
-    fn new(stream: TcpStream, options: Arc<SmtpOptions>, shared: Arc<Mutex<Shared>>) -> Session {
-        let (read, write) = stream.into_split();
-        Session {
-            reader: BufReader::new(read),
-            writer: write,
+    async fn run(stream: TcpStream, options: Arc<SmtpOptions>, shared: Arc<Mutex<Shared>>) {
+        let (io, encrypted): (Box<dyn Io>, bool) = match &options.tls {
+            Some(ServerTls::Implicit(config)) => {
+                // A client that does not trust the certificate ends here.
+                match tokio_rustls::TlsAcceptor::from(config.clone())
+                    .accept(stream)
+                    .await
+                {
+                    Ok(tls) => (Box::new(tls), true),
+                    Err(_) => return,
+                }
+            }
+            _ => (Box::new(stream), false),
+        };
+        let mut session = Session {
+            io: BufReader::new(io),
+            encrypted,
             options,
             shared,
             greeted: false,
             authenticated_as: None,
             from: None,
             recipients: Vec::new(),
-        }
+        };
+        let _ = session.serve().await;
     }
 
-    async fn run(mut self) {
-        let _ = self.serve().await;
+    /// Whether EHLO lists STARTTLS: a refusing server, or one that can and has not yet.
+    fn offers_starttls(&self) -> bool {
+        self.options.starttls == StartTls::Refused
+            || (matches!(self.options.tls, Some(ServerTls::StartTls(_))) && !self.encrypted)
+    }
+
+    /// `220`, then the TLS handshake on the same connection; the session starts over
+    /// (RFC 3207: the client must EHLO again).
+    async fn start_tls(&mut self, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+        self.reply("220 2.0.0 Ready to start TLS").await?;
+        let plain = std::mem::replace(&mut self.io, BufReader::new(Box::new(tokio::io::empty())));
+        let tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(plain.into_inner())
+            .await?;
+        self.io = BufReader::new(Box::new(tls));
+        self.encrypted = true;
+        self.greeted = false;
+        self.authenticated_as = None;
+        self.reset();
+        Ok(())
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
@@ -203,7 +254,7 @@ impl Session {
                         "8BITMIME".into(),
                         "SMTPUTF8".into(),
                     ];
-                    if self.options.starttls == StartTls::Refused {
+                    if self.offers_starttls() {
                         lines.push("STARTTLS".into());
                     }
                     if let Some(auth) = &self.options.auth {
@@ -231,12 +282,15 @@ impl Session {
                     self.reset();
                     self.reply("250 smtp-stand-in").await?;
                 }
-                "STARTTLS" => match self.options.starttls {
-                    StartTls::Refused => {
+                "STARTTLS" => match (self.options.starttls, self.options.tls.clone()) {
+                    (_, Some(ServerTls::StartTls(config))) if !self.encrypted => {
+                        self.start_tls(config).await?
+                    }
+                    (StartTls::Refused, _) => {
                         self.reply("454 4.7.0 TLS not available due to temporary reason")
                             .await?
                     }
-                    StartTls::NotAdvertised => {
+                    (StartTls::NotAdvertised, _) => {
                         self.reply("502 5.5.1 STARTTLS not supported").await?
                     }
                 },
@@ -279,6 +333,7 @@ impl Session {
                         envelope_from: self.from.take().unwrap_or_default(),
                         recipients: std::mem::take(&mut self.recipients),
                         authenticated_as: self.authenticated_as.clone(),
+                        encrypted: self.encrypted,
                         data,
                     };
                     self.shared.lock().unwrap().messages.push(message);
@@ -396,7 +451,7 @@ impl Session {
 
     async fn read_line(&mut self) -> std::io::Result<Line> {
         let mut buf = Vec::new();
-        let n = (&mut self.reader)
+        let n = (&mut self.io)
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut buf)
             .await?;
@@ -413,10 +468,8 @@ impl Session {
     }
 
     async fn reply(&mut self, text: &str) -> std::io::Result<()> {
-        self.writer
-            .write_all(format!("{text}\r\n").as_bytes())
-            .await?;
-        self.writer.flush().await
+        self.io.write_all(format!("{text}\r\n").as_bytes()).await?;
+        self.io.flush().await
     }
 }
 

@@ -1,5 +1,6 @@
 //! `report::email::send_report` against the SMTP stand-in and the outbox directory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
@@ -8,8 +9,9 @@ use lms_etl_loader::config::{EmailConfig, SendOn, SmtpConfig, SmtpTls};
 use lms_etl_loader::report::email::{send_report, subject, Delivery, EmailError, CHART_CID};
 use lms_etl_loader::report::{Counts, DailyStats, RejectionGroup, RunReport, RunStatus};
 use lms_etl_tests::smtp_server::{
-    AuthMechanism, Mail, ReceivedMessage, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
+    AuthMechanism, Mail, ReceivedMessage, ServerTls, SmtpAuth, SmtpOptions, SmtpServer, StartTls,
 };
+use lms_etl_tests::test_ca::TestCa;
 use mail_parser::MimeHeaders as _;
 
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -198,6 +200,7 @@ async fn success_mail_has_subject_addresses_and_both_parts_with_the_run_details(
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -257,6 +260,7 @@ async fn login_is_used_when_the_server_offers_only_login() {
     };
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(auth),
     })
     .await;
@@ -349,6 +353,7 @@ async fn required_starttls_not_offered_is_an_error_and_nothing_is_sent() {
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -397,6 +402,7 @@ async fn required_starttls_refused_with_454_is_an_error_not_a_hang() {
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::Refused,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -450,6 +456,7 @@ async fn wrong_password_is_an_auth_error_that_does_not_contain_the_password() {
     init();
     let server = SmtpServer::start(SmtpOptions {
         starttls: StartTls::NotAdvertised,
+        tls: None,
         auth: Some(SmtpAuth::new("etl", PASSWORD)),
     })
     .await;
@@ -946,6 +953,146 @@ async fn text_clients_get_the_same_facts_as_the_html_and_its_chart() {
     }
 }
 
+// ---- TLS with a private CA (`email.ca_file`) ------------------------------------------
+
+/// A CA, its PEM file, and a server certificate for 127.0.0.1 it signed.
+struct PrivateCa {
+    dir: tempfile::TempDir,
+    server: Arc<rustls::ServerConfig>,
+}
+
+impl PrivateCa {
+    fn new() -> PrivateCa {
+        init();
+        let ca = TestCa::new("lms-etl test CA (SMTP)");
+        let dir = tempfile::tempdir().unwrap();
+        ca.write_pem(&dir.path().join("ca.pem"));
+        let server = ca.issue(&["127.0.0.1", "localhost"]).server_config();
+        PrivateCa { dir, server }
+    }
+
+    fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+async fn tls_server(tls: ServerTls) -> SmtpServer {
+    SmtpServer::start(SmtpOptions {
+        tls: Some(tls),
+        auth: Some(SmtpAuth::new("etl", PASSWORD)),
+        ..SmtpOptions::default()
+    })
+    .await
+}
+
+fn tls_config(
+    server: &SmtpServer,
+    tls: SmtpTls,
+    ca_file: Option<std::path::PathBuf>,
+) -> SmtpConfig {
+    SmtpConfig {
+        ca_file,
+        ..smtp(server, tls, Some("etl"), Some(PASSWORD))
+    }
+}
+
+/// Sends `r` through `server` as `smtp` says; expects both recipients accepted and one
+/// message, encrypted, which it returns.
+async fn deliver_encrypted(
+    server: &SmtpServer,
+    smtp: SmtpConfig,
+    r: &RunReport,
+) -> ReceivedMessage {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Some(smtp), dir.path());
+    let delivery = send(&cfg, r).await.expect("sent");
+    assert_eq!(delivery, Delivery::Sent { recipients: 2 });
+    let mut messages = server.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].encrypted);
+    messages.remove(0)
+}
+
+#[tokio::test]
+async fn implicit_tls_trusting_the_ca_file_delivers_the_report_encrypted() {
+    let ca = PrivateCa::new();
+    let server = tls_server(ServerTls::Implicit(ca.server.clone())).await;
+    let smtp = tls_config(&server, SmtpTls::Implicit, Some(ca.ca_file()));
+
+    let message = deliver_encrypted(&server, smtp, &report(RunStatus::Succeeded)).await;
+
+    assert_eq!(message.authenticated_as.as_deref(), Some("etl"));
+    let mail = message.mail();
+    assert_eq!(
+        mail.header("Subject").unwrap(),
+        "[lms-etl] OK 2026-11-24: 12 345 attempts loaded, 2 conflicts, 5 rejected"
+    );
+    assert_report_content(mail.text().unwrap());
+}
+
+#[tokio::test]
+async fn starttls_trusting_the_ca_file_upgrades_before_auth_and_delivers() {
+    let ca = PrivateCa::new();
+    let server = tls_server(ServerTls::StartTls(ca.server.clone())).await;
+    let smtp = tls_config(&server, SmtpTls::StartTls, Some(ca.ca_file()));
+
+    let message = deliver_encrypted(&server, smtp, &report(RunStatus::Failed)).await;
+
+    assert!(message
+        .mail()
+        .header("Subject")
+        .unwrap()
+        .starts_with("[lms-etl] FAILED 2026-11-24"));
+    // EHLO, STARTTLS, then EHLO again and AUTH only inside TLS.
+    let commands = server.commands();
+    let verbs: Vec<&str> = commands
+        .iter()
+        .map(|c| c.split(' ').next().unwrap())
+        .take(4)
+        .collect();
+    assert_eq!(verbs, ["EHLO", "STARTTLS", "EHLO", "AUTH"], "{commands:?}");
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_in_the_tls_negotiation_and_sends_nothing() {
+    let ca = PrivateCa::new();
+    for (server_tls, tls) in [
+        (ServerTls::Implicit(ca.server.clone()), SmtpTls::Implicit),
+        (ServerTls::StartTls(ca.server.clone()), SmtpTls::StartTls),
+    ] {
+        let server = tls_server(server_tls).await;
+        let dir = tempfile::tempdir().unwrap();
+        // Only the system's roots: the private CA is not among them.
+        let cfg = config(Some(tls_config(&server, tls, None)), dir.path());
+
+        let err = send(&cfg, &report(RunStatus::Succeeded)).await.unwrap_err();
+
+        assert!(
+            matches!(
+                err,
+                EmailError::Smtp {
+                    stage: "TLS negotiation failed",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", server.port())),
+            "{text}"
+        );
+        assert!(text.contains("UnknownIssuer"), "{text}");
+        assert!(!text.contains(PASSWORD) && !format!("{err:?}").contains(PASSWORD));
+        assert!(server.messages().is_empty());
+        assert!(
+            !server.commands().iter().any(|c| c.starts_with("AUTH")),
+            "{:?}",
+            server.commands()
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_day_shows_its_change_against_the_same_weekday_a_week_before() {
     let mut r = report(RunStatus::Succeeded);
@@ -1007,4 +1154,29 @@ async fn a_mail_without_days_before_has_no_chart_and_no_related_part() {
             "{body}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_unreadable_ca_file_is_a_tls_setup_error_naming_the_file() {
+    init();
+    let server = SmtpServer::start(SmtpOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.pem");
+    let cfg = config(
+        Some(tls_config(
+            &server,
+            SmtpTls::Implicit,
+            Some(missing.clone()),
+        )),
+        dir.path(),
+    );
+
+    let err = send(&cfg, &report(RunStatus::Succeeded)).await.unwrap_err();
+
+    assert!(matches!(err, EmailError::Tls { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    assert!(server.commands().is_empty());
 }

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
@@ -115,11 +115,22 @@ async fn send_smtp(
     recipients: usize,
 ) -> Result<Delivery, EmailError> {
     let server = format!("{}:{}", smtp.host, smtp.port);
+    let tls_error = |message: String| EmailError::Tls {
+        server: server.clone(),
+        message,
+    };
+    // The system's roots, plus the private CA of `email.ca_file` if one is configured.
     let tls_params = || {
-        TlsParameters::new(smtp.host.clone()).map_err(|e| EmailError::Tls {
-            server: server.clone(),
-            message: e.to_string(),
-        })
+        let mut builder = TlsParameters::builder(smtp.host.clone());
+        if let Some(path) = &smtp.ca_file {
+            let certs = crate::tls::read_ca_file(path).map_err(|e| tls_error(e.to_string()))?;
+            for cert in certs {
+                let cert = Certificate::from_der(cert.to_vec())
+                    .map_err(|e| tls_error(format!("{}: {e}", path.display())))?;
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder.build().map_err(|e| tls_error(e.to_string()))
     };
     let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.as_str());
     let mut builder = match smtp.tls {
@@ -176,7 +187,7 @@ fn smtp_stage(e: &lettre::transport::smtp::Error, tls: SmtpTls) -> &'static str 
     let mentions_tls = e.to_string().contains("TLS");
     match code.as_deref() {
         _ if e.is_timeout() => "timed out",
-        _ if e.is_tls() => "TLS negotiation failed",
+        _ if e.is_tls() || tls_handshake_failed(e) => "TLS negotiation failed",
         Some("530" | "534" | "535" | "538") => "authentication rejected",
         Some("454") if tls == SmtpTls::StartTls && mentions_tls => "STARTTLS refused by the server",
         Some(_) if e.is_transient() => "server refused temporarily",
@@ -188,6 +199,23 @@ fn smtp_stage(e: &lettre::transport::smtp::Error, tls: SmtpTls) -> &'static str 
         None if e.is_response() => "invalid server response",
         None => "connection failed",
     }
+}
+
+/// lettre reports a failed handshake (e.g. an untrusted certificate) as a connection error;
+/// rustls' error inside it, wrapped in an `io::Error`, tells it apart.
+fn tls_handshake_failed(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map_or(s, |inner| inner as &dyn std::error::Error);
+        if inner.is::<rustls::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 // ---- rendering -------------------------------------------------------------------
