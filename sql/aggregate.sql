@@ -18,11 +18,11 @@ $$;
 COMMENT ON FUNCTION lms_etl.mark_days(timestamptz, timestamptz) IS
     'Mark the report-zone days spanned by [first, last] for re-aggregation (lms_etl.pending_days).';
 
--- Recomputes one day of the report zone from lms_etl.attempts and upserts it; a day without
--- attempts gets zeros. Clears the day's marks first, in its own statement: a load that
--- committed before that statement is seen by the next one (READ COMMITTED takes a new
--- snapshot per statement); the mark of one still uncommitted is invisible to the DELETE, so
--- it survives and the day is aggregated again later.
+-- Recomputes one day of the report zone from lms_etl.attempts: its daily_stats row (zeros
+-- for a day without attempts) and its daily_problem_stats rows. Clears the day's marks
+-- first, in its own statement: a load that committed before that statement is seen by the
+-- next one (READ COMMITTED takes a new snapshot per statement); the mark of one still
+-- uncommitted is invisible to the DELETE, so it survives and the day is aggregated again.
 CREATE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
@@ -38,32 +38,65 @@ BEGIN
     -- then reads a snapshot that includes what the first one saw.
     PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
+    DELETE FROM lms_etl.daily_problem_stats p WHERE p.day = aggregate_daily.day;
+    -- One scan of the day, grouped by (sourcedid, user): a small hash table that both tables
+    -- are built from (the sourcedid holds the learner, so its groups are few), and each
+    -- distinct sourcedid is split once, not each attempt.
+    WITH per_learner AS MATERIALIZED (
+        SELECT a.lis_result_sourcedid AS sourcedid,
+               a.user_id,
+               count(*) AS attempts,
+               count(*) FILTER (WHERE a.attempt_type = 'run') AS runs,
+               count(*) FILTER (WHERE a.attempt_type = 'submit') AS submits,
+               count(*) FILTER (WHERE a.is_correct) AS successful,
+               min(a.created_at) FILTER (WHERE a.attempt_type = 'submit') AS first_submit,
+               min(a.created_at) FILTER (WHERE a.is_correct) AS first_success
+          FROM lms_etl.attempts a
+         WHERE a.created_at >= day_start
+           AND a.created_at < day_end
+         GROUP BY a.lis_result_sourcedid, a.user_id),
+    per_problem AS (
+        INSERT INTO lms_etl.daily_problem_stats
+               (day, course_id, block_id, attempts, runs, submits, successful_submits, users,
+                users_solved, users_first_submit_correct, computed_at)
+        SELECT aggregate_daily.day, s.course_id, s.block_id,
+               sum(g.attempts), sum(g.runs), sum(g.submits), sum(g.successful),
+               count(DISTINCT g.user_id),
+               count(DISTINCT g.user_id) FILTER (WHERE g.successful > 0),
+               count(DISTINCT g.user_id) FILTER (WHERE g.first_success = g.first_submit),
+               now()
+          FROM per_learner g
+          LEFT JOIN LATERAL lms_etl.try_split_sourcedid(g.sourcedid) s ON true
+         GROUP BY s.course_id, s.block_id
+        RETURNING 1)
     INSERT INTO lms_etl.daily_stats AS d
-           (day, attempts, successful_attempts, unique_users, computed_at, changed_at)
-    -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),
-    -- which sorts the whole day; an empty day still yields one row of zeros.
+           (day, attempts, successful_attempts, unique_users, computed_at, changed_at,
+            submits, submit_success_rate)
     SELECT aggregate_daily.day,
-           coalesce(sum(per_user.attempts), 0),
-           coalesce(sum(per_user.successful), 0),
-           count(per_user.user_id),
+           coalesce(sum(g.attempts), 0),
+           coalesce(sum(g.successful), 0),
+           (SELECT count(*) FROM (SELECT DISTINCT u.user_id FROM per_learner u) users),
            now(),
-           now()
-      FROM (SELECT a.user_id, count(*) AS attempts, count(*) FILTER (WHERE a.is_correct) AS successful
-              FROM lms_etl.attempts a
-             WHERE a.created_at >= day_start
-               AND a.created_at < day_end
-             GROUP BY a.user_id) AS per_user
+           -- The version Sheets bookkeeping compares: distinct even for two changes made in
+           -- one transaction, where now() stands still.
+           clock_timestamp(),
+           coalesce(sum(g.submits), 0),
+           sum(g.successful)::double precision / nullif(sum(g.submits), 0)
+      FROM per_learner g
     ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,
            unique_users = EXCLUDED.unique_users,
+           submits = EXCLUDED.submits,
+           submit_success_rate = EXCLUDED.submit_success_rate,
            computed_at = EXCLUDED.computed_at,
            -- Only a new number makes the day due for Sheets again (every statistic of the
-           -- row belongs in this comparison).
+           -- row belongs in this comparison; the rate follows from the counts).
            changed_at = CASE
-               WHEN (d.attempts, d.successful_attempts, d.unique_users)
+               WHEN (d.attempts, d.successful_attempts, d.unique_users, d.submits)
                     IS DISTINCT FROM
-                    (EXCLUDED.attempts, EXCLUDED.successful_attempts, EXCLUDED.unique_users)
+                    (EXCLUDED.attempts, EXCLUDED.successful_attempts, EXCLUDED.unique_users,
+                     EXCLUDED.submits)
                THEN EXCLUDED.changed_at
                ELSE d.changed_at
            END

@@ -178,6 +178,55 @@ ALTER TABLE lms_etl.daily_stats
     ADD COLUMN changed_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN sheets_pushed_at timestamptz;
 
+-- Insight: submits and their success rate per day, and statistics per problem. The existing
+-- days get their numbers at the end of this script (== recompute ==).
+ALTER TABLE lms_etl.daily_stats
+    ADD COLUMN submits bigint NOT NULL DEFAULT 0,
+    ADD COLUMN submit_success_rate double precision;
+
+CREATE TYPE lms_etl.sourcedid AS (
+    course_id  text,
+    org        text,
+    course     text,
+    course_run text,
+    block_id   text,
+    user_id    text
+);
+
+CREATE FUNCTION lms_etl."split_sourcedid"(
+	"sourcedid" TEXT
+) RETURNS lms_etl.sourcedid
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'split_sourcedid_wrapper';
+
+CREATE FUNCTION lms_etl."try_split_sourcedid"(
+	"sourcedid" TEXT
+) RETURNS lms_etl.sourcedid
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'try_split_sourcedid_wrapper';
+
+-- Per report-zone day, course and problem (LTI block), from lis_result_sourcedid. Attempts
+-- whose sourcedid is NULL or malformed share one row with NULL course and block, so each
+-- day's rows add up to its daily_stats. Refreshed with daily_stats by lms_etl.aggregate_daily.
+-- users_first_submit_correct: learners whose first submit on the block that day was correct.
+CREATE TABLE lms_etl.daily_problem_stats (
+    day                        date NOT NULL,
+    course_id                  text,
+    block_id                   text,
+    attempts                   bigint NOT NULL,
+    runs                       bigint NOT NULL,
+    submits                    bigint NOT NULL,
+    successful_submits         bigint NOT NULL,
+    users                      bigint NOT NULL,
+    users_solved               bigint NOT NULL,
+    users_first_submit_correct bigint NOT NULL,
+    computed_at                timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT daily_problem_stats_key UNIQUE NULLS NOT DISTINCT (day, course_id, block_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.daily_problem_stats', '');
+
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
 -- transaction that changes them, cleared by lms_etl.aggregate_daily: a run that dies before
 -- aggregating leaves them to the next run or to pg_cron (lms_etl.aggregate_pending()). Each
@@ -278,11 +327,11 @@ $$;
 COMMENT ON FUNCTION lms_etl.mark_days(timestamptz, timestamptz) IS
     'Mark the report-zone days spanned by [first, last] for re-aggregation (lms_etl.pending_days).';
 
--- Recomputes one day of the report zone from lms_etl.attempts and upserts it; a day without
--- attempts gets zeros. Clears the day's marks first, in its own statement: a load that
--- committed before that statement is seen by the next one (READ COMMITTED takes a new
--- snapshot per statement); the mark of one still uncommitted is invisible to the DELETE, so
--- it survives and the day is aggregated again later.
+-- Recomputes one day of the report zone from lms_etl.attempts: its daily_stats row (zeros
+-- for a day without attempts) and its daily_problem_stats rows. Clears the day's marks
+-- first, in its own statement: a load that committed before that statement is seen by the
+-- next one (READ COMMITTED takes a new snapshot per statement); the mark of one still
+-- uncommitted is invisible to the DELETE, so it survives and the day is aggregated again.
 CREATE OR REPLACE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
@@ -298,32 +347,65 @@ BEGIN
     -- then reads a snapshot that includes what the first one saw.
     PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
+    DELETE FROM lms_etl.daily_problem_stats p WHERE p.day = aggregate_daily.day;
+    -- One scan of the day, grouped by (sourcedid, user): a small hash table that both tables
+    -- are built from (the sourcedid holds the learner, so its groups are few), and each
+    -- distinct sourcedid is split once, not each attempt.
+    WITH per_learner AS MATERIALIZED (
+        SELECT a.lis_result_sourcedid AS sourcedid,
+               a.user_id,
+               count(*) AS attempts,
+               count(*) FILTER (WHERE a.attempt_type = 'run') AS runs,
+               count(*) FILTER (WHERE a.attempt_type = 'submit') AS submits,
+               count(*) FILTER (WHERE a.is_correct) AS successful,
+               min(a.created_at) FILTER (WHERE a.attempt_type = 'submit') AS first_submit,
+               min(a.created_at) FILTER (WHERE a.is_correct) AS first_success
+          FROM lms_etl.attempts a
+         WHERE a.created_at >= day_start
+           AND a.created_at < day_end
+         GROUP BY a.lis_result_sourcedid, a.user_id),
+    per_problem AS (
+        INSERT INTO lms_etl.daily_problem_stats
+               (day, course_id, block_id, attempts, runs, submits, successful_submits, users,
+                users_solved, users_first_submit_correct, computed_at)
+        SELECT aggregate_daily.day, s.course_id, s.block_id,
+               sum(g.attempts), sum(g.runs), sum(g.submits), sum(g.successful),
+               count(DISTINCT g.user_id),
+               count(DISTINCT g.user_id) FILTER (WHERE g.successful > 0),
+               count(DISTINCT g.user_id) FILTER (WHERE g.first_success = g.first_submit),
+               now()
+          FROM per_learner g
+          LEFT JOIN LATERAL lms_etl.try_split_sourcedid(g.sourcedid) s ON true
+         GROUP BY s.course_id, s.block_id
+        RETURNING 1)
     INSERT INTO lms_etl.daily_stats AS d
-           (day, attempts, successful_attempts, unique_users, computed_at, changed_at)
-    -- Grouping by user first (a small hash table) is much cheaper than count(DISTINCT),
-    -- which sorts the whole day; an empty day still yields one row of zeros.
+           (day, attempts, successful_attempts, unique_users, computed_at, changed_at,
+            submits, submit_success_rate)
     SELECT aggregate_daily.day,
-           coalesce(sum(per_user.attempts), 0),
-           coalesce(sum(per_user.successful), 0),
-           count(per_user.user_id),
+           coalesce(sum(g.attempts), 0),
+           coalesce(sum(g.successful), 0),
+           (SELECT count(*) FROM (SELECT DISTINCT u.user_id FROM per_learner u) users),
            now(),
-           now()
-      FROM (SELECT a.user_id, count(*) AS attempts, count(*) FILTER (WHERE a.is_correct) AS successful
-              FROM lms_etl.attempts a
-             WHERE a.created_at >= day_start
-               AND a.created_at < day_end
-             GROUP BY a.user_id) AS per_user
+           -- The version Sheets bookkeeping compares: distinct even for two changes made in
+           -- one transaction, where now() stands still.
+           clock_timestamp(),
+           coalesce(sum(g.submits), 0),
+           sum(g.successful)::double precision / nullif(sum(g.submits), 0)
+      FROM per_learner g
     ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,
            unique_users = EXCLUDED.unique_users,
+           submits = EXCLUDED.submits,
+           submit_success_rate = EXCLUDED.submit_success_rate,
            computed_at = EXCLUDED.computed_at,
            -- Only a new number makes the day due for Sheets again (every statistic of the
-           -- row belongs in this comparison).
+           -- row belongs in this comparison; the rate follows from the counts).
            changed_at = CASE
-               WHEN (d.attempts, d.successful_attempts, d.unique_users)
+               WHEN (d.attempts, d.successful_attempts, d.unique_users, d.submits)
                     IS DISTINCT FROM
-                    (EXCLUDED.attempts, EXCLUDED.successful_attempts, EXCLUDED.unique_users)
+                    (EXCLUDED.attempts, EXCLUDED.successful_attempts, EXCLUDED.unique_users,
+                     EXCLUDED.submits)
                THEN EXCLUDED.changed_at
                ELSE d.changed_at
            END
@@ -544,7 +626,7 @@ $$;
 GRANT USAGE ON SCHEMA lms_etl TO lms_etl_reader, lms_etl_loader;
 GRANT SELECT ON lms_etl.attempts, lms_etl.daily_stats, lms_etl.runs, lms_etl.run_chunks,
                 lms_etl.rejected_attempts, lms_etl.watermark, lms_etl.settings,
-                lms_etl.pending_days, lms_etl.held_chunks
+                lms_etl.pending_days, lms_etl.held_chunks, lms_etl.daily_problem_stats
    TO lms_etl_reader;
 
 -- The loader: what `lms-etl run`, `reprocess`, `aggregate` and `status` do, nothing more. It
@@ -552,6 +634,13 @@ GRANT SELECT ON lms_etl.attempts, lms_etl.daily_stats, lms_etl.runs, lms_etl.run
 GRANT SELECT, INSERT ON lms_etl.attempts, lms_etl.run_chunks TO lms_etl_loader;
 GRANT SELECT, INSERT, UPDATE ON lms_etl.runs, lms_etl.watermark, lms_etl.daily_stats TO lms_etl_loader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON lms_etl.rejected_attempts, lms_etl.pending_days,
-                                        lms_etl.held_chunks TO lms_etl_loader;
+                                        lms_etl.held_chunks, lms_etl.daily_problem_stats
+   TO lms_etl_loader;
 GRANT SELECT ON lms_etl.settings TO lms_etl_loader;
 REVOKE EXECUTE ON FUNCTION lms_etl.set_setting(text, text) FROM PUBLIC;
+
+-- == recompute: every existing day under 0.2.0's aggregation ==
+-- Fills submits, submit_success_rate and daily_problem_stats for the days 0.1.0 aggregated,
+-- so no report shows a zero it never measured. (A new report zone given above has already
+-- marked the days; aggregating them here clears those marks.)
+SELECT count(lms_etl.aggregate_daily(d.day)) FROM lms_etl.daily_stats d;

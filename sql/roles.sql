@@ -20,7 +20,7 @@ $$;
 GRANT USAGE ON SCHEMA lms_etl TO lms_etl_reader, lms_etl_loader;
 GRANT SELECT ON lms_etl.attempts, lms_etl.daily_stats, lms_etl.runs, lms_etl.run_chunks,
                 lms_etl.rejected_attempts, lms_etl.watermark, lms_etl.settings,
-                lms_etl.pending_days, lms_etl.held_chunks
+                lms_etl.pending_days, lms_etl.held_chunks, lms_etl.daily_problem_stats
    TO lms_etl_reader;
 
 -- The loader: what `lms-etl run`, `reprocess`, `aggregate` and `status` do, nothing more. It
@@ -28,6 +28,7 @@ GRANT SELECT ON lms_etl.attempts, lms_etl.daily_stats, lms_etl.runs, lms_etl.run
 GRANT SELECT, INSERT ON lms_etl.attempts, lms_etl.run_chunks TO lms_etl_loader;
 GRANT SELECT, INSERT, UPDATE ON lms_etl.runs, lms_etl.watermark, lms_etl.daily_stats TO lms_etl_loader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON lms_etl.rejected_attempts, lms_etl.pending_days,
-                                        lms_etl.held_chunks TO lms_etl_loader;
+                                        lms_etl.held_chunks, lms_etl.daily_problem_stats
+   TO lms_etl_loader;
 GRANT SELECT ON lms_etl.settings TO lms_etl_loader;
 REVOKE EXECUTE ON FUNCTION lms_etl.set_setting(text, text) FROM PUBLIC;

@@ -10,6 +10,17 @@ CREATE TYPE lms_etl.passback_params AS (
     lis_outcome_service_url text
 );
 
+-- lis_result_sourcedid split into course, problem (LTI block) and learner (version 0.2.0):
+-- what lms_etl.split_sourcedid returns.
+CREATE TYPE lms_etl.sourcedid AS (
+    course_id  text,
+    org        text,
+    course     text,
+    course_run text,
+    block_id   text,
+    user_id    text
+);
+
 -- True when PostgreSQL knows the IANA zone name. Declared IMMUTABLE for CHECK
 -- constraints: the zone database changes with PostgreSQL releases, not within a session.
 CREATE FUNCTION lms_etl.is_time_zone(name text)
@@ -140,7 +151,30 @@ CREATE TABLE lms_etl.daily_stats (
     -- version last written to Google Sheets: a day is due for a push while the two differ
     -- (lms_etl.sheets_pending()).
     changed_at          timestamptz NOT NULL DEFAULT now(),
-    sheets_pushed_at    timestamptz
+    sheets_pushed_at    timestamptz,
+    -- Submits, and the share of them that were correct (NULL without submits): runs never
+    -- succeed, so successful_attempts / attempts understates how often learners get it right.
+    submits             bigint NOT NULL DEFAULT 0,
+    submit_success_rate double precision
+);
+
+-- Per report-zone day, course and problem (LTI block), from lis_result_sourcedid. Attempts
+-- whose sourcedid is NULL or malformed share one row with NULL course and block, so each
+-- day's rows add up to its daily_stats. Refreshed with daily_stats by lms_etl.aggregate_daily.
+-- users_first_submit_correct: learners whose first submit on the block that day was correct.
+CREATE TABLE lms_etl.daily_problem_stats (
+    day                        date NOT NULL,
+    course_id                  text,
+    block_id                   text,
+    attempts                   bigint NOT NULL,
+    runs                       bigint NOT NULL,
+    submits                    bigint NOT NULL,
+    successful_submits         bigint NOT NULL,
+    users                      bigint NOT NULL,
+    users_solved               bigint NOT NULL,
+    users_first_submit_correct bigint NOT NULL,
+    computed_at                timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT daily_problem_stats_key UNIQUE NULLS NOT DISTINCT (day, course_id, block_id)
 );
 
 -- Report-zone days whose attempts changed since they were last aggregated. Marked in the
@@ -178,6 +212,7 @@ SELECT pg_catalog.pg_extension_config_dump('lms_etl.daily_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.pending_days', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.held_chunks', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.daily_problem_stats', '');
 -- The identity sequences too: without this, a restored database restarts them at 1 and
 -- every later run collides with a restored run_id.
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs_run_id_seq', '');

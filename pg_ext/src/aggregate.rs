@@ -193,4 +193,130 @@ mod tests {
             "pg_cron did not refresh daily_stats within 75 s; job runs: {details:?}"
         );
     }
+
+    const BLOCK_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const BLOCK_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// An attempt on a problem: the sourcedid names course, block and learner.
+    fn attempt_on(block: &str, user: &str, at: &str, kind: &str, correct: Option<bool>) {
+        let sourcedid = format!("course-v1:Org+C1+2026:lms.example.org-{block}:{user}");
+        Spi::run_with_args(
+            "INSERT INTO lms_etl.attempts (user_id, lis_result_sourcedid, attempt_type, is_correct, created_at)
+             VALUES ($1, $2, $3, $4, $5::timestamp AT TIME ZONE 'UTC')",
+            &[user.into(), sourcedid.into(), kind.into(), correct.into(), at.into()],
+        )
+        .expect("insert");
+    }
+
+    fn problem_rows() -> String {
+        Spi::get_one::<String>(
+            "SELECT string_agg(coalesce(block_id, '-') || ' ' || concat_ws('/', attempts, runs, submits,
+                    successful_submits, users, users_solved, users_first_submit_correct), '; '
+                    ORDER BY block_id NULLS LAST)
+               FROM lms_etl.daily_problem_stats WHERE day = '2026-11-20'",
+        )
+        .unwrap()
+        .unwrap_or_default()
+    }
+
+    #[pg_test]
+    fn per_problem_statistics_count_learners_solutions_and_first_submits() {
+        let (u1, u2, u3) = (
+            "11111111111111111111111111111111",
+            "22222222222222222222222222222222",
+            "33333333333333333333333333333333",
+        );
+        // Block A: u1 runs, fails, then solves; u2 solves at the first submit; u3 only runs.
+        attempt_on(BLOCK_A, u1, "2026-11-20 08:00:00", "run", None);
+        attempt_on(BLOCK_A, u1, "2026-11-20 08:01:00", "submit", Some(false));
+        attempt_on(BLOCK_A, u1, "2026-11-20 08:02:00", "submit", Some(true));
+        attempt_on(BLOCK_A, u2, "2026-11-20 09:00:00", "submit", Some(true));
+        attempt_on(BLOCK_A, u3, "2026-11-20 10:00:00", "run", None);
+        // Block B: u1 fails twice.
+        attempt_on(BLOCK_B, u1, "2026-11-20 11:00:00", "submit", Some(false));
+        attempt_on(BLOCK_B, u1, "2026-11-20 11:05:00", "submit", Some(false));
+        // No sourcedid, and a malformed one: one row with NULL course and block.
+        insert("u9", "2026-11-20 12:00:00", "submit", Some(true));
+        Spi::run(
+            "INSERT INTO lms_etl.attempts (user_id, lis_result_sourcedid, attempt_type, is_correct, created_at)
+             VALUES ('u8', 'not-a-sourcedid', 'run', NULL, '2026-11-20 13:00:00+00')",
+        )
+        .unwrap();
+        // The next day is another day.
+        attempt_on(BLOCK_A, u3, "2026-11-21 00:00:00", "submit", Some(true));
+
+        let day = Spi::get_one::<String>(
+            "SELECT concat_ws('/', attempts, successful_attempts, unique_users, submits, submit_success_rate)
+               FROM lms_etl.aggregate_daily('2026-11-20')",
+        )
+        .unwrap();
+        // 9 attempts, 3 correct, 5 learners (u1 u2 u3 u9 u8), 6 submits, 3 of them correct.
+        assert_eq!(day.as_deref(), Some("9/3/5/6/0.5"));
+        assert_eq!(
+            problem_rows(),
+            format!("{BLOCK_A} 5/2/3/2/3/2/1; {BLOCK_B} 2/0/2/0/1/0/0; - 2/1/1/1/2/1/1")
+        );
+        // Per-day totals equal daily_stats.
+        let sums = Spi::get_one::<String>(
+            "SELECT concat_ws('/', sum(p.attempts), sum(p.submits), sum(p.successful_submits))
+               FROM lms_etl.daily_problem_stats p WHERE p.day = '2026-11-20'",
+        )
+        .unwrap();
+        assert_eq!(sums.as_deref(), Some("9/6/3"));
+        // Recomputing replaces the day's rows, never adds to them.
+        Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
+        assert_eq!(
+            problem_rows(),
+            format!("{BLOCK_A} 5/2/3/2/3/2/1; {BLOCK_B} 2/0/2/0/1/0/0; - 2/1/1/1/2/1/1")
+        );
+    }
+
+    #[pg_test]
+    fn a_day_without_submits_has_no_success_rate() {
+        insert("u1", "2026-11-20 00:00:00", "run", None);
+        let rate = Spi::get_one::<String>(
+            "SELECT concat_ws('/', submits, coalesce(submit_success_rate::text, 'null'))
+               FROM lms_etl.aggregate_daily('2026-11-20')",
+        )
+        .unwrap();
+        assert_eq!(rate.as_deref(), Some("0/null"));
+        assert_eq!(problem_rows(), "- 1/1/0/0/1/0/0");
+        // An empty day: zeros and no problem rows.
+        Spi::run("DELETE FROM lms_etl.attempts").unwrap();
+        Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
+        assert_eq!(problem_rows(), "");
+    }
+
+    #[pg_test]
+    fn only_new_numbers_make_a_day_due_for_sheets() {
+        known_data();
+        Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
+        let pending = || {
+            Spi::get_one::<String>(
+                "SELECT coalesce(string_agg(day::text, ',' ORDER BY day), '') FROM lms_etl.sheets_pending()",
+            )
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(pending(), "2026-11-20");
+        let marked = Spi::get_one::<i64>(
+            "SELECT lms_etl.mark_sheets_pushed(array_agg(day), array_agg(changed_at)) FROM lms_etl.daily_stats",
+        )
+        .unwrap();
+        assert_eq!(marked, Some(1));
+        assert_eq!(pending(), "");
+        // Same numbers again: still pushed. A new attempt: due again.
+        Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
+        assert_eq!(pending(), "");
+        insert("u7", "2026-11-20 05:00:00", "run", None);
+        Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
+        assert_eq!(pending(), "2026-11-20");
+        // A mark for a version that is no longer current marks nothing.
+        let stale = Spi::get_one::<i64>(
+            "SELECT lms_etl.mark_sheets_pushed(ARRAY[date '2026-11-20'], ARRAY[timestamptz '2000-01-01'])",
+        )
+        .unwrap();
+        assert_eq!(stale, Some(0));
+        assert_eq!(pending(), "2026-11-20");
+    }
 }

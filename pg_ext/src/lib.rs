@@ -2,9 +2,11 @@
 //! ingests chunks of raw API records and builds daily aggregates, all callable from SQL.
 
 mod aggregate;
+mod composite;
 mod drop_guard;
 mod ingest;
 mod passback;
+mod sourcedid;
 mod zones;
 
 ::pgrx::pg_module_magic!(name, version);

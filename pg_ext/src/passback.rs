@@ -3,7 +3,9 @@
 
 use lms_etl_parse::{json, parse_passback_params as parse, pyrepr, PassbackParams};
 use pgrx::prelude::*;
-use pgrx::{PgSqlErrorCode, PgTupleDesc};
+use pgrx::PgSqlErrorCode;
+
+use crate::composite;
 
 /// 22P02 `invalid_text_representation`, the SQLSTATE of every malformed-literal error.
 fn invalid_literal(what: &str, detail: impl std::fmt::Display) -> ! {
@@ -45,40 +47,19 @@ fn pyrepr_to_json_text(literal: &str) -> String {
 }
 
 thread_local! {
-    /// (type oid, its relation oid) of `lms_etl.passback_params`, found once per backend.
-    static PASSBACK_TYPE: std::cell::Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { std::cell::Cell::new(None) };
-}
-
-/// The composite's type oid. Resolving a type by name parses it with the SQL parser, which
-/// costs more than parsing a passback dict, so the oid is cached and re-checked against the
-/// catalog cache on each call (a DROP/CREATE EXTENSION in the same session changes it).
-fn passback_type() -> pg_sys::Oid {
-    if let Some((oid, relid)) = PASSBACK_TYPE.get() {
-        // SAFETY: a syscache lookup by oid; returns InvalidOid for a missing type.
-        if unsafe { pg_sys::get_typ_typrelid(oid) } == relid {
-            return oid;
-        }
-    }
-    let desc = PgTupleDesc::for_composite_type("lms_etl.passback_params")
-        .expect("type lms_etl.passback_params is created by the extension");
-    let oid = desc.oid();
-    // SAFETY: as above.
-    PASSBACK_TYPE.set(Some((oid, unsafe { pg_sys::get_typ_typrelid(oid) })));
-    oid
+    static PASSBACK_TYPE: composite::TypeCache = const { std::cell::Cell::new(None) };
 }
 
 // The macro must appear literally in each signature for pgrx's SQL generator.
 fn to_row(p: PassbackParams<'_>) -> pgrx::composite_type!('static, "passback_params") {
-    let desc = PgTupleDesc::for_composite_type_by_oid(passback_type())
-        .expect("lms_etl.passback_params is a composite type");
-    let datums = [
-        p.oauth_consumer_key,
-        p.lis_result_sourcedid,
-        p.lis_outcome_service_url,
-    ]
-    .map(|field| field.and_then(|text| text.as_ref().into_datum()));
-    // SAFETY: three text datums for the three text attributes of the type.
-    unsafe { PgHeapTuple::from_datums(desc, datums) }.expect("three attributes")
+    composite::text_row(
+        composite::type_oid(&PASSBACK_TYPE, "lms_etl.passback_params"),
+        [
+            p.oauth_consumer_key.as_deref(),
+            p.lis_result_sourcedid.as_deref(),
+            p.lis_outcome_service_url.as_deref(),
+        ],
+    )
 }
 
 /// `passback_params` text → (oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url).
