@@ -90,11 +90,64 @@ BEGIN
 END
 $$;
 
+-- The settings lms_etl knows, each with its default (version 0.2.0). The zones are IANA
+-- names; the health.* thresholds are read by lms_etl.health().
+CREATE FUNCTION lms_etl.setting_default(name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE setting_default.name
+        WHEN 'report_timezone' THEN 'UTC'
+        WHEN 'source_timezone' THEN 'UTC'
+        WHEN 'health.max_data_age' THEN '26 hours'
+        WHEN 'health.max_run_age' THEN '26 hours'
+        WHEN 'health.volume_days' THEN '1'
+        WHEN 'health.volume_k' THEN '3'
+        WHEN 'health.volume_pct' THEN '25'
+        WHEN 'health.max_rejected_share' THEN '0.05'
+    END
+$$;
+COMMENT ON FUNCTION lms_etl.setting_default(text) IS
+    'Default of an lms_etl setting; NULL for a name lms_etl does not know.';
+
+-- True when `value` is valid for the setting `name` (false for an unknown name). Declared
+-- IMMUTABLE for the CHECK constraint, like is_time_zone.
+CREATE FUNCTION lms_etl.setting_is_valid(name text, value text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE setting_is_valid.name
+        WHEN 'report_timezone', 'source_timezone' THEN
+            RETURN lms_etl.is_time_zone(setting_is_valid.value);
+        WHEN 'health.max_data_age', 'health.max_run_age' THEN
+            RETURN setting_is_valid.value::interval > interval '0';
+        WHEN 'health.volume_days' THEN
+            RETURN setting_is_valid.value::integer BETWEEN 1 AND 366;
+        WHEN 'health.volume_k' THEN
+            RETURN setting_is_valid.value::numeric > 0;
+        WHEN 'health.volume_pct' THEN
+            RETURN setting_is_valid.value::numeric BETWEEN 0 AND 100;
+        WHEN 'health.max_rejected_share' THEN
+            RETURN setting_is_valid.value::numeric BETWEEN 0 AND 1;
+        ELSE
+            RETURN false;
+    END CASE;
+EXCEPTION WHEN data_exception THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.setting_is_valid(text, text) IS
+    'True when the value is valid for the lms_etl setting of that name.';
+
 -- Settings shared by the loader, psql and pg_cron. A table, not a GUC: it travels with
 -- pg_dump into any database. Absent rows take the defaults of lms_etl.setting().
 CREATE TABLE lms_etl.settings (
-    name       text PRIMARY KEY CHECK (name IN ('report_timezone', 'source_timezone')),
-    value      text NOT NULL CHECK (lms_etl.is_time_zone(value)),
+    name       text PRIMARY KEY,
+    value      text NOT NULL,
+    CONSTRAINT settings_valid CHECK (lms_etl.setting_is_valid(name, value)),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -143,7 +196,8 @@ ALTER TABLE lms_etl.runs
     ADD COLUMN conflicts bigint NOT NULL DEFAULT 0,
     ADD COLUMN requested_end timestamptz,
     ADD COLUMN source_timezone text CHECK (lms_etl.is_time_zone(source_timezone)),
-    ADD COLUMN lock_pid integer;
+    ADD COLUMN lock_pid integer,
+    ADD COLUMN sheets_configured boolean;
 UPDATE lms_etl.runs SET source_timezone = coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC');
 
 -- attempts: the key includes the problem, NULL counting as a value.
@@ -264,16 +318,17 @@ SELECT pg_catalog.pg_extension_config_dump('lms_etl.rejected_attempts_rejected_i
 -- == functions: settings, aggregation, ingest ==
 -- Copied from sql/settings.sql, sql/aggregate.sql and sql/ingest.sql as of 0.2.0.
 
--- The value of a setting, or its default ('UTC' for both zones).
+-- The value of a setting, or its default (lms_etl.setting_default).
 CREATE FUNCTION lms_etl.setting(name text)
 RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT s.value FROM lms_etl.settings s WHERE s.name = setting.name), 'UTC')
+    SELECT coalesce((SELECT s.value FROM lms_etl.settings s WHERE s.name = setting.name),
+                    lms_etl.setting_default(setting.name))
 $$;
 COMMENT ON FUNCTION lms_etl.setting(text) IS
-    'Value of an lms_etl setting (report_timezone, source_timezone); UTC when unset.';
+    'Value of an lms_etl setting, or its default (lms_etl.setting_default) when unset.';
 
 -- Sets a setting. Changing the report zone moves every day boundary, so every day that
 -- has statistics or attempts is marked for re-aggregation (lms_etl.aggregate_pending()).
@@ -285,10 +340,21 @@ AS $$
 DECLARE
     previous text := lms_etl.setting(set_setting.name);
 BEGIN
-    IF NOT lms_etl.is_time_zone(set_setting.value) THEN
+    IF lms_etl.setting_default(set_setting.name) IS NULL THEN
+        RAISE EXCEPTION 'unknown lms_etl setting "%"', set_setting.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Known: report_timezone, source_timezone, health.max_data_age, health.max_run_age, health.volume_days, health.volume_k, health.volume_pct, health.max_rejected_share.';
+    END IF;
+    IF set_setting.name IN ('report_timezone', 'source_timezone')
+       AND NOT lms_etl.is_time_zone(set_setting.value) THEN
         RAISE EXCEPTION 'invalid value for lms_etl setting %: unknown time zone "%"', set_setting.name, set_setting.value
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use an IANA name such as UTC or Europe/Moscow (see pg_timezone_names).';
+    END IF;
+    IF NOT lms_etl.setting_is_valid(set_setting.name, set_setting.value) THEN
+        RAISE EXCEPTION 'invalid value for lms_etl setting %: "%"', set_setting.name, set_setting.value
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1.';
     END IF;
     INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
     ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
@@ -305,7 +371,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION lms_etl.set_setting(text, text) IS
-    'Set report_timezone or source_timezone; a new report zone marks every day for re-aggregation.';
+    'Set an lms_etl setting (zones, health thresholds); a new report zone marks every day for re-aggregation.';
 
 -- aggregate_daily and refresh_daily_stats keep their signatures (CREATE OR REPLACE keeps
 -- their OIDs and grants) but become PL/pgSQL, over report-zone days.
@@ -583,6 +649,161 @@ AS $$
 $$;
 COMMENT ON FUNCTION lms_etl.mark_sheets_pushed(date[], timestamptz[]) IS
     'Record that days[i] was written to Google Sheets with the numbers of version versions[i] (its changed_at).';
+
+-- == health: as in sql/health.sql ==
+-- Health checks (version 0.2.0): what catches a silent failure — no new data, no successful
+-- run, a day whose volume is far from the usual for its weekday, many rejected records, days
+-- not in Google Sheets. One row per check; the thresholds are settings (lms_etl.setting).
+-- Read by `lms-etl health` (a Nagios-style plugin), `lms-etl status`, the run's e-mail, and
+-- any monitoring that can run SQL or pg_cron.
+
+-- Robust band of a volume check: median ± max(k · 1.4826 · MAD, pct % · median) over the
+-- samples. With four samples the MAD alone is often 0, hence the percentage floor.
+CREATE FUNCTION lms_etl.volume_band(samples bigint[], k numeric, pct numeric,
+                                    OUT median numeric, OUT band numeric)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH m AS (
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x)::numeric AS median
+          FROM unnest(samples) AS x),
+    mad AS (
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(x - m.median))::numeric AS mad
+          FROM unnest(samples) AS x, m)
+    SELECT m.median, greatest(k * 1.4826 * mad.mad, pct / 100 * m.median)
+      FROM m, mad;
+$$;
+COMMENT ON FUNCTION lms_etl.volume_band(bigint[], numeric, numeric) IS
+    'Median and half-width of the normal band of a volume check: max(k·1.4826·MAD, pct% of the median).';
+
+CREATE FUNCTION lms_etl.health()
+RETURNS TABLE ("check" text, status text, value text, expected text, message text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    zone constant text := lms_etl.setting('report_timezone');
+    today constant date := (now() AT TIME ZONE zone)::date;
+    max_data_age constant interval := lms_etl.setting('health.max_data_age')::interval;
+    max_run_age constant interval := lms_etl.setting('health.max_run_age')::interval;
+    volume_days constant integer := lms_etl.setting('health.volume_days')::integer;
+    k constant numeric := lms_etl.setting('health.volume_k')::numeric;
+    pct constant numeric := lms_etl.setting('health.volume_pct')::numeric;
+    max_rejected constant numeric := lms_etl.setting('health.max_rejected_share')::numeric;
+    newest timestamptz;
+    last_ok timestamptz;
+    d date;
+    n bigint;
+    samples bigint[];
+    b record;
+    fetched bigint;
+    bad bigint;
+    pending date[];
+BEGIN
+    -- Freshness of the data: the newest attempt loaded (the key's index starts with created_at).
+    SELECT max(a.created_at) INTO newest FROM lms_etl.attempts a;
+    "check" := 'freshness: newest attempt';
+    value := coalesce(to_char(newest AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS'), 'none');
+    expected := format('newer than %s', max_data_age);
+    IF newest IS NULL THEN
+        status := 'unknown';
+        message := 'no attempt loaded yet';
+    ELSIF now() - newest > max_data_age THEN
+        status := 'fail';
+        message := format('the newest attempt is %s old (%s)', date_trunc('minute', now() - newest), zone);
+    ELSE
+        status := 'ok';
+        message := format('the newest attempt is %s old', date_trunc('minute', now() - newest));
+    END IF;
+    RETURN NEXT;
+
+    -- Freshness of the runs: the last run that succeeded.
+    SELECT max(r.finished_at) INTO last_ok FROM lms_etl.runs r WHERE r.status = 'succeeded';
+    "check" := 'freshness: last successful run';
+    value := coalesce(to_char(last_ok AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS'), 'none');
+    expected := format('within %s', max_run_age);
+    IF last_ok IS NULL THEN
+        status := 'unknown';
+        message := 'no run has succeeded yet';
+    ELSIF now() - last_ok > max_run_age THEN
+        status := 'fail';
+        message := format('the last successful run finished %s ago', date_trunc('minute', now() - last_ok));
+    ELSE
+        status := 'ok';
+        message := format('the last successful run finished %s ago', date_trunc('minute', now() - last_ok));
+    END IF;
+    RETURN NEXT;
+
+    -- Volume: each of the last complete days against the same weekday of the 4 weeks before.
+    FOR d IN SELECT g::date FROM generate_series(today - volume_days, today - 1, interval '1 day') AS g LOOP
+        SELECT coalesce((SELECT s.attempts FROM lms_etl.daily_stats s WHERE s.day = d), 0) INTO n;
+        SELECT array_agg(s.attempts ORDER BY s.day) INTO samples
+          FROM lms_etl.daily_stats s
+         WHERE s.day IN (d - 7, d - 14, d - 21, d - 28);
+        "check" := format('volume %s', d);
+        value := n::text;
+        IF coalesce(cardinality(samples), 0) < 4 THEN
+            status := 'unknown';
+            expected := 'the same weekday of 4 earlier weeks';
+            message := format('%s: %s attempts; only %s of the 4 previous %ss have statistics',
+                              d, n, coalesce(cardinality(samples), 0), trim(to_char(d, 'Day')));
+        ELSE
+            SELECT * INTO b FROM lms_etl.volume_band(samples, k, pct);
+            expected := format('%s ± %s', round(b.median), round(b.band));
+            IF abs(n - b.median) <= b.band THEN
+                status := 'ok';
+            ELSE
+                status := 'warn';
+            END IF;
+            message := format('%s: %s attempts, %s vs usual %s (median %s)', d, n,
+                              CASE WHEN b.median = 0 THEN 'n/a'
+                                   ELSE replace(to_char(round(100 * (n - b.median) / b.median), 'SG999999990'), ' ', '') || '%'
+                              END,
+                              trim(to_char(d, 'Day')), round(b.median));
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+
+    -- Rejected share of the last complete day: of the records fetched by the runs that
+    -- started that day, how many were quarantined (invalid or conflicting).
+    SELECT sum(r.fetched), sum(r.rejected + r.conflicts) INTO fetched, bad
+      FROM lms_etl.runs r
+     WHERE r.started_at >= (today - 1)::timestamp AT TIME ZONE zone
+       AND r.started_at < today::timestamp AT TIME ZONE zone;
+    "check" := 'rejected share';
+    expected := format('at most %s', max_rejected);
+    IF coalesce(fetched, 0) = 0 THEN
+        status := 'unknown';
+        value := 'none';
+        message := format('no record fetched by runs started on %s', today - 1);
+    ELSE
+        value := round(bad::numeric / fetched, 4)::text;
+        status := CASE WHEN bad::numeric / fetched > max_rejected THEN 'warn' ELSE 'ok' END;
+        message := format('%s of %s records fetched on %s were quarantined', bad, fetched, today - 1);
+    END IF;
+    RETURN NEXT;
+
+    -- Google Sheets: only where the last run had it configured.
+    IF (SELECT r.sheets_configured FROM lms_etl.runs r ORDER BY r.run_id DESC LIMIT 1) THEN
+        SELECT array_agg(p.day ORDER BY p.day) INTO pending FROM lms_etl.sheets_pending() p;
+        "check" := 'sheets pending';
+        value := coalesce(cardinality(pending), 0)::text;
+        expected := '0';
+        IF pending IS NULL THEN
+            status := 'ok';
+            message := 'every day is in Google Sheets';
+        ELSE
+            status := 'warn';
+            message := format('%s day(s) not yet in Google Sheets: %s', cardinality(pending),
+                              array_to_string(pending[1:5], ', ')
+                              || CASE WHEN cardinality(pending) > 5 THEN ', …' ELSE '' END);
+        END IF;
+        RETURN NEXT;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.health() IS
+    'Health checks (check, status ok/warn/fail/unknown, value, expected, message): freshness, volume by weekday, rejected share, Sheets pushes.';
 
 -- == drop guard: a plain DROP EXTENSION keeps the data ==
 CREATE FUNCTION lms_etl.guard_drop_extension()

@@ -38,11 +38,64 @@ $$;
 COMMENT ON FUNCTION lms_etl.is_time_zone(text) IS
     'True when the text is a time zone name PostgreSQL knows (IANA, e.g. Europe/Moscow).';
 
+-- The settings lms_etl knows, each with its default (version 0.2.0). The zones are IANA
+-- names; the health.* thresholds are read by lms_etl.health().
+CREATE FUNCTION lms_etl.setting_default(name text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE setting_default.name
+        WHEN 'report_timezone' THEN 'UTC'
+        WHEN 'source_timezone' THEN 'UTC'
+        WHEN 'health.max_data_age' THEN '26 hours'
+        WHEN 'health.max_run_age' THEN '26 hours'
+        WHEN 'health.volume_days' THEN '1'
+        WHEN 'health.volume_k' THEN '3'
+        WHEN 'health.volume_pct' THEN '25'
+        WHEN 'health.max_rejected_share' THEN '0.05'
+    END
+$$;
+COMMENT ON FUNCTION lms_etl.setting_default(text) IS
+    'Default of an lms_etl setting; NULL for a name lms_etl does not know.';
+
+-- True when `value` is valid for the setting `name` (false for an unknown name). Declared
+-- IMMUTABLE for the CHECK constraint, like is_time_zone.
+CREATE FUNCTION lms_etl.setting_is_valid(name text, value text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    CASE setting_is_valid.name
+        WHEN 'report_timezone', 'source_timezone' THEN
+            RETURN lms_etl.is_time_zone(setting_is_valid.value);
+        WHEN 'health.max_data_age', 'health.max_run_age' THEN
+            RETURN setting_is_valid.value::interval > interval '0';
+        WHEN 'health.volume_days' THEN
+            RETURN setting_is_valid.value::integer BETWEEN 1 AND 366;
+        WHEN 'health.volume_k' THEN
+            RETURN setting_is_valid.value::numeric > 0;
+        WHEN 'health.volume_pct' THEN
+            RETURN setting_is_valid.value::numeric BETWEEN 0 AND 100;
+        WHEN 'health.max_rejected_share' THEN
+            RETURN setting_is_valid.value::numeric BETWEEN 0 AND 1;
+        ELSE
+            RETURN false;
+    END CASE;
+EXCEPTION WHEN data_exception THEN
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.setting_is_valid(text, text) IS
+    'True when the value is valid for the lms_etl setting of that name.';
+
 -- Settings shared by the loader, psql and pg_cron. A table, not a GUC: it travels with
 -- pg_dump into any database. Absent rows take the defaults of lms_etl.setting().
 CREATE TABLE lms_etl.settings (
-    name       text PRIMARY KEY CHECK (name IN ('report_timezone', 'source_timezone')),
-    value      text NOT NULL CHECK (lms_etl.is_time_zone(value)),
+    name       text PRIMARY KEY,
+    value      text NOT NULL,
+    CONSTRAINT settings_valid CHECK (lms_etl.setting_is_valid(name, value)),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -73,6 +126,8 @@ CREATE TABLE lms_etl.runs (
     source_timezone text CHECK (lms_etl.is_time_zone(source_timezone)),
     -- Backend of the run's lock-holding connection: chunks commit only while it holds the lock.
     lock_pid        integer,
+    -- Whether the run had Google Sheets configured: lms_etl.health() then watches pushes.
+    sheets_configured boolean,
     CONSTRAINT runs_check CHECK (window_start < window_end)
 );
 

@@ -1,16 +1,17 @@
 -- Settings accessors (version 0.2.0): one place for the defaults, used by the extension's
 -- functions, the loader and pg_cron alike.
 
--- The value of a setting, or its default ('UTC' for both zones).
+-- The value of a setting, or its default (lms_etl.setting_default).
 CREATE FUNCTION lms_etl.setting(name text)
 RETURNS text
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce((SELECT s.value FROM lms_etl.settings s WHERE s.name = setting.name), 'UTC')
+    SELECT coalesce((SELECT s.value FROM lms_etl.settings s WHERE s.name = setting.name),
+                    lms_etl.setting_default(setting.name))
 $$;
 COMMENT ON FUNCTION lms_etl.setting(text) IS
-    'Value of an lms_etl setting (report_timezone, source_timezone); UTC when unset.';
+    'Value of an lms_etl setting, or its default (lms_etl.setting_default) when unset.';
 
 -- Sets a setting. Changing the report zone moves every day boundary, so every day that
 -- has statistics or attempts is marked for re-aggregation (lms_etl.aggregate_pending()).
@@ -22,10 +23,21 @@ AS $$
 DECLARE
     previous text := lms_etl.setting(set_setting.name);
 BEGIN
-    IF NOT lms_etl.is_time_zone(set_setting.value) THEN
+    IF lms_etl.setting_default(set_setting.name) IS NULL THEN
+        RAISE EXCEPTION 'unknown lms_etl setting "%"', set_setting.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Known: report_timezone, source_timezone, health.max_data_age, health.max_run_age, health.volume_days, health.volume_k, health.volume_pct, health.max_rejected_share.';
+    END IF;
+    IF set_setting.name IN ('report_timezone', 'source_timezone')
+       AND NOT lms_etl.is_time_zone(set_setting.value) THEN
         RAISE EXCEPTION 'invalid value for lms_etl setting %: unknown time zone "%"', set_setting.name, set_setting.value
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use an IANA name such as UTC or Europe/Moscow (see pg_timezone_names).';
+    END IF;
+    IF NOT lms_etl.setting_is_valid(set_setting.name, set_setting.value) THEN
+        RAISE EXCEPTION 'invalid value for lms_etl setting %: "%"', set_setting.name, set_setting.value
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1.';
     END IF;
     INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
     ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
@@ -42,4 +54,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION lms_etl.set_setting(text, text) IS
-    'Set report_timezone or source_timezone; a new report zone marks every day for re-aggregation.';
+    'Set an lms_etl setting (zones, health thresholds); a new report zone marks every day for re-aggregation.';

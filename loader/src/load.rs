@@ -287,6 +287,7 @@ impl Database {
         requested_end: Option<DateTime<Utc>>,
         source_zone: Tz,
         lock_pid: i32,
+        sheets_configured: bool,
     ) -> Result<i64, LoadError> {
         self.client
             .execute(
@@ -299,9 +300,17 @@ impl Database {
         let row = self
             .client
             .query_one(
-                "INSERT INTO lms_etl.runs (window_start, window_end, requested_end, source_timezone, lock_pid)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING run_id",
-                &[&window.start, &window.end, &requested_end, &source_zone.name(), &lock_pid],
+                "INSERT INTO lms_etl.runs (window_start, window_end, requested_end, source_timezone, lock_pid,
+                                           sheets_configured)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
+                &[
+                    &window.start,
+                    &window.end,
+                    &requested_end,
+                    &source_zone.name(),
+                    &lock_pid,
+                    &sheets_configured,
+                ],
             )
             .await
             .map_err(query_err("recording the run"))?;

@@ -338,7 +338,14 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         .await;
     }
     let run_id = match db
-        .start_run(&window, plan.requested_end, zones.source, lock_pid)
+        .start_run(
+            &window,
+            plan.requested_end,
+            zones.source,
+            lock_pid,
+            // health() watches Sheets pushes only where a run was told to push.
+            cfg.sheets.is_some() && !opts.skip_sheets,
+        )
         .await
     {
         Ok(id) => id,

@@ -4,6 +4,7 @@
 mod aggregate;
 mod composite;
 mod drop_guard;
+mod health;
 mod ingest;
 mod passback;
 mod sourcedid;
@@ -22,6 +23,11 @@ pgrx::extension_sql_file!(
     "../../sql/aggregate.sql",
     name = "aggregate",
     requires = ["settings"]
+);
+pgrx::extension_sql_file!(
+    "../../sql/health.sql",
+    name = "health",
+    requires = ["aggregate"]
 );
 pgrx::extension_sql_file!(
     "../../sql/ingest.sql",
