@@ -58,10 +58,11 @@ BEGIN
     per_problem AS (
         INSERT INTO lms_etl.daily_problem_stats
                (day, course_id, block_id, attempts, runs, submits, successful_submits, users,
-                users_solved, users_first_submit_correct, computed_at)
+                submitters, users_solved, users_first_submit_correct, computed_at)
         SELECT aggregate_daily.day, s.course_id, s.block_id,
                sum(g.attempts), sum(g.runs), sum(g.submits), sum(g.successful),
                count(DISTINCT g.user_id),
+               count(DISTINCT g.user_id) FILTER (WHERE g.submits > 0),
                count(DISTINCT g.user_id) FILTER (WHERE g.successful > 0),
                count(DISTINCT g.user_id) FILTER (WHERE g.first_success = g.first_submit),
                now()

@@ -264,7 +264,8 @@ AS 'lms_etl-@CARGO_VERSION@', 'try_split_sourcedid_wrapper';
 -- Per report-zone day, course and problem (LTI block), from lis_result_sourcedid. Attempts
 -- whose sourcedid is NULL or malformed share one row with NULL course and block, so each
 -- day's rows add up to its daily_stats. Refreshed with daily_stats by lms_etl.aggregate_daily.
--- users_first_submit_correct: learners whose first submit on the block that day was correct.
+-- submitters: learners with a submit; users_first_submit_correct: learners whose first
+-- submit on the block that day was correct (first-submit success = that / submitters).
 CREATE TABLE lms_etl.daily_problem_stats (
     day                        date NOT NULL,
     course_id                  text,
@@ -274,6 +275,7 @@ CREATE TABLE lms_etl.daily_problem_stats (
     submits                    bigint NOT NULL,
     successful_submits         bigint NOT NULL,
     users                      bigint NOT NULL,
+    submitters                 bigint NOT NULL,
     users_solved               bigint NOT NULL,
     users_first_submit_correct bigint NOT NULL,
     computed_at                timestamptz NOT NULL DEFAULT now(),
@@ -433,10 +435,11 @@ BEGIN
     per_problem AS (
         INSERT INTO lms_etl.daily_problem_stats
                (day, course_id, block_id, attempts, runs, submits, successful_submits, users,
-                users_solved, users_first_submit_correct, computed_at)
+                submitters, users_solved, users_first_submit_correct, computed_at)
         SELECT aggregate_daily.day, s.course_id, s.block_id,
                sum(g.attempts), sum(g.runs), sum(g.submits), sum(g.successful),
                count(DISTINCT g.user_id),
+               count(DISTINCT g.user_id) FILTER (WHERE g.submits > 0),
                count(DISTINCT g.user_id) FILTER (WHERE g.successful > 0),
                count(DISTINCT g.user_id) FILTER (WHERE g.first_success = g.first_submit),
                now()

@@ -216,7 +216,8 @@ CREATE TABLE lms_etl.daily_stats (
 -- Per report-zone day, course and problem (LTI block), from lis_result_sourcedid. Attempts
 -- whose sourcedid is NULL or malformed share one row with NULL course and block, so each
 -- day's rows add up to its daily_stats. Refreshed with daily_stats by lms_etl.aggregate_daily.
--- users_first_submit_correct: learners whose first submit on the block that day was correct.
+-- submitters: learners with a submit; users_first_submit_correct: learners whose first
+-- submit on the block that day was correct (first-submit success = that / submitters).
 CREATE TABLE lms_etl.daily_problem_stats (
     day                        date NOT NULL,
     course_id                  text,
@@ -226,6 +227,7 @@ CREATE TABLE lms_etl.daily_problem_stats (
     submits                    bigint NOT NULL,
     successful_submits         bigint NOT NULL,
     users                      bigint NOT NULL,
+    submitters                 bigint NOT NULL,
     users_solved               bigint NOT NULL,
     users_first_submit_correct bigint NOT NULL,
     computed_at                timestamptz NOT NULL DEFAULT now(),

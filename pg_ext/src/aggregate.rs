@@ -211,7 +211,7 @@ mod tests {
     fn problem_rows() -> String {
         Spi::get_one::<String>(
             "SELECT string_agg(coalesce(block_id, '-') || ' ' || concat_ws('/', attempts, runs, submits,
-                    successful_submits, users, users_solved, users_first_submit_correct), '; '
+                    successful_submits, users, submitters, users_solved, users_first_submit_correct), '; '
                     ORDER BY block_id NULLS LAST)
                FROM lms_etl.daily_problem_stats WHERE day = '2026-11-20'",
         )
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(day.as_deref(), Some("9/3/5/6/0.5"));
         assert_eq!(
             problem_rows(),
-            format!("{BLOCK_A} 5/2/3/2/3/2/1; {BLOCK_B} 2/0/2/0/1/0/0; - 2/1/1/1/2/1/1")
+            format!("{BLOCK_A} 5/2/3/2/3/2/2/1; {BLOCK_B} 2/0/2/0/1/1/0/0; - 2/1/1/1/2/1/1/1")
         );
         // Per-day totals equal daily_stats.
         let sums = Spi::get_one::<String>(
@@ -267,7 +267,7 @@ mod tests {
         Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
         assert_eq!(
             problem_rows(),
-            format!("{BLOCK_A} 5/2/3/2/3/2/1; {BLOCK_B} 2/0/2/0/1/0/0; - 2/1/1/1/2/1/1")
+            format!("{BLOCK_A} 5/2/3/2/3/2/2/1; {BLOCK_B} 2/0/2/0/1/1/0/0; - 2/1/1/1/2/1/1/1")
         );
     }
 
@@ -280,7 +280,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rate.as_deref(), Some("0/null"));
-        assert_eq!(problem_rows(), "- 1/1/0/0/1/0/0");
+        assert_eq!(problem_rows(), "- 1/1/0/0/1/0/0/0");
         // An empty day: zeros and no problem rows.
         Spi::run("DELETE FROM lms_etl.attempts").unwrap();
         Spi::run("SELECT lms_etl.aggregate_daily('2026-11-20')").unwrap();
