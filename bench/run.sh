@@ -5,6 +5,8 @@
 #  2. lms-etl run over one day of demo records at 500 000 records/day, at the README's default
 #     settings, vs psql \copy of the same rows, pre-parsed, into an identical table (same key);
 #     plus the loader's peak RSS for half a day, one day and two days (flat in window length).
+#  3. aggregate_daily of that day (daily_stats + daily_problem_stats) vs the plain per-day
+#     aggregation of 0.1.0 (one GROUP BY user over the day), in the same database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -22,7 +24,7 @@ out=bench/results-$(date -u +%F).md
 work=$(mktemp -d); chmod 755 "$work"
 trap 'kill $api_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-ms() { # median wall time in ms of a psql query, over $REPEAT runs
+ms() { # median wall time in ms of a psql query in $DB, over $REPEAT runs
   local sql=$1 times=()
   for _ in $(seq "$REPEAT"); do
     t=$($PSQL -d "$DB" -c '\timing on' -c "SET jit = off" -c "$sql" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -n 1)
@@ -110,6 +112,27 @@ copy_ms=$(printf '%s\n' "${copy_times[@]}" | sort -n | sed -n "$(( (REPEAT + 1) 
   awk -v r="$two_rss" 'BEGIN { printf "| two days | 48 h | %.1f |\n", r/1024 }'
   echo
   echo "(target: under 100 MB and not growing with the window)"
+} >> "$out"
+# 3. Per-problem aggregation vs the plain daily one ----------------------------------
+$PSQL -d "${DB}_run" -c "VACUUM ANALYZE lms_etl.attempts" > /dev/null
+$PSQL -d "${DB}_run" -f bench/plain_aggregate.sql > /dev/null
+plain_ms=$(DB="${DB}_run" ms "SELECT bench_plain_aggregate('$START')")
+full_ms=$(DB="${DB}_run" ms "SELECT lms_etl.aggregate_daily('$START')")
+problems=$($PSQL -d "${DB}_run" -tAc "SELECT count(*) FROM lms_etl.daily_problem_stats WHERE day = '$START'")
+{
+  echo
+  echo "## 3. Aggregating that day: daily_stats and daily_problem_stats vs the plain daily count"
+  echo
+  echo "$loaded attempts on $START, $problems problem rows. The baseline is the plain daily refresh"
+  echo "(bench/plain_aggregate.sql: one GROUP BY user over the day, upserted, as aggregate_daily did"
+  echo "before per-problem statistics); aggregate_daily computes daily_stats and daily_problem_stats"
+  echo "from one scan grouped by (sourcedid, user) and writes both (median of $REPEAT, jit off)."
+  echo
+  echo "| what | ms |"
+  echo "|---|---:|"
+  echo "| plain daily refresh (bench_plain_aggregate) | $plain_ms |"
+  echo "| lms_etl.aggregate_daily (daily + per problem, written) | $full_ms |"
+  awk -v a="$full_ms" -v b="$plain_ms" 'BEGIN { printf "\n**aggregate_daily / plain = %.2f** (target <= 2)\n", a/b }'
 } >> "$out"
 $PSQL -d postgres -c "DROP DATABASE IF EXISTS ${DB}_run WITH (FORCE)"
 cat "$out"

@@ -27,6 +27,9 @@ CREATE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
+-- A day of 500 000 attempts groups into ~190 000 (sourcedid, user) pairs: a hash table of
+-- ~60 MB that the default work_mem (4 MB) would spill to disk (BENCHMARKS.md, benchmark 3).
+SET work_mem = '64MB'
 AS $$
 DECLARE
     zone constant text := lms_etl.setting('report_timezone');
