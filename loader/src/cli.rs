@@ -17,6 +17,14 @@ pub struct Cli {
     #[arg(long, short, global = true, env = "LMS_ETL_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// Also show every chunk's lines on stderr (the log file always has them).
+    #[arg(long, short, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Print errors only (for cron: no output, no mail from cron, unless something failed).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +41,9 @@ pub enum Command {
     SheetsSync(RangeArgs),
     /// Recompute lms_etl.daily_stats for a date range (same as lms_etl.refresh_daily_stats).
     Aggregate(RangeArgs),
+    /// Check the configuration, PostgreSQL, the API, e-mail and Google Sheets without writing
+    /// or sending anything; exit 1 if any check fails.
+    Doctor,
     /// Re-ingest quarantined records under the current rules (after a fix or an upgrade):
     /// records now valid move into lms_etl.attempts; the touched days are re-aggregated.
     Reprocess(ReprocessArgs),
@@ -107,4 +118,16 @@ pub struct ExportArgs {
     pub end: String,
     #[command(flatten)]
     pub demo: DemoApiArgs,
+}
+
+impl Cli {
+    /// How much of the run the console shows (`-q`, default, `-v`).
+    pub fn verbosity(&self) -> crate::console::Verbosity {
+        use crate::console::Verbosity;
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, true) => Verbosity::Verbose,
+            (false, false) => Verbosity::Normal,
+        }
+    }
 }

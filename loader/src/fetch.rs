@@ -195,7 +195,7 @@ impl Fetcher {
             });
         }
         let wait = self.backoff(attempt).max(wait_at_least.unwrap_or_default());
-        tracing::warn!(url = %shown, attempt, error = %reason, wait_ms = wait.as_millis() as u64, "download failed, retrying");
+        tracing::warn!(target: crate::console::CHUNK, url = %shown, attempt, error = %reason, wait_ms = wait.as_millis() as u64, "download failed, retrying");
         tokio::time::sleep(wait).await;
         Ok(())
     }

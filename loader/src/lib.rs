@@ -5,7 +5,9 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod demo_api;
+pub mod doctor;
 pub mod fetch;
 pub mod load;
 pub mod logs;

@@ -112,6 +112,13 @@ impl Database {
     /// Connects (TLS as the target's `sslmode` says) and checks that the extension is there.
     /// Every connection of the program is made here. The connection task runs in the background.
     pub async fn connect(target: &Target) -> Result<Database, LoadError> {
+        let db = Database::connect_server(target).await?;
+        db.require_extension().await?;
+        Ok(db)
+    }
+
+    /// Connects without looking for the extension (`lms-etl doctor` checks it apart).
+    pub async fn connect_server(target: &Target) -> Result<Database, LoadError> {
         let (client, connection) = target
             .config()
             .connect(target.tls())
@@ -122,8 +129,11 @@ impl Database {
                 tracing::error!(error = %e, "PostgreSQL connection closed with an error");
             }
         });
-        let db = Database { client };
-        let installed = db
+        Ok(Database { client })
+    }
+
+    pub async fn require_extension(&self) -> Result<(), LoadError> {
+        let installed = self
             .client
             .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'lms_etl'", &[])
             .await
@@ -131,7 +141,7 @@ impl Database {
         if installed.is_none() {
             return Err(LoadError::ExtensionMissing);
         }
-        Ok(db)
+        Ok(())
     }
 
     /// The installed extension must be this binary's version, with its newest table.

@@ -1,6 +1,6 @@
-//! Logging: tracing to stderr and to `<dir>/YYYY-MM-DD.log` (UTC date, appended), plus
-//! retention by the date in the file name — tracing-appender's own pruning counts files
-//! instead of reading dates, so it is not used.
+//! Logging: tracing to `<dir>/YYYY-MM-DD.log` (UTC date, appended; everything) and to stderr
+//! (what the [`Console`] shows), plus retention by the date in the file name —
+//! tracing-appender's own pruning counts files instead of reading dates, so it is not used.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,9 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+use crate::console::Console;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -41,9 +43,9 @@ pub fn file_name(day: NaiveDate) -> String {
     format!("{}.log", day.format("%Y-%m-%d"))
 }
 
-/// Installs the global subscriber: human-readable lines on stderr, the same (without
-/// colours) in the dated file. `level` is an `EnvFilter` directive; `RUST_LOG` wins if set.
-pub fn init(dir: &Path, level: &str) -> Result<Logging, LogError> {
+/// Installs the global subscriber: every line (without colours) in the dated file, and on
+/// stderr what `console` shows. `level` is an `EnvFilter` directive; `RUST_LOG` wins if set.
+pub fn init(dir: &Path, level: &str, console: &Console) -> Result<Logging, LogError> {
     std::fs::create_dir_all(dir).map_err(|source| LogError::CreateDir {
         dir: dir.to_owned(),
         source,
@@ -65,14 +67,17 @@ pub fn init(dir: &Path, level: &str) -> Result<Logging, LogError> {
         level: level.to_owned(),
         message: e.to_string(),
     })?;
-    let stderr_is_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let shown = console.clone();
     tracing_subscriber::registry()
         .with(filter)
         .with(
             fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(stderr_is_tty)
-                .with_target(false),
+                .with_writer(console.clone())
+                .with_ansi(console.terminal())
+                .with_target(false)
+                .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+                    shown.shows(meta)
+                })),
         )
         .with(
             fmt::layer()

@@ -8,11 +8,12 @@ use clap::Parser;
 use lms_etl_loader::cli::{Cli, Command, RunArgs};
 use lms_etl_loader::clock::Clock;
 use lms_etl_loader::config::{rejected_ratio, Config};
+use lms_etl_loader::console::Console;
 use lms_etl_loader::load::Database;
 use lms_etl_loader::run::{self, Exit, RunOptions};
 use lms_etl_loader::signals::Interrupt;
 use lms_etl_loader::window::parse_time;
-use lms_etl_loader::{demo_api, logs, status};
+use lms_etl_loader::{demo_api, doctor, logs, status};
 
 fn main() -> ExitCode {
     // Two TLS stacks meet here (reqwest, yup-oauth2, lettre): choose one provider for all.
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Exit {
+    let console = Console::new(cli.verbosity(), matches!(cli.command, Command::Run(_)));
     match cli.command {
         Command::DemoApi(args) => match demo_api::run(args).await {
             Ok(()) => Exit::Success,
@@ -47,12 +49,22 @@ async fn dispatch(cli: Cli) -> Exit {
                 Exit::Config
             }
         },
-        command => with_config(cli.config.as_deref(), command).await,
+        // Reports a configuration that does not load as one of its checks.
+        Command::Doctor => {
+            let report = doctor::check(cli.config.as_deref()).await;
+            print!("{}", report.render());
+            if report.healthy() {
+                Exit::Success
+            } else {
+                Exit::Failed
+            }
+        }
+        command => with_config(cli.config.as_deref(), command, console).await,
     }
 }
 
 /// Commands that need the configuration and the log file.
-async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
+async fn with_config(path: Option<&std::path::Path>, command: Command, console: Console) -> Exit {
     let mut config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -60,7 +72,7 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
             return Exit::Config;
         }
     };
-    let logging = match logs::init(&config.logs.dir, &config.logs.level) {
+    let logging = match logs::init(&config.logs.dir, &config.logs.level, &console) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("lms-etl: {e}");
@@ -88,20 +100,22 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
         Command::Run(args) => {
             // Listen before anything else, so a signal at any stage is seen.
             let interrupt = Interrupt::listen();
-            let options = match run_options(&args, &mut config) {
+            let options = match run_options(&args, &mut config, console.clone()) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "invalid arguments");
                     return Exit::Config;
                 }
             };
-            return run::execute(&config, &options, logging.current_file(), interrupt).await;
+            let exit = run::execute(&config, &options, logging.current_file(), interrupt).await;
+            console.done(exit as u8);
+            return exit;
         }
         Command::Status(args) => show_status(&config, args.runs, args.days).await,
         Command::SheetsSync(range) => sheets_sync(&config, range.from, range.to).await,
         Command::Aggregate(range) => aggregate(&config, range.from, range.to).await,
         Command::Reprocess(args) => reprocess(&config, args.run_id).await,
-        Command::DemoApi(_) | Command::ExportDemoCopy(_) => {
+        Command::DemoApi(_) | Command::ExportDemoCopy(_) | Command::Doctor => {
             unreachable!("handled without configuration")
         }
     };
@@ -114,7 +128,11 @@ async fn with_config(path: Option<&std::path::Path>, command: Command) -> Exit {
     }
 }
 
-fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions> {
+fn run_options(
+    args: &RunArgs,
+    config: &mut Config,
+    console: Console,
+) -> anyhow::Result<RunOptions> {
     if let Some(minutes) = args.chunk_minutes {
         anyhow::ensure!(
             (1..=10_080).contains(&minutes),
@@ -145,6 +163,7 @@ fn run_options(args: &RunArgs, config: &mut Config) -> anyhow::Result<RunOptions
             .map(|r| rejected_ratio("--max-rejected-ratio", r))
             .transpose()?,
         clock: args.now.map_or_else(Clock::system, Clock::starting_at),
+        console,
     })
 }
 

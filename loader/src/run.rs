@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures_util::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use lms_etl_parse::source_time::{self, chrono_tz::Tz};
 use lms_etl_parse::{Batch, BatchSplitter};
 use secrecy::ExposeSecret;
@@ -21,6 +20,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::clock::Clock;
 use crate::config::{Config, SheetsConfig};
+use crate::console::{self, Console, Stage, CHUNK};
 use crate::error_chain as chain;
 use crate::fetch::{scrub, Failure, FetchError, Fetcher};
 use crate::load::{ChunkCounts, Database, DayVersion, LoadError, Verdict, Zones};
@@ -54,6 +54,8 @@ pub struct RunOptions {
     /// `--max-rejected-ratio`: overrides `load.max_rejected_ratio` for this run.
     pub max_rejected_ratio: Option<f64>,
     pub clock: Clock,
+    /// Where the run shows its stages, its progress bar and its summary.
+    pub console: Console,
 }
 
 impl Default for RunOptions {
@@ -65,6 +67,7 @@ impl Default for RunOptions {
             skip_email: false,
             max_rejected_ratio: None,
             clock: Clock::system(),
+            console: Console::default(),
         }
     }
 }
@@ -321,6 +324,14 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         warnings.push(message);
     }
     let Some(window) = plan.window else {
+        console::stage(
+            Stage::Plan,
+            format_args!(
+                "nothing settled to load (settled until {})",
+                show(plan.limit, zones.source)
+            ),
+            Some(total.elapsed().as_millis() as u64),
+        );
         if opts.start.is_some() || opts.end.is_some() {
             warn!(settled_until = %plan.limit, watermark = ?watermark,
                   "the window asked for is empty once its end is clamped to now minus the settle lag (or its end lies before the start the watermark gives): nothing to fetch");
@@ -357,12 +368,41 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         let chunks = window.chunks(cfg.window.chunk);
         info!(%window, source_timezone = zones.source.name(), report_timezone = zones.report.name(),
               chunks = chunks.len(), chunk_minutes = cfg.window.chunk.num_minutes(), "run started");
-
         // Connecting, locking, the window and the run row: everything before the first chunk.
-        stages.add("plan", total);
+        let ms = stages.add(Stage::Plan.name(), total);
+        console::stage(
+            Stage::Plan,
+            format_args!(
+                "window {} .. {} ({}), {} chunks of {} min",
+                source_time::to_naive(zones.source, window.start),
+                source_time::to_naive(zones.source, window.end),
+                zones.source.name(),
+                chunks.len(),
+                cfg.window.chunk.num_minutes()
+            ),
+            Some(ms),
+        );
         let started = Instant::now();
         let outcome = fetch_and_load(cfg, opts, &db, run_id, zones, &chunks, &stop).await;
-        stages.add("fetch+load", started);
+        let ms = stages.add(Stage::FetchLoad.name(), started);
+        let c = &outcome.counts;
+        console::stage(
+            Stage::FetchLoad,
+            format_args!(
+                "{}{} fetched, {} inserted, {} duplicates, {} conflicts, {} rejected",
+                if outcome.error.is_some() {
+                    "failed after "
+                } else {
+                    ""
+                },
+                c.fetched,
+                c.inserted,
+                c.duplicates,
+                c.conflicts,
+                c.rejected
+            ),
+            Some(ms),
+        );
         let load_error = outcome.error.as_ref().map(|e| clean(e));
         match &load_error {
             None => info!(
@@ -389,7 +429,16 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             warn!(error = %clean(&e), "cannot read the days before the run for the mail's trend and chart");
             Vec::new()
         });
-        let ms = stages.add("aggregate", started);
+        let ms = stages.add(Stage::Aggregate.name(), started);
+        console::stage(
+            Stage::Aggregate,
+            match &aggregate_error {
+                None if days.len() == 1 => "1 day".to_owned(),
+                None => format!("{} days", days.len()),
+                Some(_) => "failed".to_owned(),
+            },
+            Some(ms),
+        );
         match &aggregate_error {
             None => info!(days = days.len(), elapsed_ms = ms, "aggregation finished"),
             Some(e) => error!(error = %e, elapsed_ms = ms, "aggregation failed"),
@@ -401,6 +450,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         let sheets_url = cfg.sheets.as_ref().map(sheets::spreadsheet_url);
         if error.is_none() && !interrupted {
             sheets_error = push_sheets(cfg, opts, &db, &days, zones.report, &mut stages).await;
+        } else {
+            console::stage(
+                Stage::Sheets,
+                "skipped (the run did not load cleanly)",
+                None,
+            );
         }
 
         let status = match (&error, &sheets_error) {
@@ -606,12 +661,12 @@ async fn fetch_and_load(
         });
     let workers = futures_util::future::join_all(workers);
 
-    let bar = progress_bar(chunks.len() as u64);
+    let bar = opts.console.progress(chunks.len() as u64);
     let settle = async {
         while let Some(result) = done_rx.recv().await {
             match result {
                 Ok(loaded) => {
-                    info!(chunk = %loaded.chunk, records = loaded.counts.fetched, inserted = loaded.counts.inserted,
+                    info!(target: CHUNK, chunk = %loaded.chunk, records = loaded.counts.fetched, inserted = loaded.counts.inserted,
                           duplicates = loaded.counts.duplicates, conflicts = loaded.counts.conflicts,
                           rejected = loaded.counts.rejected, "chunk loaded");
                     add_counts(&mut outcome.counts, &loaded.counts);
@@ -630,7 +685,7 @@ async fn fetch_and_load(
         }
     };
     tokio::join!(workers, settle);
-    bar.finish_and_clear();
+    opts.console.end_progress();
     if outcome.error.is_none() && stop.is_set() {
         outcome.error = Some(RunError::Interrupted);
     }
@@ -674,7 +729,7 @@ async fn load_chunk(
             .await?;
         return Ok(Loaded { chunk, counts });
     };
-    info!(chunk = %chunk, url = %loading.fetcher.display_url(&bounds), "download started");
+    info!(target: CHUNK, chunk = %chunk, url = %loading.fetcher.display_url(&bounds), "download started");
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -788,7 +843,7 @@ async fn try_chunk(
             return Err(e);
         }
     };
-    info!(chunk = %chunk, records = counts.fetched, bytes, attempts = attempt, elapsed_ms = fetch_ms,
+    info!(target: CHUNK, chunk = %chunk, records = counts.fetched, bytes, attempts = attempt, elapsed_ms = fetch_ms,
           "download finished");
     let held = match tx.is_held(chunk).await {
         Ok(h) => h,
@@ -822,20 +877,6 @@ async fn try_chunk(
     })
 }
 
-fn progress_bar(chunks: u64) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(chunks);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} chunks, eta {eta}",
-        )
-        .expect("the template is valid"),
-    );
-    bar
-}
-
 /// Pushes the run's days, and every day still due from an earlier push that failed, to
 /// Sheets when configured; returns the error text on failure.
 async fn push_sheets(
@@ -849,6 +890,9 @@ async fn push_sheets(
     let Some(sheets_cfg) = cfg.sheets.as_ref().filter(|_| !opts.skip_sheets) else {
         if cfg.sheets.is_none() {
             info!("Google Sheets not configured (set sheets.spreadsheet_id and sheets.key_file); skipping");
+            console::stage(Stage::Sheets, "not configured, skipped", None);
+        } else {
+            console::stage(Stage::Sheets, "skipped (--no-sheets)", None);
         }
         return None;
     };
@@ -859,10 +903,12 @@ async fn push_sheets(
         Err(e) => {
             let message = chain(&e);
             error!(error = %message, "cannot read the days due in Google Sheets");
+            console::stage(Stage::Sheets, "failed", None);
             return Some(message);
         }
     };
     if due.is_empty() {
+        console::stage(Stage::Sheets, "no days due", None);
         return None;
     }
     let caught_up = due
@@ -871,7 +917,18 @@ async fn push_sheets(
         .count();
     info!(sheet = %sheets_cfg.sheet, days = due.len(), caught_up, "sheets push started");
     let result = push_and_mark(db, sheets_cfg, &due, report_zone).await;
-    let ms = stages.add("sheets", started);
+    let ms = stages.add(Stage::Sheets.name(), started);
+    console::stage(
+        Stage::Sheets,
+        match &result {
+            Ok(outcome) => format!(
+                "{} days written ({} rows inserted) in tab {}",
+                outcome.days_written, outcome.rows_inserted, sheets_cfg.sheet
+            ),
+            Err(_) => "failed".to_owned(),
+        },
+        Some(ms),
+    );
     match result {
         Ok(outcome) => {
             info!(days = outcome.days_written, inserted = outcome.rows_inserted, chart = ?outcome.chart,
@@ -908,26 +965,48 @@ pub async fn push_and_mark(
 
 /// Sends (or writes to the outbox) the run's e-mail; false if that failed.
 async fn notify(cfg: &Config, opts: &RunOptions, report: &RunReport) -> bool {
+    opts.console.record(report);
     if opts.skip_email {
+        console::stage(Stage::Mail, "skipped (--no-email)", None);
         return true;
     }
     let started = Instant::now();
-    match email::send_report(&cfg.email, report).await {
+    let result = email::send_report(&cfg.email, report).await;
+    let ms = Some(started.elapsed().as_millis() as u64);
+    match result {
         Ok(email::Delivery::Sent { recipients }) => {
-            info!(
-                recipients,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "e-mail sent"
+            info!(recipients, elapsed_ms = ms, "e-mail sent");
+            console::stage(
+                Stage::Mail,
+                format_args!("sent to {recipients} recipients"),
+                ms,
             );
             true
         }
-        Ok(email::Delivery::WrittenToOutbox(_)) => true, // email.rs logs the path
+        Ok(email::Delivery::WrittenToOutbox(path)) => {
+            // email.rs logs the path
+            console::stage(
+                Stage::Mail,
+                format_args!("written to {}", path.display()),
+                ms,
+            );
+            true
+        }
         Ok(email::Delivery::Skipped) => {
             info!(send_on = ?cfg.email.send_on, "e-mail not wanted for this outcome");
+            console::stage(
+                Stage::Mail,
+                format_args!(
+                    "not wanted for this outcome (email.send_on = {:?})",
+                    cfg.email.send_on
+                ),
+                ms,
+            );
             true
         }
         Err(e) => {
             error!(error = %chain(&e), "e-mail failed; the loaded data is kept");
+            console::stage(Stage::Mail, "failed", ms);
             false
         }
     }
@@ -944,9 +1023,10 @@ async fn fail_before_run(
     mut stages: Stages,
 ) -> Exit {
     error!(error = %message, "run failed");
+    console::stage(Stage::Plan, "failed", None);
     let now = Utc::now();
     // It failed while planning: the time so far is the plan's.
-    stages.add("plan", stages.origin);
+    stages.add(Stage::Plan.name(), stages.origin);
     let report = RunReport {
         run_id: None,
         status: RunStatus::Failed,

@@ -164,6 +164,40 @@ impl Drop for TestDb {
     }
 }
 
+/// A login role for one test, member of `group` only (none: `""`); dropped afterwards.
+pub struct Login {
+    pub name: String,
+}
+
+impl Login {
+    pub fn new(group: &str) -> Login {
+        let (label, membership) = match group {
+            "" => ("nobody", String::new()),
+            g => (g, format!(" IN ROLE {g}")),
+        };
+        let name = format!("lms_etl_test_{label}_{}", std::process::id());
+        let mut admin = Client::connect(&admin_url(), NoTls).unwrap();
+        admin
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN{membership}"
+            ))
+            .unwrap();
+        Login { name }
+    }
+
+    pub fn url(&self, db: &TestDb) -> String {
+        db.url.replacen("postgres@", &format!("{}@", self.name), 1)
+    }
+}
+
+impl Drop for Login {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
+        }
+    }
+}
+
 /// A PostgreSQL client program (`pg_dump`, `pg_restore`) of the server's major version:
 /// from `pg_config --bindir` when there is one (Debian's /usr/bin wrappers may pick
 /// another installed major), else from PATH.

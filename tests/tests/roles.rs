@@ -2,40 +2,10 @@
 //! `lms_etl_reader`. A login role holding only `lms_etl_loader` runs the whole job; it cannot
 //! drop, alter or empty a table, nor change the zones. A reader reads and cannot write.
 
-use lms_etl_tests::harness::{admin_url, describe, DemoApi, Etl, TestDb};
+use lms_etl_tests::harness::{describe, DemoApi, Etl, Login, TestDb};
 use lms_etl_tests::sheets_emulator::SheetsEmulator;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
-
-/// A login role for one test, member of `group` only; dropped afterwards.
-struct Login {
-    name: String,
-}
-
-impl Login {
-    fn new(group: &str) -> Login {
-        let name = format!("lms_etl_test_{group}_{}", std::process::id());
-        let mut admin = Client::connect(&admin_url(), NoTls).unwrap();
-        admin
-            .batch_execute(&format!(
-                "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN IN ROLE {group}"
-            ))
-            .unwrap();
-        Login { name }
-    }
-
-    fn url(&self, db: &TestDb) -> String {
-        db.url.replacen("postgres@", &format!("{}@", self.name), 1)
-    }
-}
-
-impl Drop for Login {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = Client::connect(&admin_url(), NoTls) {
-            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", self.name));
-        }
-    }
-}
 
 fn refused(client: &mut Client, sql: &str) -> Option<SqlState> {
     client

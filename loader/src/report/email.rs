@@ -114,9 +114,39 @@ async fn send_smtp(
     message: Message,
     recipients: usize,
 ) -> Result<Delivery, EmailError> {
-    let server = format!("{}:{}", smtp.host, smtp.port);
+    let transport = smtp_transport(smtp)?;
+    match transport.send(message).await {
+        Ok(_) => {
+            tracing::info!(server = %server_name(smtp), recipients, "run notification sent");
+            Ok(Delivery::Sent { recipients })
+        }
+        Err(e) => Err(smtp_error(smtp, &e)),
+    }
+}
+
+/// Connects, negotiates TLS and authenticates as a delivery would, then says QUIT: nothing
+/// is sent (`lms-etl doctor`).
+pub async fn check_smtp(smtp: &SmtpConfig) -> Result<(), EmailError> {
+    let transport = smtp_transport(smtp)?;
+    match transport.test_connection().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(EmailError::Smtp {
+            server: server_name(smtp),
+            tls: tls_name(smtp.tls),
+            stage: "invalid server response",
+            message: "the server did not answer NOOP".into(),
+        }),
+        Err(e) => Err(smtp_error(smtp, &e)),
+    }
+}
+
+fn server_name(smtp: &SmtpConfig) -> String {
+    format!("{}:{}", smtp.host, smtp.port)
+}
+
+fn smtp_transport(smtp: &SmtpConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, EmailError> {
     let tls_error = |message: String| EmailError::Tls {
-        server: server.clone(),
+        server: server_name(smtp),
         message,
     };
     // The system's roots, plus the private CA of `email.ca_file` if one is configured.
@@ -141,34 +171,31 @@ async fn send_smtp(
     }
     .port(smtp.port)
     .timeout(Some(smtp.timeout));
-    let password = smtp
-        .password
+    if let Some(user) = &smtp.user {
+        builder = builder.credentials(Credentials::new(user.clone(), password(smtp)));
+    }
+    Ok(builder.build())
+}
+
+fn password(smtp: &SmtpConfig) -> String {
+    smtp.password
         .as_ref()
         .map(|p| p.expose_secret().to_owned())
-        .unwrap_or_default();
-    if let Some(user) = &smtp.user {
-        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-    }
-    let transport = builder.build();
+        .unwrap_or_default()
+}
 
-    match transport.send(message).await {
-        Ok(_) => {
-            tracing::info!(server = %server, recipients, "run notification sent");
-            Ok(Delivery::Sent { recipients })
-        }
-        Err(e) => {
-            let mut message = e.to_string();
-            if !password.is_empty() {
-                // lettre never puts credentials in errors, but a server may echo what it got.
-                message = message.replace(&password, "[redacted]");
-            }
-            Err(EmailError::Smtp {
-                server,
-                tls: tls_name(smtp.tls),
-                stage: smtp_stage(&e, smtp.tls),
-                message,
-            })
-        }
+fn smtp_error(smtp: &SmtpConfig, e: &lettre::transport::smtp::Error) -> EmailError {
+    let mut message = e.to_string();
+    let password = password(smtp);
+    if !password.is_empty() {
+        // lettre never puts credentials in errors, but a server may echo what it got.
+        message = message.replace(&password, "[redacted]");
+    }
+    EmailError::Smtp {
+        server: server_name(smtp),
+        tls: tls_name(smtp.tls),
+        stage: smtp_stage(e, smtp.tls),
+        message,
     }
 }
 

@@ -192,38 +192,8 @@ pub async fn push_days(
     report_timezone: Tz,
 ) -> Result<SheetsOutcome, SheetsError> {
     let started = Instant::now();
-    check_api_root(&cfg.api_root)?;
-    let key = read_key(cfg).await?;
-    let connector = connector()?;
-
-    let auth = authenticator(cfg, &key, connector.clone()).await?;
-    // Fetch the token up front: an auth failure is reported as such, not as an API error,
-    // and knowing the token lets us scrub it from any error text a server echoes back.
-    let token = match tokio::time::timeout(REQUEST_TIMEOUT, auth.token(&[SCOPE])).await {
-        Err(_) => {
-            return Err(auth_error(
-                &key,
-                format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
-            ))
-        }
-        Ok(Err(e)) => return Err(auth_error(&key, error_chain(&e))),
-        Ok(Ok(t)) => t
-            .token()
-            .map(str::to_owned)
-            .ok_or_else(|| auth_error(&key, "no access token in the response".into()))?,
-    };
-
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-    let mut hub = Sheets::new(client, auth);
-    hub.root_url(cfg.api_root.clone());
-    hub.base_url(cfg.api_root.clone());
-    let api = Api {
-        hub: &hub,
-        cfg,
-        key: &key,
-        token: &token,
-        retry_deadline: Instant::now() + cfg.retry_budget,
-    };
+    let session = Session::open(cfg).await?;
+    let api = session.api(cfg);
 
     let tabs = api.tabs().await?;
     let mut taken: Vec<i32> = tabs.iter().map(|t| t.id).collect();
@@ -286,7 +256,77 @@ fn warn_on_zone_change(column_a: &[Value], new: &str) {
     }
 }
 
+/// What `lms-etl doctor` found: a token for this account, and the spreadsheet readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SheetsAccess {
+    pub client_email: String,
+    /// The tab exists already (else the first push creates it).
+    pub tab_exists: bool,
+}
+
+/// Obtains a token and reads the spreadsheet's tab list (spreadsheets.get); writes nothing.
+pub async fn check_access(cfg: &SheetsConfig) -> Result<SheetsAccess, SheetsError> {
+    let session = Session::open(cfg).await?;
+    let tabs = session.api(cfg).tabs().await?;
+    Ok(SheetsAccess {
+        client_email: session.key.client_email.clone(),
+        tab_exists: tabs.iter().any(|t| same_tab_title(&t.title, &cfg.sheet)),
+    })
+}
+
 // ---- set-up ----------------------------------------------------------------------
+
+/// A signed-in client: the key, a token obtained with it, and the hub that carries it.
+struct Session {
+    hub: Sheets<Connector>,
+    key: ServiceAccountKey,
+    token: String,
+}
+
+impl Session {
+    async fn open(cfg: &SheetsConfig) -> Result<Session, SheetsError> {
+        check_api_root(&cfg.api_root)?;
+        let key = read_key(cfg).await?;
+        let connector = connector()?;
+        let auth = authenticator(cfg, &key, connector.clone()).await?;
+        let token = access_token(&auth, &key).await?;
+        let client =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        let mut hub = Sheets::new(client, auth);
+        hub.root_url(cfg.api_root.clone());
+        hub.base_url(cfg.api_root.clone());
+        Ok(Session { hub, key, token })
+    }
+
+    fn api<'a>(&'a self, cfg: &'a SheetsConfig) -> Api<'a> {
+        Api {
+            hub: &self.hub,
+            cfg,
+            key: &self.key,
+            token: &self.token,
+            retry_deadline: Instant::now() + cfg.retry_budget,
+        }
+    }
+}
+
+/// Fetches the token up front: an auth failure is reported as such, not as an API error,
+/// and knowing the token lets us scrub it from any error text a server echoes back.
+async fn access_token(
+    auth: &Authenticator<Connector>,
+    key: &ServiceAccountKey,
+) -> Result<String, SheetsError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, auth.token(&[SCOPE])).await {
+        Err(_) => Err(auth_error(
+            key,
+            format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+        )),
+        Ok(Err(e)) => Err(auth_error(key, error_chain(&e))),
+        Ok(Ok(t)) => t
+            .token()
+            .map(str::to_owned)
+            .ok_or_else(|| auth_error(key, "no access token in the response".into())),
+    }
+}
 
 fn check_api_root(root: &str) -> Result<(), SheetsError> {
     let ok = root.ends_with('/')
