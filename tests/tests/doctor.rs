@@ -455,6 +455,19 @@ fn a_bad_setting_names_its_key_and_source_never_its_value() {
         assert_eq!(doctor.row(part).mark, "–", "{part}");
     }
 
+    let missing = Etl::new(&db, "http://127.0.0.1:1").with_env("LMS_ETL_CLIENT", " ");
+    let doctor = Doctor::run(&missing);
+    assert_eq!(doctor.code, Some(1), "{}", doctor.stdout);
+    let config = doctor.row("config");
+    assert_eq!(
+        config.result,
+        "config key `api.client` (env LMS_ETL_CLIENT): missing"
+    );
+    assert_eq!(
+        config.fix,
+        "set `api.client` in the config file or the environment variable LMS_ETL_CLIENT"
+    );
+
     let file = etl.dir.path().join("lms-etl.toml");
     std::fs::write(&file, "[window]\nchunk_minutes = 0\n").unwrap();
     let etl = Etl::new(&db, "http://127.0.0.1:1");
