@@ -337,6 +337,7 @@ mod tests {
                 ("total".into(), 1270),
             ],
             days: vec![day(20, 2400), day(21, 2300)],
+            history: Vec::new(),
             rejections: Vec::new(),
             warnings: Vec::new(),
             error: None,

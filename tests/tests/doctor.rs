@@ -1,7 +1,7 @@
 //! `lms-etl doctor` against the real parts and their stand-ins, each healthy and broken: a
 //! table of ✓/✗/– with a fix for each ✗, exit 1 on any ✗, and nothing written or sent.
 
-use lms_etl_tests::harness::{describe, DemoApi, Etl, Login, TestDb};
+use lms_etl_tests::harness::{describe, DemoApi, Etl, Login, TestDb, LOADER_LOGIN};
 use lms_etl_tests::sheets_emulator::{fixture_key, SheetsEmulator};
 use lms_etl_tests::smtp_server::{SmtpAuth, SmtpOptions, SmtpServer};
 
@@ -179,7 +179,7 @@ fn healthy_parts_pass_and_nothing_is_written_sent_or_pushed() {
     assert!(doctor
         .row("PostgreSQL")
         .result
-        .contains(&format!("database {} as postgres", db.name)));
+        .contains(&format!("database {} as {LOADER_LOGIN}", db.name)));
     assert_eq!(
         doctor.row("PostgreSQL TLS").result,
         "not encrypted, sslmode=prefer (TLS if the server offers it)"
@@ -446,8 +446,8 @@ fn a_bad_setting_names_its_key_and_source_never_its_value() {
     assert_eq!(config.mark, "✗");
     assert_eq!(
         config.result,
-        "config key `window.chunk_minutes` (env LMS_ETL_WINDOW_CHUNK_MINUTES): expected an integer \
-         (value from environment variable LMS_ETL_WINDOW_CHUNK_MINUTES)"
+        "config key `window.chunk_minutes` from environment variable LMS_ETL_WINDOW_CHUNK_MINUTES: \
+         expected a positive integer"
     );
     assert!(config.fix.contains("window.chunk_minutes"));
     assert!(!doctor.stdout.contains("S3cret-Typo"));
@@ -475,7 +475,10 @@ fn a_bad_setting_names_its_key_and_source_never_its_value() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("(value from config file {})", file.display())),
+        stdout.contains(&format!(
+            "config key `window.chunk_minutes` from {}: expected a positive integer",
+            file.display()
+        )),
         "{stdout}"
     );
 }
