@@ -33,7 +33,10 @@ const TABLE_PRIVILEGES: &[(&str, &[&str])] = &[
     ),
     ("pending_days", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
     ("held_chunks", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
-    ("daily_problem_stats", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
+    (
+        "daily_problem_stats",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
     ("settings", &["SELECT"]),
 ];
 
