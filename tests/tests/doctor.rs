@@ -180,9 +180,17 @@ fn healthy_parts_pass_and_nothing_is_written_sent_or_pushed() {
         .row("PostgreSQL")
         .result
         .contains(&format!("database {} as {LOADER_LOGIN}", db.name)));
-    assert_eq!(
-        doctor.row("PostgreSQL TLS").result,
-        "not encrypted, sslmode=prefer (TLS if the server offers it)"
+    // sslmode=prefer (no sslmode in the URL): encrypted exactly when the server offers TLS.
+    let tls = &doctor.row("PostgreSQL TLS").result;
+    let server_ssl: String = db.client().query_one("SHOW ssl", &[]).unwrap().get(0);
+    let encrypted = if server_ssl == "on" {
+        "encrypted (TLSv1."
+    } else {
+        "not encrypted, "
+    };
+    assert!(
+        tls.starts_with(encrypted) && tls.ends_with("sslmode=prefer (TLS if the server offers it)"),
+        "{tls}"
     );
     assert_eq!(
         doctor.row("extension").result,

@@ -367,3 +367,24 @@ fn a_wrong_email_ca_file_stops_the_start_with_exit_2_naming_the_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn doctor_reports_an_encrypted_session_and_the_sslmode_asked() {
+    let cluster = PgCluster::tls();
+    let db = cluster.create_database();
+    let api = DemoApi::start(&["--records-per-hour", "60"]);
+    let query = ca_query(cluster, "verify-full");
+    let etl = Etl::with_database_url(&url(cluster, "localhost", &db, &query), &api.url);
+    let out = etl.run(&["doctor"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("PostgreSQL TLS"))
+        .unwrap_or_else(|| panic!("no TLS row:\n{stdout}"));
+    assert!(
+        row.contains("✓") && row.contains("encrypted (TLSv1.3), sslmode=verify-full"),
+        "{row}"
+    );
+    assert!(!all_output(&etl, &out).contains(PASSWORD));
+}
