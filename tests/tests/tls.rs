@@ -226,7 +226,7 @@ fn verify_modes_without_sslrootcert_use_the_home_root_crt_or_stop_naming_the_opt
     let text = all_output(&etl, &out);
     assert!(
         text.contains(
-            "config key `database.url` (env DATABASE_URL): sslmode=verify-full needs the CA"
+            "config key `database.url` from environment variable DATABASE_URL: sslmode=verify-full needs the CA"
         ),
         "{text}"
     );
@@ -363,7 +363,7 @@ fn a_wrong_email_ca_file_stops_the_start_with_exit_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("config key `email.ca_file` (env LMS_ETL_EMAIL_CA_FILE): cannot use /nonexistent/ca.pem as CA certificates"),
+        stderr.contains("config key `email.ca_file` from environment variable LMS_ETL_EMAIL_CA_FILE: cannot use /nonexistent/ca.pem as CA certificates"),
         "{stderr}"
     );
 }
