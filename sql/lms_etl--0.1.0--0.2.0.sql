@@ -866,8 +866,19 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lms_etl.rejected_attempts, lms_etl.pendi
 GRANT SELECT ON lms_etl.settings TO lms_etl_loader;
 REVOKE EXECUTE ON FUNCTION lms_etl.set_setting(text, text) FROM PUBLIC;
 
--- == recompute: every existing day under 0.2.0's aggregation ==
--- Fills submits, submit_success_rate and daily_problem_stats for the days 0.1.0 aggregated,
--- so no report shows a zero it never measured. (A new report zone given above has already
--- marked the days; aggregating them here clears those marks.)
-SELECT count(lms_etl.aggregate_daily(d.day)) FROM lms_etl.daily_stats d;
+-- == fill: the new statistics of the days 0.1.0 aggregated ==
+-- The numbers 0.1.0 computed stay as they are (the upgrade changes no stored value); the new
+-- columns get theirs here, and every such day is marked so that the next aggregation (the
+-- loader's next run, or lms_etl.aggregate_pending() from pg_cron) fills daily_problem_stats.
+UPDATE lms_etl.daily_stats d
+   SET submits = s.submits,
+       submit_success_rate = s.successful::double precision / nullif(s.submits, 0)
+  FROM (SELECT (a.created_at AT TIME ZONE lms_etl.setting('report_timezone'))::date AS day,
+               count(*) FILTER (WHERE a.attempt_type = 'submit') AS submits,
+               count(*) FILTER (WHERE a.is_correct) AS successful
+          FROM lms_etl.attempts a
+         GROUP BY 1) AS s
+ WHERE s.day = d.day;
+INSERT INTO lms_etl.pending_days (day)
+SELECT d.day FROM lms_etl.daily_stats d
+ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;

@@ -196,6 +196,15 @@ if ! diff -u --label "before the update" --label "after the update" "$work/finge
   fail "the data of $FROM_VERSION changed in the update (fingerprints above)"
 fi
 echo "  $(wc -l < "$work/fingerprint.before") table fingerprints unchanged"
+# The statistics 0.2.0 adds are filled for the days 0.1.0 aggregated: submits and their rate
+# now, the per-problem rows by the next aggregation (every such day is marked for it).
+wrong_submits=$(q "$db_upgraded" "SELECT count(*) FROM lms_etl.daily_stats d
+   WHERE d.submits IS DISTINCT FROM (SELECT count(*) FROM lms_etl.attempts a
+          WHERE a.attempt_type = 'submit' AND (a.created_at AT TIME ZONE 'UTC')::date = d.day)
+      OR d.submits > 0 AND d.submit_success_rate IS NULL")
+[ "$wrong_submits" = 0 ] || fail "$wrong_submits day(s) of daily_stats without their submits after the update"
+unmarked=$(q "$db_upgraded" "SELECT count(*) FROM lms_etl.daily_stats d WHERE NOT EXISTS (SELECT 1 FROM lms_etl.pending_days p WHERE p.day = d.day)")
+[ "$unmarked" = 0 ] || fail "$unmarked day(s) of 0.1.0 not marked for the per-problem aggregation"
 # The C functions that keep their signature answer from the library they now point at
 # (ingest_chunk answers through the loader run below).
 smoke_sql="SELECT (lms_etl.parse_passback_params('{''lis_result_sourcedid'': ''ok''}')).lis_result_sourcedid
@@ -215,6 +224,10 @@ set -e
 [ "$code" = 0 ] || { cat "$work/run/output" >&2; cat "$work/run/logs/"* >&2 2>/dev/null; fail "lms-etl run on the upgraded database exited $code"; }
 attempts_after=$(q "$db_upgraded" "SELECT count(*) FROM lms_etl.attempts")
 [ "$attempts_after" -gt "$attempts_before" ] || fail "lms-etl run inserted nothing ($attempts_before attempts before and after)"
+problem_gap=$(q "$db_upgraded" "SELECT count(*) FROM lms_etl.daily_stats d
+   WHERE d.attempts IS DISTINCT FROM (SELECT sum(p.attempts) FROM lms_etl.daily_problem_stats p WHERE p.day = d.day)
+     AND d.attempts > 0")
+[ "$problem_gap" = 0 ] || fail "$problem_gap day(s) whose daily_problem_stats do not add up to daily_stats after the first 0.2.0 run"
 last_run=$(q "$db_upgraded" "SELECT status || ', ' || inserted || ' inserted, ' || rejected || ' rejected' FROM lms_etl.runs ORDER BY run_id DESC LIMIT 1")
 echo "  lms-etl run $NEW_START .. $NEW_END: exit 0, run $last_run; attempts $attempts_before -> $attempts_after"
 check_release_library
