@@ -212,7 +212,7 @@ mod tests {
             user: 0,
             course: 0,
             block: 0,
-            kind: super::super::generator::AttemptKind::Run,
+            kind: crate::generator::AttemptKind::Run,
             has_outcome_url: true,
             malformation: None,
         };

@@ -3,6 +3,8 @@
 //!
 //! `generator` makes the records, `selection` picks an answer's records by zone and `clock`,
 //! `pyrepr` and `render` write them, `faults` breaks some of them on purpose, `server` answers HTTP.
+//! A crate of its own so the loader is the product alone; the loader only calls `run` and
+//! `write_copy_rows` for its `demo-api` and `export-demo-copy` subcommands.
 
 mod faults;
 mod generator;
@@ -22,9 +24,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use tokio::net::TcpListener;
 
-pub use crate::clock::{parse_instant, Clock};
 use faults::FaultPlan;
 use generator::{DataSet, MAX_RECORDS_PER_HOUR};
+pub use lms_etl_clock::{parse_instant, Clock};
 use selection::Selection;
 use server::AppState;
 
@@ -73,7 +75,7 @@ pub struct DemoApiArgs {
     /// Start the API's clock at TIME, then let it run in real time (for tests). TIME is
     /// YYYY-MM-DD HH:MM:SS[.ffffff] in UTC, or RFC 3339 with an offset. Nothing created after
     /// the clock's now is ever served. Default: the real clock.
-    #[arg(long, value_name = "TIME", value_parser = crate::clock::parse_instant)]
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
     pub now: Option<DateTime<Utc>>,
     /// Share of records that arrive late: served only --late-minutes after their created_at;
     /// always the same records for a given seed.
