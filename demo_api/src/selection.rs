@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use chrono::{DateTime, NaiveDateTime, Offset as _, TimeZone as _};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Offset as _, TimeZone as _};
 use chrono_tz::Tz;
 
 use super::generator::{DataSet, Record, BUCKET_MICROS};
@@ -82,6 +82,20 @@ impl Selection {
         let local = r.created_at.saturating_add(offset);
         (self.start..self.end).contains(&local).then_some(local)
     }
+}
+
+/// The generator's buckets whose first instant falls on `day` in `zone` (in order): a
+/// calendar day there, 23 or 25 hours long across a DST change.
+pub fn local_day_buckets(zone: Tz, day: NaiveDate) -> Vec<i64> {
+    let start = naive_micros(day.and_time(NaiveTime::MIN));
+    let end = start + 24 * HOUR_MICROS;
+    // Instants whose local time can be on that day lie within NEAR_MICROS of its bounds.
+    DataSet::buckets(start - NEAR_MICROS, end + NEAR_MICROS)
+        .filter(|&bucket| {
+            let first = bucket * BUCKET_MICROS;
+            (start..end).contains(&(first + offset_micros(zone, first)))
+        })
+        .collect()
 }
 
 /// A naive time as microseconds since 1970-01-01 00:00:00 of the same calendar.
@@ -212,7 +226,7 @@ mod tests {
             user: 0,
             course: 0,
             block: 0,
-            kind: super::super::generator::AttemptKind::Run,
+            kind: crate::generator::AttemptKind::Run,
             has_outcome_url: true,
             malformation: None,
         };

@@ -37,6 +37,11 @@ const SALT_BUCKET: u64 = 0x6275_636b_6574_0001;
 const SALT_USER: u64 = 0x7573_6572_0000_0002;
 const SALT_COURSE: u64 = 0x636f_7572_7365_0003;
 const SALT_LATE: u64 = 0x6c61_7465_0000_0005;
+const SALT_DIFFICULTY: u64 = 0x6469_6666_0000_0006;
+
+/// The easiest and the hardest problem's share of correct submits: each block draws its
+/// own from this range, so the per-problem statistics have something to tell apart.
+pub const SUCCESS_RANGE: Range<f64> = 0.15..0.90;
 
 /// SplitMix64: a tiny, fast generator whose whole state is one `u64`, so seeding it from a
 /// hash of (seed, bucket) costs nothing.
@@ -100,6 +105,8 @@ pub struct Course {
     /// `Org+Course+Run`, as it appears after `course-v1:` and `block-v1:`.
     pub key: String,
     pub blocks: Vec<Hex32>,
+    /// The share of submits on each block that are correct: its difficulty, fixed per seed.
+    pub success: Vec<f64>,
 }
 
 pub struct User {
@@ -148,12 +155,21 @@ pub struct Record {
     pub malformation: Option<Malformation>,
 }
 
+/// A day whose volume `--volume-dip` scales: its buckets (in order), the records of the
+/// normal data set in the buckets before each one, and the share kept.
+struct Dip {
+    buckets: Vec<i64>,
+    before: Vec<u64>,
+    factor: f64,
+}
+
 /// Everything the records derive from: the population and the per-minute rates.
 pub struct DataSet {
     seed: u64,
     malformed_share: f64,
     late_share: f64,
     late_delay_micros: i64,
+    dips: Vec<Dip>,
     /// Expected records in the bucket starting at each minute of the day.
     per_minute: Box<[f64; MINUTES_PER_DAY]>,
     pub courses: Vec<Course>,
@@ -171,9 +187,18 @@ impl DataSet {
                 let blocks = (0..count)
                     .map(|_| hex32(SplitMix64::new(rng.next_u64())))
                     .collect();
+                // A stream of its own, so the blocks' ids stay what they were before.
+                let mut difficulty = SplitMix64::new(hash2(seed ^ SALT_DIFFICULTY, i as u64));
+                let success = (0..count)
+                    .map(|_| {
+                        SUCCESS_RANGE.start
+                            + (SUCCESS_RANGE.end - SUCCESS_RANGE.start) * difficulty.unit()
+                    })
+                    .collect();
                 Course {
                     key: format!("{org}+{course}+{run}"),
                     blocks,
+                    success,
                 }
             })
             .collect();
@@ -226,6 +251,7 @@ impl DataSet {
             malformed_share,
             late_share: 0.0,
             late_delay_micros: 0,
+            dips: Vec::new(),
             per_minute,
             courses,
             users,
@@ -237,6 +263,26 @@ impl DataSet {
     pub fn with_late(mut self, share: f64, delay_micros: i64) -> Self {
         self.late_share = share;
         self.late_delay_micros = delay_micros.max(0);
+        self
+    }
+
+    /// Keeps only a `factor` (0 to 1) of the records of `buckets` (a day, in order): always a
+    /// subset of the normal records, `floor(factor × normal count)` of them over the buckets
+    /// together, spread evenly. Other buckets are unchanged.
+    pub fn with_dip(mut self, mut buckets: Vec<i64>, factor: f64) -> Self {
+        buckets.sort_unstable();
+        buckets.dedup();
+        let mut before = Vec::with_capacity(buckets.len());
+        let mut seen = 0;
+        for &bucket in &buckets {
+            before.push(seen);
+            seen += self.bucket_stream(bucket).1;
+        }
+        self.dips.push(Dip {
+            buckets,
+            before,
+            factor: factor.clamp(0.0, 1.0),
+        });
         self
     }
 
@@ -256,12 +302,19 @@ impl DataSet {
         start.div_euclid(BUCKET_MICROS)..(end - 1).div_euclid(BUCKET_MICROS) + 1
     }
 
-    /// Replaces `out` with the records of one bucket, in the (shuffled) order the API sends them.
-    pub fn fill_bucket(&self, bucket: i64, out: &mut Vec<Record>) {
-        out.clear();
+    /// The bucket's random stream, and the number of records it holds without a dip (the
+    /// stream's first draw).
+    fn bucket_stream(&self, bucket: i64) -> (SplitMix64, u64) {
         let mut rng = SplitMix64::new(hash2(self.seed ^ SALT_BUCKET, bucket as u64));
         let lambda = self.per_minute[bucket.rem_euclid(MINUTES_PER_DAY as i64) as usize];
         let n = poisson(lambda, &mut rng).min(BUCKET_MICROS as u64);
+        (rng, n)
+    }
+
+    /// Replaces `out` with the records of one bucket, in the (shuffled) order the API sends them.
+    pub fn fill_bucket(&self, bucket: i64, out: &mut Vec<Record>) {
+        out.clear();
+        let (mut rng, n) = self.bucket_stream(bucket);
         if n == 0 {
             return;
         }
@@ -284,7 +337,8 @@ impl DataSet {
             } else {
                 courses[1]
             };
-            let blocks = self.courses[usize::from(course)].blocks.len() as f64;
+            let picked_course = &self.courses[usize::from(course)];
+            let blocks = picked_course.blocks.len() as f64;
             // Earlier blocks of a course see more attempts than later ones.
             let b = unit(picks);
             let block = ((b * b.sqrt() * blocks) as u16).min(blocks as u16 - 1);
@@ -293,7 +347,7 @@ impl DataSet {
                 AttemptKind::Run
             } else {
                 AttemptKind::Submit {
-                    correct: share_bits(bits >> 16) < 0.45,
+                    correct: share_bits(bits >> 16) < picked_course.success[usize::from(block)],
                 }
             };
             let has_outcome_url = share_bits(bits >> 32) >= 0.05;
@@ -317,10 +371,30 @@ impl DataSet {
                 malformation,
             });
         }
+        self.thin_for_dip(bucket, out);
         // The real API does not sort its answer.
         for i in (1..out.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
             out.swap(i, j);
+        }
+    }
+}
+
+impl DataSet {
+    /// Drops the records a dip day does not keep: record k of the day (in generation order)
+    /// stays when `floor(factor × k)` steps up, so the day keeps `floor(factor × count)`.
+    fn thin_for_dip(&self, bucket: i64, out: &mut Vec<Record>) {
+        for dip in &self.dips {
+            let Ok(j) = dip.buckets.binary_search(&bucket) else {
+                continue;
+            };
+            let kept = |k: u64| (dip.factor * k as f64).floor() as u64;
+            let mut k = dip.before[j];
+            out.retain(|_| {
+                k += 1;
+                kept(k) > kept(k - 1)
+            });
+            return;
         }
     }
 }
@@ -467,7 +541,75 @@ mod tests {
             }
         }
         assert!((0.57..0.63).contains(&(runs / all)));
-        assert!((0.41..0.49).contains(&(correct / submits)));
+        assert!(SUCCESS_RANGE.contains(&(correct / submits)));
         assert!((0.03..0.07).contains(&(no_url / all)));
+    }
+
+    #[test]
+    fn each_block_succeeds_at_its_own_rate_drawn_from_the_range_per_seed() {
+        let data = DataSet::new(13, 200_000, 0.0);
+        let mut records = Vec::new();
+        // (submits, correct) per (course, block).
+        let mut tally = std::collections::HashMap::<(u16, u16), (f64, f64)>::new();
+        for bucket in 29_000_000..29_000_240 {
+            data.fill_bucket(bucket, &mut records);
+            for r in &records {
+                if let AttemptKind::Submit { correct } = r.kind {
+                    let t = tally.entry((r.course, r.block)).or_default();
+                    t.0 += 1.0;
+                    t.1 += f64::from(u8::from(correct));
+                }
+            }
+        }
+        let mut checked = 0;
+        for ((course, block), (submits, correct)) in tally {
+            let rate = data.courses[usize::from(course)].success[usize::from(block)];
+            assert!(SUCCESS_RANGE.contains(&rate));
+            if submits >= 1_000.0 {
+                // Five binomial standard deviations at the worst rate, 0.5.
+                assert!(
+                    (correct / submits - rate).abs() < 5.0 * (0.25 / submits).sqrt(),
+                    "course {course} block {block}: {correct}/{submits} against {rate}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "{checked} blocks with enough submits");
+        let same = DataSet::new(13, 360, 0.0);
+        let other = DataSet::new(14, 360, 0.0);
+        assert_eq!(same.courses[0].success, data.courses[0].success);
+        assert_ne!(other.courses[0].success, data.courses[0].success);
+        // The difficulty has a stream of its own: the blocks' ids did not move.
+        assert_eq!(same.courses[0].blocks, data.courses[0].blocks);
+    }
+
+    #[test]
+    fn a_dip_keeps_a_spread_subset_of_factor_times_the_records_of_its_buckets() {
+        let first = 29_000_000;
+        let day: Vec<i64> = (first..first + 24 * 60).collect();
+        let normal = DataSet::new(17, 2_000, 0.0);
+        let dipped = DataSet::new(17, 2_000, 0.0).with_dip(day.clone(), 0.37);
+        let (mut rn, mut rd) = (Vec::new(), Vec::new());
+        let (mut all, mut kept, mut first_half) = (0, 0, 0);
+        for &bucket in &day {
+            normal.fill_bucket(bucket, &mut rn);
+            dipped.fill_bucket(bucket, &mut rd);
+            assert!(rd.iter().all(|r| rn.contains(r)), "bucket {bucket}");
+            all += rn.len();
+            kept += rd.len();
+            if bucket < first + 12 * 60 {
+                first_half += rd.len();
+            }
+        }
+        assert!(all > 40_000);
+        assert_eq!(kept, (0.37 * all as f64).floor() as usize);
+        // Spread over the day as the normal records are, not cut off at some hour.
+        assert!(first_half > kept / 5 && first_half < kept * 4 / 5);
+        // The minutes around the day are the normal ones.
+        for bucket in [first - 1, first + 24 * 60] {
+            normal.fill_bucket(bucket, &mut rn);
+            dipped.fill_bucket(bucket, &mut rd);
+            assert_eq!(rn, rd);
+        }
     }
 }

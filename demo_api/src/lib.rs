@@ -3,6 +3,8 @@
 //!
 //! `generator` makes the records, `selection` picks an answer's records by zone and `clock`,
 //! `pyrepr` and `render` write them, `faults` breaks some of them on purpose, `server` answers HTTP.
+//! A crate of its own so the loader is the product alone; the loader only calls `run` and
+//! `write_copy_rows` for its `demo-api` and `export-demo-copy` subcommands.
 
 mod faults;
 mod generator;
@@ -18,13 +20,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use tokio::net::TcpListener;
 
-pub use crate::clock::{parse_instant, Clock};
 use faults::FaultPlan;
 use generator::{DataSet, MAX_RECORDS_PER_HOUR};
+pub use lms_etl_clock::{parse_instant, Clock};
 use selection::Selection;
 use server::AppState;
 
@@ -73,7 +75,7 @@ pub struct DemoApiArgs {
     /// Start the API's clock at TIME, then let it run in real time (for tests). TIME is
     /// YYYY-MM-DD HH:MM:SS[.ffffff] in UTC, or RFC 3339 with an offset. Nothing created after
     /// the clock's now is ever served. Default: the real clock.
-    #[arg(long, value_name = "TIME", value_parser = crate::clock::parse_instant)]
+    #[arg(long, value_name = "TIME", value_parser = parse_instant)]
     pub now: Option<DateTime<Utc>>,
     /// Share of records that arrive late: served only --late-minutes after their created_at;
     /// always the same records for a given seed.
@@ -87,6 +89,19 @@ pub struct DemoApiArgs {
     /// window holds the records of both passes; a skipped hour holds none.
     #[arg(long, value_name = "ZONE", default_value = "UTC", value_parser = parse_zone)]
     pub timezone: Tz,
+    /// Serve only FACTOR (0 to 1) of the records of calendar day DATE (YYYY-MM-DD in
+    /// --timezone), e.g. 2026-11-24:0.37, so the volume alert has a day to catch; repeatable,
+    /// one day each. The day keeps a subset of its records, FACTOR × their count rounded
+    /// down; other days are unchanged.
+    #[arg(long = "volume-dip", value_name = "DATE:FACTOR", value_parser = parse_volume_dip)]
+    pub volume_dips: Vec<VolumeDip>,
+}
+
+/// `--volume-dip DATE:FACTOR`: the day whose volume is scaled, and by how much.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VolumeDip {
+    pub day: NaiveDate,
+    pub factor: f64,
 }
 
 impl Default for DemoApiArgs {
@@ -109,6 +124,7 @@ impl Default for DemoApiArgs {
             late_share: 0.0,
             late_minutes: 30,
             timezone: Tz::UTC,
+            volume_dips: Vec::new(),
         }
     }
 }
@@ -134,6 +150,7 @@ impl fmt::Debug for DemoApiArgs {
             .field("late_share", &self.late_share)
             .field("late_minutes", &self.late_minutes)
             .field("timezone", &self.timezone)
+            .field("volume_dips", &self.volume_dips)
             .finish()
     }
 }
@@ -145,6 +162,10 @@ pub enum DemoApiError {
     ShareOutOfRange { flag: &'static str, value: f64 },
     #[error("--records-per-hour must be at most {MAX_RECORDS_PER_HOUR}, found {0}")]
     TooManyRecordsPerHour(u32),
+    #[error("--volume-dip {day}: the factor must be between 0 and 1, found {factor}")]
+    DipFactorOutOfRange { day: NaiveDate, factor: f64 },
+    #[error("--volume-dip names {0} twice; give each day one factor")]
+    DipDayTwice(NaiveDate),
 }
 
 impl DemoApiArgs {
@@ -166,12 +187,29 @@ impl DemoApiArgs {
         if self.records_per_hour > MAX_RECORDS_PER_HOUR {
             return Err(DemoApiError::TooManyRecordsPerHour(self.records_per_hour));
         }
+        for (i, dip) in self.volume_dips.iter().enumerate() {
+            if !(0.0..=1.0).contains(&dip.factor) {
+                return Err(DemoApiError::DipFactorOutOfRange {
+                    day: dip.day,
+                    factor: dip.factor,
+                });
+            }
+            if self.volume_dips[..i].iter().any(|d| d.day == dip.day) {
+                return Err(DemoApiError::DipDayTwice(dip.day));
+            }
+        }
         Ok(())
     }
 
     fn data_set(&self) -> DataSet {
-        DataSet::new(self.seed, self.records_per_hour, self.malformed)
-            .with_late(self.late_share, i64::from(self.late_minutes) * 60_000_000)
+        let data = DataSet::new(self.seed, self.records_per_hour, self.malformed)
+            .with_late(self.late_share, i64::from(self.late_minutes) * 60_000_000);
+        self.volume_dips.iter().fold(data, |data, dip| {
+            data.with_dip(
+                selection::local_day_buckets(self.timezone, dip.day),
+                dip.factor,
+            )
+        })
     }
 
     /// The clock `--now` asks for, started now; the real clock without it.
@@ -184,6 +222,20 @@ fn parse_zone(text: &str) -> Result<Tz, String> {
     text.trim().parse::<Tz>().map_err(|_| {
         format!("expected an IANA time zone name (e.g. UTC, Europe/Moscow), found {text:?}")
     })
+}
+
+fn parse_volume_dip(text: &str) -> Result<VolumeDip, String> {
+    let expected = "expected DATE:FACTOR, a day YYYY-MM-DD and a factor between 0 and 1 (e.g. 2026-11-24:0.37)";
+    let (day, factor) = text
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| format!("{expected}, found {text:?}"))?;
+    let day = NaiveDate::parse_from_str(day.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{expected}, found the day {day:?}"))?;
+    match factor.trim().parse::<f64>() {
+        Ok(factor) if (0.0..=1.0).contains(&factor) => Ok(VolumeDip { day, factor }),
+        _ => Err(format!("{expected}, found the factor {factor:?}")),
+    }
 }
 
 fn parse_share(text: &str) -> Result<f64, String> {
@@ -236,6 +288,7 @@ pub async fn bind(args: DemoApiArgs) -> io::Result<DemoApi> {
         timezone = %args.timezone,
         late_share = args.late_share,
         late_minutes = args.late_minutes,
+        volume_dips = ?args.volume_dips,
         "demo API bound"
     );
     Ok(DemoApi {

@@ -23,7 +23,7 @@ use super::faults::{BodyFault, FaultPlan, RequestFault};
 use super::generator::DataSet;
 use super::render::JsonChunks;
 use super::selection::Selection;
-use crate::clock::Clock;
+use lms_etl_clock::Clock;
 
 pub struct AppState {
     pub client: String,

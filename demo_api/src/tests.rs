@@ -1,7 +1,7 @@
 //! Behaviour of the demo API as a whole: the data set through the JSON and COPY writers,
 //! its clock and time zone, and the HTTP contract against a server bound to 127.0.0.1:0.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate, NaiveDateTime, TimeZone as _, Timelike};
@@ -624,6 +624,165 @@ fn a_window_split_anywhere_holds_the_same_records_across_dst_late_and_clock() {
         .collect();
     pieces.sort_unstable();
     assert_eq!(pieces, whole);
+}
+
+/// Per problem (the sourcedid up to the user), the share of its submits that are correct,
+/// over the problems with at least `min_submits` submits in the COPY rows.
+fn success_by_problem(rows: &[String], min_submits: u32) -> BTreeMap<String, f64> {
+    let mut tally = BTreeMap::<String, (u32, u32)>::new();
+    for row in rows {
+        let fields: Vec<&str> = row.split('\t').collect();
+        let (sourcedid, is_correct) = (fields[2], fields[4]);
+        if fields[5] != "submit" {
+            continue;
+        }
+        let problem = sourcedid.rsplit_once(':').unwrap().0.to_owned();
+        let t = tally.entry(problem).or_default();
+        t.0 += 1;
+        t.1 += u32::from(is_correct == "t");
+    }
+    tally
+        .into_iter()
+        .filter(|(_, (submits, _))| *submits >= min_submits)
+        .map(|(problem, (submits, correct))| (problem, f64::from(correct) / f64::from(submits)))
+        .collect()
+}
+
+#[test]
+fn problems_differ_in_difficulty_and_each_keeps_its_rate_from_day_to_day() {
+    let a = args(4_000, 0.0);
+    let day = |d| copy_rows(&a, at(d, 0, 0), at(d + 1, 0, 0));
+    let monday = success_by_problem(&day(23), 50);
+    assert!(
+        monday.len() >= 40,
+        "{} problems with 50 submits",
+        monday.len()
+    );
+    let (lo, hi) = monday
+        .values()
+        .fold((1.0_f64, 0.0_f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    assert!(hi - lo >= 0.4, "rates from {lo} to {hi}");
+    // The same seed gives the same rates; the next day, each problem is about as hard.
+    assert_eq!(success_by_problem(&day(23), 50), monday);
+    let tuesday = success_by_problem(&day(24), 300);
+    let mut compared = 0;
+    for (problem, rate) in &tuesday {
+        if let Some(before) = monday.get(problem) {
+            assert!(
+                (rate - before).abs() < 0.15,
+                "{problem}: {before} then {rate}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "{compared} problems compared");
+}
+
+#[test]
+fn a_volume_dip_keeps_factor_times_the_days_records_and_leaves_other_days_alone() {
+    // A plain day, and a 25-hour one (the autumn change in Berlin): the day is the zone's.
+    for (zone_name, year, month, day) in [
+        ("Europe/Moscow", 2026, 11, 24),
+        ("Europe/Berlin", 2026, 10, 25),
+    ] {
+        let normal = DemoApiArgs {
+            timezone: zone(zone_name),
+            ..args(600, 0.0)
+        };
+        let dip = NaiveDate::from_ymd_opt(year, month, day).unwrap();
+        let dipped = DemoApiArgs {
+            volume_dips: vec![VolumeDip {
+                day: dip,
+                factor: 0.37,
+            }],
+            ..normal.clone()
+        };
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap();
+        let window = |a: &DemoApiArgs, d: NaiveDate| {
+            copy_rows(a, midnight(d), midnight(d.succ_opt().unwrap()))
+        };
+        let all = window(&normal, dip);
+        let kept = window(&dipped, dip);
+        assert!(all.len() > 10_000, "{zone_name}");
+        assert_eq!(
+            kept.len(),
+            (0.37 * all.len() as f64).floor() as usize,
+            "{zone_name}"
+        );
+        let all_set: HashSet<&String> = all.iter().collect();
+        assert!(
+            kept.iter().all(|row| all_set.contains(row)),
+            "{zone_name}: a subset"
+        );
+        for other in [dip.pred_opt().unwrap(), dip.succ_opt().unwrap()] {
+            assert_eq!(
+                window(&dipped, other),
+                window(&normal, other),
+                "{zone_name} {other}"
+            );
+        }
+        // The JSON answer says the same as the COPY rows.
+        let json = window_json(&dipped, midnight(dip), midnight(dip.succ_opt().unwrap()));
+        assert_eq!(sorted_records(&json).len(), kept.len());
+    }
+}
+
+#[test]
+fn volume_dips_parse_repeated_and_bad_ones_are_refused_naming_the_flag() {
+    let demo = Cli::try_parse_from([
+        "demo-api",
+        "--volume-dip",
+        "2026-11-24:0.37",
+        "--volume-dip",
+        " 2026-11-25 : 0 ",
+    ])
+    .unwrap()
+    .demo;
+    let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let dip = |d, factor| VolumeDip {
+        day: day(d),
+        factor,
+    };
+    assert_eq!(demo.volume_dips, vec![dip(24, 0.37), dip(25, 0.0)]);
+    for value in [
+        "2026-11-24",
+        "2026-11-24:1.5",
+        "2026-11-24:-0.1",
+        "24.11.2026:0.5",
+        "2026-11-24:half",
+    ] {
+        let err = Cli::try_parse_from(["demo-api", "--volume-dip", value])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("--volume-dip") && err.contains("DATE:FACTOR"),
+            "{value}: {err}"
+        );
+    }
+    // Args built in code are checked again.
+    let refusal = |volume_dips| {
+        let args = DemoApiArgs {
+            volume_dips,
+            ..DemoApiArgs::default()
+        };
+        args.validate().unwrap_err().to_string()
+    };
+    assert_eq!(
+        refusal(vec![dip(24, 0.5), dip(24, 0.4)]),
+        "--volume-dip names 2026-11-24 twice; give each day one factor"
+    );
+    assert_eq!(
+        refusal(vec![dip(24, 1.5)]),
+        "--volume-dip 2026-11-24: the factor must be between 0 and 1, found 1.5"
+    );
+    let help = <Cli as clap::CommandFactory>::command()
+        .render_help()
+        .to_string();
+    assert!(
+        help.contains("--volume-dip <DATE:FACTOR>") && help.contains("repeatable"),
+        "{help}"
+    );
 }
 
 #[derive(clap::Parser)]
