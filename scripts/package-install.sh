@@ -32,6 +32,12 @@ esac
 
 fail() { echo "install.sh: $*" >&2; exit 1; }
 
+# A relative DESTDIR, PREFIX or PG_CONFIG path means one below where install.sh was started,
+# not below the package directory it moves into next.
+case "${DESTDIR:-}" in "" | /*) ;; *) DESTDIR=$PWD/$DESTDIR ;; esac
+case "${PREFIX:-}" in "" | /*) ;; *) PREFIX=$PWD/$PREFIX ;; esac
+case "${PG_CONFIG:-}" in /* | "") ;; */*) PG_CONFIG=$PWD/$PG_CONFIG ;; esac
+
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
@@ -39,6 +45,13 @@ cd "$here"
 command -v sha256sum > /dev/null || fail "sha256sum not found (GNU coreutils)"
 [ -f SHA256SUMS ] || fail "no SHA256SUMS in $here: run the install.sh of an unpacked package"
 sha256sum --check --quiet --strict SHA256SUMS || fail "files in $here do not match SHA256SUMS: unpack the package again"
+# sha256sum checks only the files SHA256SUMS lists; the extension files are installed by
+# their directory, so one added there (or left from another package) must be refused too.
+for f in extension/share/extension/*; do
+  [ -e "$f" ] || [ -L "$f" ] || continue
+  awk '{ print $2 }' SHA256SUMS | grep -qxF "$f" \
+    || fail "$here/$f is not in SHA256SUMS: unpack the package again into an empty directory"
+done
 
 if [ -z "${PG_CONFIG:-}" ]; then
   if [ -x "/usr/lib/postgresql/$PG_MAJOR/bin/pg_config" ]; then

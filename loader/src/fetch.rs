@@ -232,33 +232,63 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .ok()
 }
 
-/// Masks every occurrence of `secret`, plain and URL-encoded (no-op for an empty secret).
+/// Masks every occurrence of `secret` (no-op for an empty secret), however a server or
+/// proxy wrote it into a URL: each byte plain, as `%XX` in upper or lower case, encoded twice
+/// (`%25XX`), or a space as `+`, in any mix. A `Location` header echoes the key in whatever
+/// encoding the server chose, so matching the two encodings this program writes is not enough.
 pub fn scrub(text: &str, secret: &str) -> String {
+    let secret = secret.as_bytes();
     if secret.is_empty() {
         return text.to_owned();
     }
-    let mut out = text.replace(secret, "***");
-    for encoded in [
-        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
-        percent_encoded(secret),
-    ] {
-        if encoded != secret {
-            out = out.replace(&encoded, "***");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match encoded_match(&bytes[at..], secret) {
+            Some(len) => {
+                out.extend_from_slice(b"***");
+                at += len;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
         }
     }
-    out
+    // Only whole matches of a UTF-8 secret are cut out, and each starts and ends on a
+    // character boundary of `text` (an escape is ASCII, a plain byte matches itself).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Every byte outside the unreserved set as %XX, as a path or a strict client writes it.
-fn percent_encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The length of `secret`, in any encoding [`scrub`] knows, at the start of `text`.
+fn encoded_match(text: &[u8], secret: &[u8]) -> Option<usize> {
+    let Some((&want, rest)) = secret.split_first() else {
+        return Some(0);
+    };
+    // A `%` in the key can be read more than one way (`%` itself, `%25`, `%2525`): try each.
+    encodings(text, want)
+        .into_iter()
+        .flatten()
+        .find_map(|len| Some(len + encoded_match(&text[len..], rest)?))
+}
+
+/// The lengths of the encodings of `want` that `text` starts with.
+fn encodings(text: &[u8], want: u8) -> [Option<usize>; 3] {
+    let hex = |pair: &[u8]| -> Option<u8> {
+        let digit = |c: u8| (c as char).to_digit(16);
+        match pair {
+            [hi, lo, ..] => Some((digit(*hi)? * 16 + digit(*lo)?) as u8),
+            _ => None,
+        }
+    };
+    let plain = match text.first() {
+        Some(&first) if first == want || (first == b'+' && want == b' ') => Some(1),
+        _ => None,
+    };
+    let once = (text.first() == Some(&b'%') && hex(&text[1..]) == Some(want)).then_some(3);
+    let twice = (text.starts_with(b"%25") && hex(&text[3..]) == Some(want)).then_some(5);
+    [plain, once, twice]
 }
 
 #[cfg(test)]
@@ -277,6 +307,18 @@ mod tests {
         assert_eq!(retry_after(&h), None); // in the past
     }
 
+    /// Every byte outside the unreserved set as %XX, as a path or a strict client writes it.
+    fn percent_encoded(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
     #[test]
     fn scrub_masks_the_key_plain_and_url_encoded() {
         assert_eq!(
@@ -288,5 +330,31 @@ mod tests {
         let form: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
         let text = format!("a={form} b={} c={key}", percent_encoded(key));
         assert_eq!(scrub(&text, key), "a=*** b=*** c=***");
+    }
+
+    /// A server's `Location` may encode the key otherwise than this program does: lower-case
+    /// hex, `%20` or `+` for a space, reserved bytes left plain, or encoded twice by a proxy.
+    #[test]
+    fn scrub_masks_the_key_in_any_encoding_a_server_may_echo() {
+        let key = "k3y with/+&=é";
+        for echoed in [
+            "k3y%20with%2f%2b%26%3d%c3%a9", // lower-case hex, %20 for a space
+            "k3y+with/%2B%26%3D%C3%A9",     // `+` for a space, `/` left plain
+            "k3y%2520with%252F%252B%2526%253D%25C3%25A9", // encoded twice
+            "%6b%33%79%20with%2F+&=é",      // even plain letters encoded
+        ] {
+            let text = format!("redirect to https://x.example/s?client_key={echoed}&start=1");
+            assert_eq!(
+                scrub(&text, key),
+                "redirect to https://x.example/s?client_key=***&start=1",
+                "{echoed}"
+            );
+        }
+        // Text around a match, multi-byte characters included, is kept as it was.
+        assert_eq!(scrub("é-abc-é", "abc"), "é-***-é");
+        assert_eq!(scrub("ab%63d", "abc"), "***d");
+        assert_eq!(scrub("a%2", "a%2x"), "a%2");
+        // A `%` in the key, plain or encoded, once or twice.
+        assert_eq!(scrub("k=%25A1 k=%2525A1 k=%A1", "%A1"), "k=*** k=*** k=***");
     }
 }

@@ -27,8 +27,14 @@ use crate::tls::{provider, read_ca_file};
 /// password.
 #[derive(Debug, thiserror::Error)]
 pub enum PgTlsError {
-    #[error("sslmode={0:?} is not one of disable, prefer, require, verify-ca, verify-full")]
-    UnknownMode(String),
+    /// Holds the value only when it looks like a misspelt mode: a typo (`;` for `&`) can run
+    /// the next option, a password say, into it.
+    #[error("sslmode{} is not one of disable, prefer, require, verify-ca, verify-full", .0.as_ref().map_or_else(String::new, |v| format!("={v:?}")))]
+    UnknownMode(Option<String>),
+    /// tokio-postgres splits a URL's user info at the first `@`: the rest of a password
+    /// holding an unencoded `@` would become the host, and be shown in every error.
+    #[error("the connection string's host name holds an `@`: write an `@` in the user name or password as %40")]
+    AtInHost,
     #[error("sslmode=allow (plaintext first) is not supported: use prefer or disable")]
     Allow,
     #[error("sslrootcert=system needs sslmode=verify-full (or no sslmode), not {0}")]
@@ -70,7 +76,13 @@ impl SslMode {
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
             "allow" => return Err(PgTlsError::Allow),
-            other => return Err(PgTlsError::UnknownMode(other.to_owned())),
+            other => {
+                let word = other.len() <= 16
+                    && other
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                return Err(PgTlsError::UnknownMode(word.then(|| other.to_owned())));
+            }
         })
     }
 
@@ -146,6 +158,13 @@ impl Target {
     pub fn parse(conn: &str, home: Option<&Path>) -> Result<Target, PgTlsError> {
         let (rest, options) = take_tls_options(conn)?;
         let mut pg: tokio_postgres::Config = rest.parse().map_err(PgTlsError::Invalid)?;
+        if pg
+            .get_hosts()
+            .iter()
+            .any(|h| matches!(h, Host::Tcp(name) if name.contains('@')))
+        {
+            return Err(PgTlsError::AtInHost);
+        }
         let roots_given = options.sslrootcert.as_deref().map(|r| match r {
             "system" => Roots::System,
             path => Roots::File(PathBuf::from(path)),
@@ -668,6 +687,40 @@ mod tests {
             Target::parse("postgres://h/db?sslmode=allow", None),
             Err(PgTlsError::Allow)
         ));
+    }
+
+    /// A `;` or `,` typed for `&` runs the next option into sslmode's value: the error must
+    /// not show it, whatever it holds.
+    #[test]
+    fn an_unknown_mode_is_shown_only_when_it_looks_like_a_misspelt_mode() {
+        for conn in [
+            "postgres://u@h/db?sslmode=require;password=hunter2",
+            "postgres://u@h/db?sslmode=require,password=hunter2",
+            "host=h sslmode=require,password=hunter2",
+        ] {
+            let err = Target::parse(conn, None).unwrap_err().to_string();
+            assert_eq!(
+                err, "sslmode is not one of disable, prefer, require, verify-ca, verify-full",
+                "{conn}"
+            );
+        }
+    }
+
+    /// `postgres://etl:p@ss@db/lms`: tokio-postgres takes `p` as the password and `ss@db`
+    /// as the host, which every connection error would then print.
+    #[test]
+    fn an_unencoded_at_in_the_password_is_refused_without_showing_it() {
+        for conn in [
+            "postgres://etl:hun@ter2@db.example.org/lms",
+            "postgresql://etl:hun@ter2@db.example.org:6432/lms?sslmode=require",
+        ] {
+            let err = Target::parse(conn, None).unwrap_err().to_string();
+            assert!(err.contains("%40") && !err.contains("ter2"), "{err}");
+        }
+        // Written %40, the same password is fine.
+        let t = Target::parse("postgres://etl:hun%40ter2@db.example.org/lms", None).unwrap();
+        assert_eq!(t.password(), Some(&b"hun@ter2"[..]));
+        assert_eq!(t.server(), "db.example.org:5432");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 #      library exports every C function the install script names
 #   3. install.sh --help; an install lands every file where pg_config says, the binary
 #      answers --version; a second run leaves the same tree; PREFIX moves the binary
-#   4. install.sh refuses another PostgreSQL major and a file that does not match SHA256SUMS,
+#   4. install.sh refuses another PostgreSQL major, a file that does not match SHA256SUMS and
+#      one it does not list; a relative DESTDIR is the caller's,
 #      and installs nothing then
 #   5. the installed files work: a throwaway PostgreSQL relocated into a staging root (its
 #      binaries copied there find share/ and lib/ beside them) runs CREATE EXTENSION lms_etl
@@ -167,7 +168,7 @@ DESTDIR=$work/root-prefix PREFIX=/opt/lms-etl PG_CONFIG=$PG_CONFIG "$pkg/install
 grep -qF "/opt/lms-etl/bin/lms-etl --config" "$work/install-prefix.out" || fail "the next steps do not name the binary under PREFIX"
 echo "  PREFIX=/opt/lms-etl puts the binary in /opt/lms-etl/bin"
 
-step "4. install.sh refuses another major and a damaged file"
+step "4. install.sh refuses another major, a damaged file and an unlisted one; a relative DESTDIR"
 mkdir "$work/stub"
 cat > "$work/stub/pg_config" <<EOF
 #!/bin/sh
@@ -195,6 +196,25 @@ fi
 grep -q "do not match SHA256SUMS" "$work/install-damaged.out" || { cat "$work/install-damaged.out"; fail "the refusal does not name SHA256SUMS"; }
 [ ! -e "$work/root-damaged" ] || fail "install.sh wrote files before checking SHA256SUMS"
 echo "  refused a changed lms_etl--$version.sql: $(tail -n 1 "$work/install-damaged.out")"
+
+# sha256sum --check passes a file SHA256SUMS does not list; the extension directory is
+# installed whole, so an added upgrade script would reach PostgreSQL unchecked.
+cp -a "$pkg" "$work/added"
+echo "SELECT 1;" > "$work/added/extension/share/extension/lms_etl--$version--9.9.9.sql"
+if DESTDIR=$work/root-added PG_CONFIG=$PG_CONFIG "$work/added/install.sh" > "$work/install-added.out" 2>&1; then
+  fail "install.sh installed a file that SHA256SUMS does not list"
+fi
+grep -q "is not in SHA256SUMS" "$work/install-added.out" || { cat "$work/install-added.out"; fail "the refusal does not name SHA256SUMS"; }
+[ ! -e "$work/root-added" ] || fail "install.sh wrote files before refusing an unlisted one"
+echo "  refused an added lms_etl--$version--9.9.9.sql: $(tail -n 1 "$work/install-added.out")"
+
+# A relative DESTDIR is the caller's, not the package directory's (install.sh cd's there).
+mkdir "$work/caller"
+(cd "$work/caller" && DESTDIR=staged PG_CONFIG=$PG_CONFIG "$pkg/install.sh") > "$work/install-relative.out" 2>&1 \
+  || { cat "$work/install-relative.out"; fail "install.sh with DESTDIR=staged failed"; }
+[ -f "$work/caller/staged$libdir/lms_etl-$version.so" ] && [ ! -e "$pkg/staged" ] \
+  || fail "DESTDIR=staged did not install below the caller's directory ($work/caller)"
+echo "  DESTDIR=staged installs below the directory install.sh was started in"
 
 step "5. CREATE EXTENSION lms_etl from the installed files, in a PostgreSQL relocated into a staging root"
 # PostgreSQL finds its share and lib directories relative to its own executable, so copies of
