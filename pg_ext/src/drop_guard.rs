@@ -2,10 +2,12 @@
 //! extension members (that is how pg_dump and upgrades carry them), so without this guard
 //! PostgreSQL would drop them silently with the extension.
 //!
-//! An event trigger on `ddl_command_start` sees the parse tree of `DROP EXTENSION`: when it
-//! names `lms_etl` without CASCADE and a data table holds a row, it refuses with SQLSTATE
-//! 2BP01, as PostgreSQL refuses a RESTRICT drop that would take dependants with it. CASCADE
-//! is the documented, explicit way to delete everything; an empty install drops freely.
+//! An event trigger on `ddl_command_start` sees the parse tree of `DROP EXTENSION` and of
+//! `DROP OWNED BY` (which drops the extension when it names its owner): when such a drop,
+//! without CASCADE, would take the extension and a data table holds a row, it refuses with
+//! SQLSTATE 2BP01, as PostgreSQL refuses a RESTRICT drop that would take dependants with it.
+//! CASCADE is the documented, explicit way to delete everything; an empty install drops
+//! freely. The trigger is ENABLE ALWAYS, so `session_replication_role = replica` keeps it.
 
 use std::ffi::CStr;
 
@@ -41,15 +43,14 @@ fn guard_drop_extension(fcinfo: pg_sys::FunctionCallInfo) {
         (*(context as *mut pg_sys::EventTriggerData)).parsetree
     };
     // Only a drop that PostgreSQL would allow is judged here: anyone else gets its own
-    // "must be owner of extension" (42501) right after this trigger.
-    if !drops_lms_etl_restrict(parsetree) || !may_drop_lms_etl() {
+    // "must be owner" (42501) right after this trigger.
+    let Some(owner) = owner_if_may_drop() else {
+        return;
+    };
+    if !drops_lms_etl_restrict(parsetree, owner) {
         return;
     }
-    let holding: Vec<&str> = DATA_TABLES
-        .iter()
-        .copied()
-        .filter(|table| table_has_rows(table))
-        .collect();
+    let holding = tables_holding_data();
     if holding.is_empty() {
         return;
     }
@@ -69,37 +70,87 @@ fn guard_drop_extension(fcinfo: pg_sys::FunctionCallInfo) {
     .report(PgLogLevel::ERROR);
 }
 
-/// True for `DROP EXTENSION ... lms_etl ...` without CASCADE.
-fn drops_lms_etl_restrict(parsetree: *mut pg_sys::Node) -> bool {
+/// True for `DROP EXTENSION ... lms_etl ...` and for `DROP OWNED BY` a list naming the
+/// extension's owner, both without CASCADE.
+fn drops_lms_etl_restrict(parsetree: *mut pg_sys::Node, owner: pg_sys::Oid) -> bool {
     // SAFETY: the parse tree of the command being run, alive for the whole trigger call;
     // the node tag is checked before each cast.
     unsafe {
-        if parsetree.is_null() || (*parsetree).type_ != pg_sys::NodeTag::T_DropStmt {
+        if parsetree.is_null() {
             return false;
         }
-        let stmt = &*(parsetree as *mut pg_sys::DropStmt);
-        if stmt.removeType != pg_sys::ObjectType::OBJECT_EXTENSION
-            || stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE
-        {
-            return false;
+        match (*parsetree).type_ {
+            pg_sys::NodeTag::T_DropStmt => {
+                let stmt = &*(parsetree as *mut pg_sys::DropStmt);
+                if stmt.removeType != pg_sys::ObjectType::OBJECT_EXTENSION
+                    || stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE
+                {
+                    return false;
+                }
+                let objects = pgrx::PgList::<pg_sys::Node>::from_pg(stmt.objects);
+                let named = objects.iter_ptr().any(|node| {
+                    !node.is_null()
+                        && (*node).type_ == pg_sys::NodeTag::T_String
+                        && CStr::from_ptr((*(node as *mut pg_sys::String)).sval).to_bytes()
+                            == b"lms_etl"
+                });
+                named
+            }
+            pg_sys::NodeTag::T_DropOwnedStmt => {
+                let stmt = &*(parsetree as *mut pg_sys::DropOwnedStmt);
+                if stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE {
+                    return false;
+                }
+                let roles = pgrx::PgList::<pg_sys::RoleSpec>::from_pg(stmt.roles);
+                let names_owner = roles
+                    .iter_ptr()
+                    .any(|role| !role.is_null() && pg_sys::get_rolespec_oid(role, true) == owner);
+                names_owner
+            }
+            _ => false,
         }
-        let objects = pgrx::PgList::<pg_sys::Node>::from_pg(stmt.objects);
-        let named = objects.iter_ptr().any(|node| {
-            !node.is_null()
-                && (*node).type_ == pg_sys::NodeTag::T_String
-                && CStr::from_ptr((*(node as *mut pg_sys::String)).sval).to_bytes() == b"lms_etl"
-        });
-        named
     }
 }
 
-/// True when the current user owns the extension (or is superuser), as DROP requires.
-fn may_drop_lms_etl() -> bool {
-    Spi::get_one::<bool>(
-        "SELECT pg_catalog.pg_has_role(e.extowner, 'USAGE')
+/// The extension's owner, when the current user owns it (or is superuser), as a drop
+/// requires; None otherwise, or when the extension is not there.
+fn owner_if_may_drop() -> Option<pg_sys::Oid> {
+    let (owner, may) = Spi::get_two::<pg_sys::Oid, bool>(
+        "SELECT e.extowner, pg_catalog.pg_has_role(e.extowner, 'USAGE')
            FROM pg_catalog.pg_extension e WHERE e.extname = 'lms_etl'",
     )
-    .unwrap_or_else(|e| error!("lms_etl drop guard: reading pg_extension failed: {e}"))
+    .unwrap_or((None, None));
+    match (owner, may) {
+        (Some(owner), Some(true)) => Some(owner),
+        _ => None,
+    }
+}
+
+/// The data tables holding a row. They are locked first, as the drop would lock them: a load
+/// still in flight then commits (or rolls back) before they are read, and each read in READ
+/// COMMITTED takes a new snapshot. Under REPEATABLE READ or SERIALIZABLE the snapshot is the
+/// transaction's, older than rows committed since: there a table with any page counts too.
+fn tables_holding_data() -> Vec<&'static str> {
+    Spi::run(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        DATA_TABLES.join(", ")
+    ))
+    .unwrap_or_else(|e| error!("lms_etl drop guard: locking the data tables failed: {e}"));
+    // SAFETY: reads the current transaction's isolation level.
+    let old_snapshot = unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32;
+    DATA_TABLES
+        .iter()
+        .copied()
+        .filter(|table| table_has_rows(table) || (old_snapshot && table_has_pages(table)))
+        .collect()
+}
+
+fn table_has_pages(table: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_relation_size($1::regclass) > 0",
+        &[table.into()],
+    )
+    .unwrap_or_else(|e| error!("lms_etl drop guard: sizing {table} failed: {e}"))
     .unwrap_or(false)
 }
 
