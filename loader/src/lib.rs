@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod demo_api;
 pub mod fetch;
+pub mod health;
 pub mod load;
 pub mod logs;
 pub mod pg_tls;

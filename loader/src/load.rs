@@ -333,7 +333,7 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, submits, submit_success_rate
                    FROM lms_etl.aggregate_pending()",
                 &[],
             )
@@ -351,7 +351,7 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, submits, submit_success_rate
                    FROM lms_etl.refresh_daily_stats($1, $2)",
                 &[&from, &to],
             )
@@ -376,10 +376,10 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at, submits, submit_success_rate
                    FROM lms_etl.daily_stats WHERE day = ANY($1)
                  UNION
-                 SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                 SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at, submits, submit_success_rate
                    FROM lms_etl.sheets_pending()
                  ORDER BY 1",
                 &[&touched],
@@ -398,7 +398,7 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at, submits, submit_success_rate
                    FROM lms_etl.daily_stats WHERE day BETWEEN $1 AND $2 ORDER BY day",
                 &[&from, &to],
             )
@@ -649,5 +649,7 @@ fn daily_stats(row: &tokio_postgres::Row) -> DailyStats {
         successful_attempts: row.get(2),
         unique_users: row.get(3),
         computed_at: row.get(4),
+        submits: row.get("submits"),
+        submit_success_rate: row.get("submit_success_rate"),
     }
 }

@@ -76,6 +76,8 @@ fn stats(day: &str, attempts: i64, successful_attempts: i64, unique_users: i64) 
         successful_attempts,
         unique_users,
         computed_at: Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap(),
+        submits: 0,
+        submit_success_rate: None,
     }
 }
 
@@ -123,6 +125,9 @@ fn report(status: RunStatus) -> RunReport {
         error: None,
         sheets_error: None,
         sheets_url: Some("https://docs.google.com/spreadsheets/d/1TestSheet".into()),
+        checks: Vec::new(),
+        hardest_day: None,
+        hardest: Vec::new(),
         log_file: "/var/log/lms-etl/lms-etl.2026-11-25.log".into(),
         finished_at: computed_at,
     }
