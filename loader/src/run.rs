@@ -931,7 +931,7 @@ async fn push_problems(
             .map_err(|e| chain(&e)),
         Err(e) => Err(chain(&e)),
     };
-    let ms = stages.add("sheets problems", started);
+    let ms = stages.add("problems", started);
     match result {
         Ok(rows) => {
             info!(sheet = tab, rows, from = %first_day, to = %last_day, elapsed_ms = ms, "problems tab rewritten");

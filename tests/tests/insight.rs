@@ -86,12 +86,14 @@ fn health_exits_0_1_2_3_as_a_nagios_plugin_by_the_worst_check() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
         stdout(&out).starts_with(
-            "LMS_ETL CRITICAL - freshness: newest attempt: the newest attempt is 3 days"
+            "LMS_ETL CRITICAL - freshness: newest attempt: the newest attempt is 3 days old (UTC); volume "
         ),
         "{}",
         stdout(&out)
     );
     assert!(stdout(&out).lines().next().unwrap().contains("; volume "));
+
+    assert!(!etl.log_dir().exists(), "health writes no log file");
 
     // `status` shows the same checks after its runs and days.
     let status = etl.run(&["status"]);

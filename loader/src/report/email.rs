@@ -896,10 +896,16 @@ mod tests {
         day.submit_success_rate = Some(0.625);
         r.days = vec![day, stats("2026-11-23", 10)];
         let text = render(&r).text;
-        assert!(text.contains("submits  submit success"), "{text}");
-        assert!(text.contains("        40         62.50 %\n"), "{text}");
         assert!(
-            text.contains("         0               -\n"),
+            text.contains("   submits  submit success  vs week before\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("        40         62.50 %             n/a\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("         0               -             n/a\n"),
             "no submits: no rate: {text}"
         );
     }
