@@ -33,8 +33,12 @@ pub struct Cli {
 pub enum Command {
     /// Fetch a window from the API, load it, aggregate the touched days, report.
     Run(RunArgs),
-    /// Show the last runs and the last days' statistics.
+    /// Show the last runs, the last days' statistics and the health checks.
     Status(StatusArgs),
+    /// Print the health checks (lms_etl.health()) as a Nagios plugin does and exit with its
+    /// code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (worst check wins; CRITICAL > WARNING >
+    /// UNKNOWN > OK).
+    Health,
     /// Serve the bundled demo statistics API.
     DemoApi(DemoApiArgs),
     /// (Re)push the daily statistics of a date range to Google Sheets.

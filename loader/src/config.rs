@@ -92,6 +92,17 @@ pub struct Config {
     pub logs: LogsConfig,
     pub sheets: Option<SheetsConfig>,
     pub email: EmailConfig,
+    pub report: ReportConfig,
+}
+
+/// What the run's e-mail tells beyond the run itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportConfig {
+    /// "Hardest problems yesterday" considers problems with at least this many learners
+    /// who submitted.
+    pub hardest_min_submitters: i64,
+    /// How many problems that list shows (0: no list).
+    pub hardest_count: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +171,9 @@ pub struct SheetsConfig {
     pub sheet: String,
     /// Tab holding the line chart of `sheet`; `None` (configured as `""`): no chart.
     pub chart_sheet: Option<String>,
+    /// Tab rewritten each run with the last days' per-problem table; `None` (configured as
+    /// `""`): none.
+    pub problems_sheet: Option<String>,
     pub key_file: PathBuf,
     /// Root of the Sheets REST API, ending in `/`.
     pub api_root: String,
@@ -475,6 +489,23 @@ struct Sections {
     logs: LogsSection,
     sheets: SheetsSection,
     email: EmailSection,
+    report: ReportSection,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+struct ReportSection {
+    hardest_min_submitters: Positive,
+    hardest_count: u32,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        ReportSection {
+            hardest_min_submitters: Positive(10),
+            hardest_count: 5,
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -582,6 +613,8 @@ struct SheetsSection {
     sheet: String,
     /// Unset: `<sheet> chart`; `""` (file only: an empty variable counts as unset): no chart.
     chart_sheet: Option<String>,
+    /// Unset: `problems`; `""` (file only, as chart_sheet): no problems tab.
+    problems_sheet: Option<String>,
     key_file: Option<PathBuf>,
     api_root: String,
     max_retries: u32,
@@ -594,6 +627,7 @@ impl Default for SheetsSection {
             spreadsheet_id: None,
             sheet: "daily_stats".into(),
             chart_sheet: None,
+            problems_sheet: None,
             key_file: None,
             api_root: "https://sheets.googleapis.com/".into(),
             max_retries: 4,
@@ -768,10 +802,27 @@ impl Sections {
                     }
                     Some(name) => Some(name),
                 };
+                let problems_sheet = match s.problems_sheet {
+                    None => Some("problems".to_owned()),
+                    Some(name) if name.is_empty() => None,
+                    Some(name)
+                        if crate::report::sheets::same_tab_title(&name, &sheet)
+                            || chart_sheet.as_deref().is_some_and(|chart| {
+                                crate::report::sheets::same_tab_title(&name, chart)
+                            }) =>
+                    {
+                        return Err(layers.invalid(
+                            "sheets.problems_sheet",
+                            "must name another tab than sheets.sheet and sheets.chart_sheet (titles compare ignoring case)",
+                        ))
+                    }
+                    Some(name) => Some(name),
+                };
                 Some(SheetsConfig {
                     spreadsheet_id,
                     sheet,
                     chart_sheet,
+                    problems_sheet,
                     key_file,
                     api_root,
                     max_retries: s.max_retries,
@@ -781,6 +832,11 @@ impl Sections {
         };
 
         let email = self.email.validate(layers)?;
+        let report = ReportConfig {
+            hardest_min_submitters: i64::try_from(self.report.hardest_min_submitters.0)
+                .map_err(|_| layers.invalid("report.hardest_min_submitters", "too large"))?,
+            hardest_count: i64::from(self.report.hardest_count),
+        };
         Ok(Config {
             database,
             api,
@@ -789,6 +845,7 @@ impl Sections {
             logs,
             sheets,
             email,
+            report,
         })
     }
 }
@@ -1036,6 +1093,42 @@ mod tests {
         e.insert("LMS_ETL_SHEETS_CHART_SHEET".into(), "STATS".into());
         let err = Config::from_sources(None, &e).unwrap_err().to_string();
         assert!(err.starts_with("config key `sheets.chart_sheet` from environment variable LMS_ETL_SHEETS_CHART_SHEET: must name another tab"), "{err}");
+    }
+
+    #[test]
+    fn problems_tab_and_hardest_list_have_defaults_and_can_be_turned_off() {
+        let mut e = env(MINIMAL);
+        let c = Config::from_sources(None, &e).unwrap();
+        assert_eq!(
+            (c.report.hardest_min_submitters, c.report.hardest_count),
+            (10, 5)
+        );
+        e.insert("LMS_ETL_SHEETS_SPREADSHEET_ID".into(), "1abc".into());
+        e.insert("LMS_ETL_SHEETS_KEY_FILE".into(), "/k.json".into());
+        let s = Config::from_sources(None, &e).unwrap().sheets.unwrap();
+        assert_eq!(s.problems_sheet.as_deref(), Some("problems"));
+
+        let (_dir, path) = file(
+            "[sheets]\nproblems_sheet = \"\"\n[report]\nhardest_min_submitters = 3\nhardest_count = 0\n",
+        );
+        let c = Config::from_sources(Some(&path), &e).unwrap();
+        assert_eq!(
+            c.sheets.unwrap().problems_sheet,
+            None,
+            "\"\" turns the tab off"
+        );
+        assert_eq!(
+            (c.report.hardest_min_submitters, c.report.hardest_count),
+            (3, 0)
+        );
+
+        e.insert("LMS_ETL_SHEETS_PROBLEMS_SHEET".into(), "Daily_Stats".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(err.starts_with("config key `sheets.problems_sheet` from environment variable LMS_ETL_SHEETS_PROBLEMS_SHEET: must name another tab"), "{err}");
+        e.remove("LMS_ETL_SHEETS_PROBLEMS_SHEET");
+        e.insert("LMS_ETL_REPORT_HARDEST_MIN_SUBMITTERS".into(), "0".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(err.contains("report.hardest_min_submitters"), "{err}");
     }
 
     #[test]
@@ -1504,7 +1597,7 @@ mod tests {
                     .map(move |field| format!("{section}.{field}"))
             })
             .collect();
-        assert_eq!(keys.len(), 42, "{keys:?}");
+        assert_eq!(keys.len(), 45, "{keys:?}");
         let vars: Vec<String> = keys.iter().map(|k| env_var(k)).collect();
         for var in [
             "DATABASE_URL",

@@ -313,6 +313,8 @@ mod tests {
             attempts,
             successful_attempts: attempts / 2,
             unique_users: 7,
+            submits: attempts / 2,
+            submit_success_rate: Some(0.5),
             computed_at: at(22, 1),
         };
         RunReport {
@@ -338,6 +340,9 @@ mod tests {
             ],
             days: vec![day(20, 2400), day(21, 2300)],
             history: Vec::new(),
+            checks: Vec::new(),
+            hardest_day: None,
+            hardest: Vec::new(),
             rejections: Vec::new(),
             warnings: Vec::new(),
             error: None,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod doctor;
 pub mod fetch;
+pub mod health;
 pub mod load;
 pub mod logs;
 pub mod pg_tls;

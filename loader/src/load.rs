@@ -343,7 +343,7 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, submits, submit_success_rate
                    FROM lms_etl.aggregate_pending()",
                 &[],
             )
@@ -361,7 +361,7 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, submits, submit_success_rate
                    FROM lms_etl.refresh_daily_stats($1, $2)",
                 &[&from, &to],
             )
@@ -386,10 +386,10 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at, submits, submit_success_rate
                    FROM lms_etl.daily_stats WHERE day = ANY($1)
                  UNION
-                 SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                 SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at, submits, submit_success_rate
                    FROM lms_etl.sheets_pending()
                  ORDER BY 1",
                 &[&touched],
@@ -408,7 +408,7 @@ impl Database {
         let rows = self
             .client
             .query(
-                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at
+                "SELECT day, attempts, successful_attempts, unique_users, computed_at, changed_at, submits, submit_success_rate
                    FROM lms_etl.daily_stats WHERE day BETWEEN $1 AND $2 ORDER BY day",
                 &[&from, &to],
             )
@@ -659,5 +659,7 @@ fn daily_stats(row: &tokio_postgres::Row) -> DailyStats {
         successful_attempts: row.get(2),
         unique_users: row.get(3),
         computed_at: row.get(4),
+        submits: row.get("submits"),
+        submit_success_rate: row.get("submit_success_rate"),
     }
 }

@@ -13,7 +13,7 @@ use lms_etl_loader::load::Database;
 use lms_etl_loader::run::{self, Exit, RunOptions};
 use lms_etl_loader::signals::Interrupt;
 use lms_etl_loader::window::parse_time;
-use lms_etl_loader::{demo_api, doctor, logs, status};
+use lms_etl_loader::{demo_api, doctor, health, logs, status};
 
 fn main() -> ExitCode {
     // Two TLS stacks meet here (reqwest, yup-oauth2, lettre): choose one provider for all.
@@ -29,7 +29,41 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failed as u8);
         }
     };
+    if let Command::Health = cli.command {
+        // A Nagios plugin's exit codes, not the run's: see `health_command`.
+        return ExitCode::from(runtime.block_on(health_command(cli.config.as_deref())));
+    }
     ExitCode::from(runtime.block_on(dispatch(cli)) as u8)
+}
+
+/// `lms-etl health`: the checks on stdout, the worst as the exit code. Writes no log file (a
+/// monitor calls it every few minutes). A configuration it cannot read is UNKNOWN (3); a
+/// database it cannot reach or query is CRITICAL (2).
+async fn health_command(path: Option<&std::path::Path>) -> u8 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("LMS_ETL UNKNOWN - configuration error: {e}");
+            return health::CheckStatus::Unknown.nagios_code();
+        }
+    };
+    let checks = async {
+        let db = Database::connect(&config.database.target).await?;
+        health::checks(&db).await
+    };
+    match checks.await {
+        Ok(checks) => {
+            print!("{}", health::nagios_output(&checks));
+            health::worst(&checks).nagios_code()
+        }
+        Err(e) => {
+            println!(
+                "LMS_ETL CRITICAL - cannot read lms_etl.health(): {}",
+                lms_etl_loader::error_chain(&e)
+            );
+            health::CheckStatus::Fail.nagios_code()
+        }
+    }
 }
 
 async fn dispatch(cli: Cli) -> Exit {
@@ -115,8 +149,8 @@ async fn with_config(path: Option<&std::path::Path>, command: Command, console: 
         Command::SheetsSync(range) => sheets_sync(&config, range.from, range.to).await,
         Command::Aggregate(range) => aggregate(&config, range.from, range.to).await,
         Command::Reprocess(args) => reprocess(&config, args.run_id).await,
-        Command::DemoApi(_) | Command::ExportDemoCopy(_) | Command::Doctor => {
-            unreachable!("handled without configuration")
+        Command::DemoApi(_) | Command::ExportDemoCopy(_) | Command::Doctor | Command::Health => {
+            unreachable!("handled before the log file is set up, without configuration")
         }
     };
     match result {

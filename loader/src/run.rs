@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, Utc};
 use futures_util::StreamExt;
 use lms_etl_parse::source_time::{self, chrono_tz::Tz};
 use lms_etl_parse::{Batch, BatchSplitter};
@@ -23,7 +23,9 @@ use crate::config::{Config, SheetsConfig};
 use crate::console::{self, Console, Stage, CHUNK};
 use crate::error_chain as chain;
 use crate::fetch::{scrub, Failure, FetchError, Fetcher};
+use crate::health;
 use crate::load::{ChunkCounts, Database, DayVersion, LoadError, Verdict, Zones};
+use crate::report::problems;
 use crate::report::sheets::{self, SheetsError, SheetsOutcome};
 use crate::report::{email, history_span, Counts, DailyStats, RunReport, RunStatus};
 use crate::signals::Interrupt;
@@ -457,6 +459,10 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
                 None,
             );
         }
+        let yesterday = opts.clock.now().with_timezone(&zones.report).date_naive() - Days::new(1);
+        if error.is_none() && !interrupted && sheets_error.is_none() {
+            sheets_error = push_problems(cfg, opts, &db, yesterday, zones.report, &mut stages).await;
+        }
 
         let status = match (&error, &sheets_error) {
             _ if interrupted || stop.is_set() => RunStatus::Interrupted,
@@ -488,6 +494,22 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             error!(error = %clean(&e), "cannot summarise the rejected records");
             Vec::new()
         });
+        // Read after the run row is closed, so the freshness of runs counts this one.
+        let checks = health::checks(&db).await.unwrap_or_else(|e| {
+            warn!(error = %clean(&e), "cannot read lms_etl.health() for the mail");
+            Vec::new()
+        });
+        let (hardest_day, hardest) = if cfg.report.hardest_count > 0 {
+            match problems::hardest(&db, yesterday, cfg.report.hardest_min_submitters, cfg.report.hardest_count).await {
+                Ok(list) => (Some(yesterday), list),
+                Err(e) => {
+                    warn!(error = %clean(&e), "cannot read the hardest problems for the mail");
+                    (None, Vec::new())
+                }
+            }
+        } else {
+            (None, Vec::new())
+        };
         info!(
             status = status.as_str(),
             fetched = counts.fetched,
@@ -516,6 +538,9 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
             error,
             sheets_error,
             sheets_url,
+            checks,
+            hardest_day,
+            hardest,
             log_file,
             finished_at: Utc::now(),
         };
@@ -943,6 +968,42 @@ async fn push_sheets(
     }
 }
 
+/// Rewrites the problems tab (`sheets.problems_sheet`) with the per-problem rows of the
+/// [`PROBLEM_DAYS`] complete days ending `last_day`; returns the error text on failure.
+async fn push_problems(
+    cfg: &Config,
+    opts: &RunOptions,
+    db: &Database,
+    last_day: NaiveDate,
+    report_zone: Tz,
+    stages: &mut Stages,
+) -> Option<String> {
+    let sheets_cfg = cfg.sheets.as_ref().filter(|_| !opts.skip_sheets)?;
+    let tab = sheets_cfg.problems_sheet.as_deref()?;
+    let started = Instant::now();
+    let first_day = last_day - Days::new(PROBLEM_DAYS - 1);
+    let result = match problems::problem_days(db, first_day, last_day).await {
+        Ok(rows) => sheets::push_problems(sheets_cfg, tab, &rows, report_zone)
+            .await
+            .map_err(|e| chain(&e)),
+        Err(e) => Err(chain(&e)),
+    };
+    let ms = stages.add("problems", started);
+    match result {
+        Ok(rows) => {
+            info!(sheet = tab, rows, from = %first_day, to = %last_day, elapsed_ms = ms, "problems tab rewritten");
+            None
+        }
+        Err(message) => {
+            error!(error = %message, elapsed_ms = ms, "pushing the problems tab failed; the next run rewrites it");
+            Some(message)
+        }
+    }
+}
+
+/// Complete days the problems tab holds, ending yesterday.
+const PROBLEM_DAYS: u64 = 7;
+
 /// Pushes `due` to Sheets and, once Google has them, records each day's version as pushed,
 /// so `lms_etl.sheets_pending()` forgets it until its numbers change again.
 pub async fn push_and_mark(
@@ -1044,6 +1105,9 @@ async fn fail_before_run(
         error: Some(message),
         sheets_error: None,
         sheets_url: None,
+        checks: Vec::new(),
+        hardest_day: None,
+        hardest: Vec::new(),
         log_file,
         finished_at: now,
     };

@@ -1,4 +1,5 @@
-//! `lms-etl status`: the last runs and the last days' statistics as terminal tables.
+//! `lms-etl status`: the last runs, the last days' statistics and the health checks as
+//! terminal tables.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
@@ -15,7 +16,7 @@ fn num(n: i64) -> Cell {
     Cell::new(n).set_alignment(CellAlignment::Right)
 }
 
-/// Renders both tables as text.
+/// Renders the three tables as text.
 pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadError> {
     let run_rows = db
         .client()
@@ -66,7 +67,8 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
         .client()
         .query(
             "SELECT to_char(day, 'YYYY-MM-DD'), attempts, successful_attempts, unique_users,
-                    CASE WHEN attempts = 0 THEN '-' ELSE to_char(100.0 * successful_attempts / attempts, 'FM990.0') || '%' END
+                    CASE WHEN attempts = 0 THEN '-' ELSE to_char(100.0 * successful_attempts / attempts, 'FM990.0') || '%' END,
+                    submits, coalesce(to_char(100.0 * submit_success_rate, 'FM990.0') || '%', '-')
                FROM (SELECT * FROM lms_etl.daily_stats ORDER BY day DESC LIMIT $1) d ORDER BY day",
             &[&days],
         )
@@ -78,6 +80,8 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
         "successful",
         "unique users",
         "success rate",
+        "submits",
+        "submit success",
     ]);
     for r in &day_rows {
         d.add_row(vec![
@@ -86,7 +90,12 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
             num(r.get(2)),
             num(r.get(3)),
             Cell::new(r.get::<_, String>(4)).set_alignment(CellAlignment::Right),
+            num(r.get(5)),
+            Cell::new(r.get::<_, String>(6)).set_alignment(CellAlignment::Right),
         ]);
     }
-    Ok(format!("Last runs\n{t}\n\nDaily statistics\n{d}\n"))
+    let checks = crate::health::table(&crate::health::checks(db).await?);
+    Ok(format!(
+        "Last runs\n{t}\n\nDaily statistics\n{d}\n\nHealth checks (lms_etl.health(), worst first)\n{checks}\n"
+    ))
 }

@@ -400,11 +400,19 @@ fn the_mails_stage_times_are_wall_clock_and_add_up_to_the_total() {
             "fetch+load",
             "aggregate",
             "sheets",
+            "problems",
             "other",
             "total",
         ]
     } else {
-        &["plan", "fetch+load", "aggregate", "sheets", "total"]
+        &[
+            "plan",
+            "fetch+load",
+            "aggregate",
+            "sheets",
+            "problems",
+            "total",
+        ]
     };
     assert_eq!(names, expected, "{text}");
     let (_, total) = stages.last().unwrap().clone();

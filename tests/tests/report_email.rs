@@ -76,6 +76,8 @@ fn stats(day: &str, attempts: i64, successful_attempts: i64, unique_users: i64) 
         successful_attempts,
         unique_users,
         computed_at: Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap(),
+        submits: 0,
+        submit_success_rate: None,
     }
 }
 
@@ -123,6 +125,9 @@ fn report(status: RunStatus) -> RunReport {
         error: None,
         sheets_error: None,
         sheets_url: Some("https://docs.google.com/spreadsheets/d/1TestSheet".into()),
+        checks: Vec::new(),
+        hardest_day: None,
+        hardest: Vec::new(),
         log_file: "/var/log/lms-etl/lms-etl.2026-11-25.log".into(),
         finished_at: computed_at,
     }
@@ -1096,6 +1101,9 @@ async fn an_untrusted_certificate_fails_in_the_tls_negotiation_and_sends_nothing
 #[tokio::test]
 async fn each_day_shows_its_change_against_the_same_weekday_a_week_before() {
     let mut r = report(RunStatus::Succeeded);
+    // Submits and their success rate stand beside the day's other figures.
+    r.days[1].submits = 4_000;
+    r.days[1].submit_success_rate = Some(0.6125);
     let mail = deliver(&r).await.mail();
     let rows: Vec<Vec<String>> = section(mail.text().unwrap(), "Days\n")
         .lines()
@@ -1113,13 +1121,24 @@ async fn each_day_shows_its_change_against_the_same_weekday_a_week_before() {
     assert_eq!(
         rows,
         [
-            ["2026-11-23", "7", "7", "3", "100.00 %", "n/a"],
-            ["2026-11-24", "12 338", "9 870", "1 234", "80.00 %", "+12%"],
+            ["2026-11-23", "7", "7", "3", "100.00 %", "0", "-", "n/a"],
+            [
+                "2026-11-24",
+                "12 338",
+                "9 870",
+                "1 234",
+                "80.00 %",
+                "4 000",
+                "61.25 %",
+                "+12%"
+            ],
         ]
     );
     let html = mail.html().unwrap();
-    assert!(html.contains("<th>success rate</th><th>vs week before</th></tr>"));
-    assert!(html.contains("<td align=\"right\">80.00 %</td><td align=\"right\">+12%</td></tr>"));
+    assert!(html.contains(
+        "<th>success rate</th><th>submits</th><th>submit success</th><th>vs week before</th></tr>"
+    ));
+    assert!(html.contains("<td align=\"right\">80.00 %</td><td align=\"right\">4 000</td><td align=\"right\">61.25 %</td><td align=\"right\">+12%</td></tr>"));
 
     // Fewer than a week before: a minus sign, rounded to a whole percent.
     r.history[1].attempts = 33_338; // 12 338 / 33 338 − 1 = −62.99 %

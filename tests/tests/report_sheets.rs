@@ -33,6 +33,7 @@ async fn fixture(tab: &str) -> Fixture {
         spreadsheet_id: SPREADSHEET.into(),
         sheet: tab.into(),
         chart_sheet: Some(format!("{tab} chart")),
+        problems_sheet: None,
         key_file: emulator.write_key_file(dir.path()),
         api_root: emulator.api_root(),
         // Small, so the tests of failures stay fast; the retry tests set their own.
@@ -57,6 +58,8 @@ fn day(date: &str, attempts: i64, successful: i64, users: i64, at: DateTime<Utc>
         successful_attempts: successful,
         unique_users: users,
         computed_at: at,
+        submits: 0,
+        submit_success_rate: None,
     }
 }
 
@@ -460,6 +463,8 @@ async fn a_tab_whose_grid_is_full_grows_and_a_first_push_larger_than_1000_rows_f
             successful_attempts: 0,
             unique_users: 1,
             computed_at: computed(0, 5),
+            submits: 0,
+            submit_success_rate: None,
         })
         .collect();
     let outcome = push_days(&g.cfg, &many, UTC).await.unwrap();

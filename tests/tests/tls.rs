@@ -318,10 +318,12 @@ fn a_run_mails_over_starttls_and_implicit_tls_trusting_email_ca_file() {
         assert_eq!(messages[0].recipients, ["team@example.org"]);
         let inserted = db.count("SELECT inserted FROM lms_etl.runs");
         let subject = messages[0].mail().header("Subject").unwrap();
-        assert_eq!(
-            subject,
-            format!("[lms-etl] OK 2026-11-20: {inserted} attempts loaded"),
-            "{tls}"
+        // Health checks may follow (the fixture's data is days old by the database's clock).
+        assert!(
+            subject.starts_with(&format!(
+                "[lms-etl] OK 2026-11-20: {inserted} attempts loaded"
+            )),
+            "{tls}: {subject}"
         );
         assert!(!all_output(&etl, &out).contains(SMTP_PASSWORD));
     }

@@ -160,6 +160,8 @@ mod tests {
             successful_attempts: successful,
             unique_users: 1,
             computed_at: Utc::now(),
+            submits: 0,
+            submit_success_rate: None,
         }
     }
 

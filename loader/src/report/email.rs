@@ -249,7 +249,18 @@ fn tls_handshake_failed(e: &lettre::transport::smtp::Error) -> bool {
 
 /// `[lms-etl] OK 2026-11-24: 12 345 attempts loaded` and its PARTIAL / FAILED / INTERRUPTED
 /// variants; a run that loaded data also names its conflicts and rejections, if any.
+///
+/// Checks of `lms_etl.health()` that warn or fail follow, worst first:
+/// `[lms-etl] OK 2026-11-24: 8 612 attempts loaded ⚠ volume −63% vs usual Tuesday`.
 pub fn subject(report: &RunReport) -> String {
+    format!(
+        "{}{}",
+        run_subject(report),
+        crate::health::subject_note(&report.checks)
+    )
+}
+
+fn run_subject(report: &RunReport) -> String {
     let date = report.last_day();
     let loaded = format!(
         "{} loaded{}",
@@ -357,6 +368,11 @@ struct MailView {
     stages: Vec<Row>,
     day_heading: String,
     days: Vec<DayRow>,
+    /// Every health check, worst first.
+    checks: Vec<CheckRow>,
+    /// `Hardest problems yesterday (2026-11-24)`, when the list was read.
+    hardest_heading: Option<String>,
+    hardest: Vec<HardRow>,
     /// One sentence on the chart's days (the chart's alt text and its text-part stand-in).
     last_days: Option<String>,
     sheets_url: Option<String>,
@@ -390,12 +406,33 @@ struct RejectionRow {
     example: String,
 }
 
+struct CheckRow {
+    status: &'static str,
+    name: String,
+    value: String,
+    expected: String,
+    message: String,
+}
+
+struct HardRow {
+    course: String,
+    block: String,
+    submitters: String,
+    first_correct: String,
+    /// First-submit success, `25.0 %`.
+    rate: String,
+    submits: String,
+}
+
 struct DayRow {
     date: String,
     attempts: String,
     successful: String,
     users: String,
     rate: String,
+    submits: String,
+    /// Correct submits over submits, `62.50 %`; `-` without submits.
+    submit_rate: String,
     /// Attempts against the same weekday a week before: `+12%`, `−63%`, `n/a`.
     trend: String,
 }
@@ -441,8 +478,38 @@ impl MailView {
                         successful,
                         users,
                         rate,
+                        submits: thousands(d.submits),
+                        submit_rate: d
+                            .submit_success_rate
+                            .map_or_else(|| "-".to_owned(), |r| format!("{:.2} %", r * 100.0)),
                         trend: trend(report.week_change(d)),
                     }
+                })
+                .collect(),
+            checks: report
+                .checks
+                .iter()
+                .map(|c| CheckRow {
+                    status: c.status.as_str(),
+                    name: c.name.clone(),
+                    value: c.value.clone(),
+                    expected: c.expected.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+            hardest_heading: report
+                .hardest_day
+                .map(|day| format!("Hardest problems yesterday ({day})")),
+            hardest: report
+                .hardest
+                .iter()
+                .map(|p| HardRow {
+                    course: super::problems::short_course(&p.course_id).to_owned(),
+                    block: super::problems::short_block(&p.block_id),
+                    submitters: thousands(p.submitters),
+                    first_correct: thousands(p.first_correct),
+                    rate: format!("{:.1} %", p.first_submit_success() * 100.0),
+                    submits: thousands(p.submits),
                 })
                 .collect(),
             last_days: last_days(report),
@@ -635,6 +702,8 @@ fn cut(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::{Check, CheckStatus};
+    use crate::report::problems::HardProblem;
     use crate::report::{Counts, RejectionGroup};
     use chrono::TimeZone;
 
@@ -668,6 +737,9 @@ mod tests {
             error: error.map(str::to_owned),
             sheets_error: None,
             sheets_url: None,
+            checks: Vec::new(),
+            hardest_day: None,
+            hardest: Vec::new(),
             log_file: "logs/x.log".into(),
             finished_at: Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap(),
         }
@@ -754,6 +826,117 @@ mod tests {
         );
     }
 
+    fn check(name: &str, status: CheckStatus, message: &str) -> Check {
+        Check {
+            name: name.into(),
+            status,
+            value: "3200".into(),
+            expected: "8612 ± 2153".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn subject_names_warnings_and_failures_worst_first_after_the_run() {
+        let mut r = report(RunStatus::Succeeded, None);
+        r.checks = vec![
+            check("freshness: last successful run", CheckStatus::Ok, "fine"),
+            check(
+                "volume 2026-11-24",
+                CheckStatus::Warn,
+                "2026-11-24: 3200 attempts, -63% vs usual Tuesday (median 8612)",
+            ),
+            check("rejected share", CheckStatus::Unknown, "no record"),
+        ];
+        assert_eq!(
+            subject(&r),
+            "[lms-etl] OK 2026-11-24: 12 345 attempts loaded ⚠ volume \u{2212}63% vs usual Tuesday"
+        );
+        r.checks
+            .push(check("freshness: newest attempt", CheckStatus::Fail, "old"));
+        assert_eq!(
+            subject(&r),
+            "[lms-etl] OK 2026-11-24: 12 345 attempts loaded ✗ freshness: newest attempt ⚠ volume \u{2212}63% vs usual Tuesday"
+        );
+        r.checks
+            .retain(|c| c.status != CheckStatus::Warn && c.status != CheckStatus::Fail);
+        assert_eq!(
+            subject(&r),
+            "[lms-etl] OK 2026-11-24: 12 345 attempts loaded"
+        );
+    }
+
+    #[test]
+    fn checks_section_lists_every_check_with_value_expected_and_message() {
+        let mut r = report(RunStatus::Succeeded, None);
+        assert!(
+            !render(&r).text.contains("Checks"),
+            "no checks read: no section"
+        );
+        r.checks = vec![
+            check(
+                "volume 2026-11-24",
+                CheckStatus::Warn,
+                "2026-11-24: 3200 attempts, -63% vs usual Tuesday (median 8612)",
+            ),
+            check("rejected share", CheckStatus::Ok, "0 of 10 <records>"),
+        ];
+        let body = render(&r);
+        assert!(body.text.contains(
+            "Checks\n  warn    volume 2026-11-24: 3200 (expected 8612 ± 2153) - 2026-11-24: 3200 attempts, -63% vs usual Tuesday (median 8612)\n  ok      rejected share: 3200 (expected 8612 ± 2153) - 0 of 10 <records>\n"
+        ), "{}", body.text);
+        assert!(body.html.contains(
+            "<tr><td>ok</td><td>rejected share</td><td>3200</td><td>8612 ± 2153</td><td>0 of 10 &#60;records&#62;</td></tr>"
+        ), "{}", body.html);
+    }
+
+    #[test]
+    fn hardest_problems_show_short_ids_and_first_submit_success() {
+        let mut r = report(RunStatus::Succeeded, None);
+        r.hardest_day = Some("2026-11-24".parse().unwrap());
+        assert!(render(&r).text.contains(
+            "Hardest problems yesterday (2026-11-24)\n  No problem had enough learners who submitted.\n"
+        ));
+        r.hardest = vec![HardProblem {
+            course_id: "course-v1:SF+DST+1".into(),
+            block_id: "9c1e0d2f3a4b5c6d7e8f90a1b2c3d4e5".into(),
+            submitters: 12,
+            first_correct: 3,
+            submits: 1_040,
+            successful_submits: 9,
+        }];
+        let body = render(&r);
+        assert!(body.text.contains(
+            "  SF+DST+1                9c1e0d2f…             12               3                25.0 %     1 040\n"
+        ), "{}", body.text);
+        assert!(body.html.contains(
+            "<tr><td>SF+DST+1</td><td><code>9c1e0d2f…</code></td><td align=\"right\">12</td><td align=\"right\">3</td><td align=\"right\">25.0 %</td><td align=\"right\">1 040</td></tr>"
+        ), "{}", body.html);
+        assert!(!body.text.contains("3a4b5c6d"), "the block id is shortened");
+    }
+
+    #[test]
+    fn days_show_submits_and_submit_success_rate() {
+        let mut r = report(RunStatus::Succeeded, None);
+        let mut day = stats("2026-11-24", 100);
+        day.submits = 40;
+        day.submit_success_rate = Some(0.625);
+        r.days = vec![day, stats("2026-11-23", 10)];
+        let text = render(&r).text;
+        assert!(
+            text.contains("   submits  submit success  vs week before\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("        40         62.50 %             n/a\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("         0               -             n/a\n"),
+            "no submits: no rate: {text}"
+        );
+    }
+
     #[test]
     fn thousands_are_separated_by_spaces() {
         assert_eq!(thousands(0), "0");
@@ -809,6 +992,8 @@ mod tests {
             successful_attempts: attempts / 2,
             unique_users: 3,
             computed_at: Utc.with_ymd_and_hms(2026, 11, 25, 0, 5, 0).unwrap(),
+            submits: 0,
+            submit_success_rate: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod chart;
 pub mod email;
+pub mod problems;
 pub mod sheets;
 
 use std::path::PathBuf;
@@ -16,6 +17,9 @@ pub struct DailyStats {
     pub successful_attempts: i64,
     pub unique_users: i64,
     pub computed_at: DateTime<Utc>,
+    pub submits: i64,
+    /// Share of the submits that were correct; `None` without submits.
+    pub submit_success_rate: Option<f64>,
 }
 
 impl DailyStats {
@@ -102,6 +106,13 @@ pub struct RunReport {
     pub sheets_error: Option<String>,
     /// Link to the spreadsheet, when Sheets is configured.
     pub sheets_url: Option<String>,
+    /// `lms_etl.health()` read after the run row was closed, worst first; empty when it
+    /// could not be read.
+    pub checks: Vec<crate::health::Check>,
+    /// The day of [`RunReport::hardest`] (yesterday by the run's clock) and its hardest
+    /// problems; `None` when they were not read.
+    pub hardest_day: Option<NaiveDate>,
+    pub hardest: Vec<problems::HardProblem>,
     pub log_file: PathBuf,
     pub finished_at: DateTime<Utc>,
 }

@@ -12,9 +12,9 @@ use chrono_tz::Tz;
 use google_sheets4::api::{
     AddChartRequest, AddSheetRequest, AppendDimensionRequest, BasicChartAxis, BasicChartDomain,
     BasicChartSeries, BasicChartSpec, BatchUpdateSpreadsheetRequest, BatchUpdateValuesRequest,
-    ChartData, ChartSourceRange, ChartSpec, DimensionRange, EmbeddedChart, EmbeddedObjectPosition,
-    GridCoordinate, GridProperties, GridRange, InsertDimensionRequest, OverlayPosition, Request,
-    SheetProperties, UpdateChartSpecRequest, ValueRange,
+    ChartData, ChartSourceRange, ChartSpec, ClearValuesRequest, DimensionRange, EmbeddedChart,
+    EmbeddedObjectPosition, GridCoordinate, GridProperties, GridRange, InsertDimensionRequest,
+    OverlayPosition, Request, SheetProperties, UpdateChartSpecRequest, ValueRange,
 };
 use google_sheets4::Sheets;
 use hyper_rustls::HttpsConnector;
@@ -24,6 +24,7 @@ use serde_json::Value;
 use yup_oauth2::authenticator::Authenticator;
 use yup_oauth2::ServiceAccountKey;
 
+use super::problems::ProblemDay;
 use super::DailyStats;
 use crate::config::SheetsConfig;
 use crate::error_chain;
@@ -230,7 +231,8 @@ pub async fn push_days(
     if !requests.is_empty() {
         api.batch_update(requests).await?;
     }
-    api.write_rows(&data.title, &plan.writes).await?;
+    api.write_rows(&data.title, LAST_COLUMN, &plan.writes)
+        .await?;
 
     tracing::info!(
         sheet = %data.title,
@@ -246,6 +248,154 @@ pub async fn push_days(
         chart,
         url: spreadsheet_url(cfg),
     })
+}
+
+/// Row 1 of the problems tab (`sheets.problems_sheet`); A1 names the zone as in [`header`].
+pub const PROBLEM_HEADER: [&str; 10] = [
+    "date",
+    "course_id",
+    "block_id",
+    "attempts",
+    "runs",
+    "submits",
+    "successful_submits",
+    "users",
+    "users_solved",
+    "users_first_submit_correct",
+];
+const PROBLEM_LAST_COLUMN: char = 'J';
+
+/// Rewrites the tab `tab` with `rows` (`daily_problem_stats` rows, calendar days of
+/// `report_timezone`) below a header: the tab is created if needed (found ignoring case),
+/// its grid grown to fit, columns A–J cleared, then written in one call. Columns right of J
+/// are the users'. Returns the rows written below the header.
+pub async fn push_problems(
+    cfg: &SheetsConfig,
+    tab: &str,
+    rows: &[ProblemDay],
+    report_timezone: Tz,
+) -> Result<usize, SheetsError> {
+    let started = Instant::now();
+    let session = Session::open(cfg).await?;
+    let api = session.api(cfg);
+    let tabs = api.tabs().await?;
+    let needed_rows = rows.len() + 1;
+    let needed_columns = PROBLEM_HEADER.len();
+    let mut requests = Vec::new();
+    let target = match tabs.iter().find(|t| same_tab_title(&t.title, tab)) {
+        Some(found) => found.clone(),
+        None => {
+            let mut taken: Vec<i32> = tabs.iter().map(|t| t.id).collect();
+            let new = Tab {
+                id: new_sheet_id(&mut taken),
+                title: tab.to_owned(),
+                rows: NEW_TAB_ROWS.max(needed_rows),
+                columns: NEW_TAB_COLUMNS.max(needed_columns),
+                charts: Vec::new(),
+            };
+            requests.push(add_sheet(&new));
+            tracing::info!(sheet = %tab, "creating the Sheets problems tab");
+            new
+        }
+    };
+    for (dimension, have, need) in [
+        ("ROWS", target.rows, needed_rows),
+        ("COLUMNS", target.columns, needed_columns),
+    ] {
+        if have < need {
+            requests.push(Request {
+                append_dimension: Some(AppendDimensionRequest {
+                    dimension: Some(dimension.into()),
+                    length: Some((need - have) as i32),
+                    sheet_id: Some(target.id),
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    if !requests.is_empty() {
+        api.batch_update(requests).await?;
+    }
+    api.clear(&format!(
+        "{}!A:{PROBLEM_LAST_COLUMN}",
+        quote_title(&target.title)
+    ))
+    .await?;
+    let mut header: Vec<Value> = PROBLEM_HEADER.iter().map(|h| Value::from(*h)).collect();
+    header[0] = Value::from(format!("date ({})", report_timezone.name()));
+    let writes: Vec<(usize, Vec<Value>)> = std::iter::once(header)
+        .chain(rows.iter().map(problem_row))
+        .enumerate()
+        .map(|(i, cells)| (i + 1, cells))
+        .collect();
+    api.write_rows(&target.title, PROBLEM_LAST_COLUMN, &writes)
+        .await?;
+    tracing::info!(
+        sheet = %target.title,
+        rows = rows.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "pushed per-problem stats to Google Sheets"
+    );
+    Ok(rows.len())
+}
+
+/// The cells of one problem row, in [`PROBLEM_HEADER`] order; the row of attempts without a
+/// well-formed sourcedid has empty course and block.
+pub fn problem_row(p: &ProblemDay) -> Vec<Value> {
+    vec![
+        Value::from(p.day.format("%Y-%m-%d").to_string()),
+        Value::from(p.course_id.clone().unwrap_or_default()),
+        Value::from(p.block_id.clone().unwrap_or_default()),
+        Value::from(p.attempts),
+        Value::from(p.runs),
+        Value::from(p.submits),
+        Value::from(p.successful_submits),
+        Value::from(p.users),
+        Value::from(p.users_solved),
+        Value::from(p.users_first_submit_correct),
+    ]
+}
+
+/// An authenticated Sheets client for one push.
+struct Session {
+    hub: Sheets<Connector>,
+    key: ServiceAccountKey,
+    token: String,
+    /// No retry starts after this instant: the whole push shares one budget.
+    retry_deadline: Instant,
+}
+
+impl Session {
+    async fn open(cfg: &SheetsConfig) -> Result<Session, SheetsError> {
+        check_api_root(&cfg.api_root)?;
+        let key = read_key(cfg).await?;
+        let connector = connector()?;
+
+        let auth = authenticator(cfg, &key, connector.clone()).await?;
+        let token = access_token(&auth, &key).await?;
+
+        let client =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        let mut hub = Sheets::new(client, auth);
+        hub.root_url(cfg.api_root.clone());
+        hub.base_url(cfg.api_root.clone());
+        Ok(Session {
+            hub,
+            key,
+            token,
+            retry_deadline: Instant::now() + cfg.retry_budget,
+        })
+    }
+
+    fn api<'a>(&'a self, cfg: &'a SheetsConfig) -> Api<'a> {
+        Api {
+            hub: &self.hub,
+            cfg,
+            key: &self.key,
+            token: &self.token,
+            retry_deadline: self.retry_deadline,
+        }
+    }
 }
 
 fn warn_on_zone_change(column_a: &[Value], new: &str) {
@@ -275,39 +425,6 @@ pub async fn check_access(cfg: &SheetsConfig) -> Result<SheetsAccess, SheetsErro
 }
 
 // ---- set-up ----------------------------------------------------------------------
-
-/// A signed-in client: the key, a token obtained with it, and the hub that carries it.
-struct Session {
-    hub: Sheets<Connector>,
-    key: ServiceAccountKey,
-    token: String,
-}
-
-impl Session {
-    async fn open(cfg: &SheetsConfig) -> Result<Session, SheetsError> {
-        check_api_root(&cfg.api_root)?;
-        let key = read_key(cfg).await?;
-        let connector = connector()?;
-        let auth = authenticator(cfg, &key, connector.clone()).await?;
-        let token = access_token(&auth, &key).await?;
-        let client =
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        let mut hub = Sheets::new(client, auth);
-        hub.root_url(cfg.api_root.clone());
-        hub.base_url(cfg.api_root.clone());
-        Ok(Session { hub, key, token })
-    }
-
-    fn api<'a>(&'a self, cfg: &'a SheetsConfig) -> Api<'a> {
-        Api {
-            hub: &self.hub,
-            cfg,
-            key: &self.key,
-            token: &self.token,
-            retry_deadline: Instant::now() + cfg.retry_budget,
-        }
-    }
-}
 
 /// Fetches the token up front: an auth failure is reported as such, not as an API error,
 /// and knowing the token lets us scrub it from any error text a server echoes back.
@@ -534,10 +651,11 @@ impl Api<'_> {
         self.finish(CALL, &retries, call).await.map(drop)
     }
 
-    /// One values.batchUpdate with a range per run of consecutive rows, A–F only.
+    /// One values.batchUpdate with a range per run of consecutive rows, A to `last_column` only.
     async fn write_rows(
         &self,
         title: &str,
+        last_column: char,
         writes: &[(usize, Vec<Value>)],
     ) -> Result<(), SheetsError> {
         const CALL: &str = "spreadsheets.values.batchUpdate";
@@ -546,7 +664,7 @@ impl Api<'_> {
             let (first, last) = (run[0].0, run[run.len() - 1].0);
             data.push(ValueRange {
                 range: Some(format!(
-                    "{}!A{first}:{LAST_COLUMN}{last}",
+                    "{}!A{first}:{last_column}{last}",
                     quote_title(title)
                 )),
                 major_dimension: Some("ROWS".into()),
@@ -564,6 +682,25 @@ impl Api<'_> {
             .hub
             .spreadsheets()
             .values_batch_update(request, &self.id())
+            .add_scope(SCOPE)
+            .delegate(&mut backoff)
+            .doit();
+        self.finish(CALL, &retries, call).await.map(drop)
+    }
+
+    /// values.clear of `range` (A1 notation, title quoted).
+    async fn clear(&self, range: &str) -> Result<(), SheetsError> {
+        const CALL: &str = "spreadsheets.values.clear";
+        let mut backoff = self.backoff(CALL);
+        let retries = backoff.retries.clone();
+        let call = self
+            .hub
+            .spreadsheets()
+            .values_clear(
+                ClearValuesRequest::default(),
+                &self.id(),
+                &encode_segment(range),
+            )
             .add_scope(SCOPE)
             .delegate(&mut backoff)
             .doit();
@@ -1131,6 +1268,8 @@ mod tests {
             successful_attempts: ok,
             unique_users: 7,
             computed_at: Utc.with_ymd_and_hms(2026, 11, 25, 3, 4, 5).unwrap(),
+            submits: 0,
+            submit_success_rate: None,
         }
     }
 
