@@ -851,13 +851,19 @@ impl Sections {
 }
 
 /// An http:// or https:// URL; the message never quotes the text.
+/// Credentials are refused: the loader logs and mails its URLs (redacting only the key).
 fn http_url(text: &str) -> Result<reqwest::Url, String> {
     let url: reqwest::Url = text.parse().map_err(|e| format!("not a URL: {e}"))?;
-    if matches!(url.scheme(), "http" | "https") {
-        Ok(url)
-    } else {
-        Err("must be an http:// or https:// URL".into())
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "must not carry a user name or password (URLs are logged; the API key goes in api.client_key)"
+                .into(),
+        );
+    }
+    Ok(url)
 }
 
 impl ApiSection {
@@ -1631,5 +1637,23 @@ mod tests {
     fn secrets_do_not_leak_through_debug() {
         let c = Config::from_sources(None, &env(MINIMAL)).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_url_with_credentials_is_refused_without_showing_them() {
+        let mut e = env(MINIMAL);
+        e.insert(
+            "LMS_ETL_API_URL".into(),
+            "https://etl:Sup3rSecret@lms.example.org/".into(),
+        );
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(
+            err.contains("must not carry a user name or password"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("Sup3rSecret") && !err.contains("etl:"),
+            "{err}"
+        );
     }
 }
