@@ -802,22 +802,30 @@ impl Sections {
                     }
                     Some(name) => Some(name),
                 };
+                // The default is judged too: with `sheet = "Problems"` it would name the daily
+                // tab, and the problems push clears A–J of whatever tab it names.
+                let defaulted = s.problems_sheet.is_none();
                 let problems_sheet = match s.problems_sheet {
                     None => Some("problems".to_owned()),
                     Some(name) if name.is_empty() => None,
-                    Some(name)
-                        if crate::report::sheets::same_tab_title(&name, &sheet)
-                            || chart_sheet.as_deref().is_some_and(|chart| {
-                                crate::report::sheets::same_tab_title(&name, chart)
-                            }) =>
+                    Some(name) => Some(name),
+                };
+                if let Some(name) = &problems_sheet {
+                    if crate::report::sheets::same_tab_title(name, &sheet)
+                        || chart_sheet
+                            .as_deref()
+                            .is_some_and(|chart| crate::report::sheets::same_tab_title(name, chart))
                     {
                         return Err(layers.invalid(
                             "sheets.problems_sheet",
-                            "must name another tab than sheets.sheet and sheets.chart_sheet (titles compare ignoring case)",
-                        ))
+                            if defaulted {
+                                "its default `problems` names the same tab as sheets.sheet or sheets.chart_sheet (titles compare ignoring case): set sheets.problems_sheet to another tab, or to \"\" for none"
+                            } else {
+                                "must name another tab than sheets.sheet and sheets.chart_sheet (titles compare ignoring case)"
+                            },
+                        ));
                     }
-                    Some(name) => Some(name),
-                };
+                }
                 Some(SheetsConfig {
                     spreadsheet_id,
                     sheet,
@@ -1135,6 +1143,32 @@ mod tests {
         e.insert("LMS_ETL_REPORT_HARDEST_MIN_SUBMITTERS".into(), "0".into());
         let err = Config::from_sources(None, &e).unwrap_err().to_string();
         assert!(err.contains("report.hardest_min_submitters"), "{err}");
+    }
+
+    /// The default problems tab `problems` is held to the rule an explicit name is: with the
+    /// daily tab (or the chart tab) named `Problems`, each run's problems push would clear
+    /// A–J of that tab and fill it with problem rows.
+    #[test]
+    fn the_default_problems_tab_may_not_be_the_daily_or_the_chart_tab() {
+        let mut e = env(MINIMAL);
+        e.insert("LMS_ETL_SHEETS_SPREADSHEET_ID".into(), "1abc".into());
+        e.insert("LMS_ETL_SHEETS_KEY_FILE".into(), "/k.json".into());
+        e.insert("LMS_ETL_SHEETS_SHEET".into(), "Problems".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config key `sheets.problems_sheet`")
+                && err.contains(": its default `problems` names the same tab as sheets.sheet"),
+            "{err}"
+        );
+
+        e.insert("LMS_ETL_SHEETS_SHEET".into(), "daily".into());
+        e.insert("LMS_ETL_SHEETS_CHART_SHEET".into(), "PROBLEMS".into());
+        let err = Config::from_sources(None, &e).unwrap_err().to_string();
+        assert!(err.contains("sheets.problems_sheet"), "{err}");
+
+        e.insert("LMS_ETL_SHEETS_PROBLEMS_SHEET".into(), "per problem".into());
+        let s = Config::from_sources(None, &e).unwrap().sheets.unwrap();
+        assert_eq!(s.problems_sheet.as_deref(), Some("per problem"));
     }
 
     #[test]
