@@ -451,15 +451,43 @@ async fn api(config: &Config, db: Option<&Database>) -> Check {
             format!("{shown}: no answer within {} s", CHECK_TIMEOUT.as_secs()),
             url_fix,
         ),
-        Ok(Ok(_)) => pass(
-            "API",
-            format!(
-                "{shown} answered 200, key accepted (one minute: {} .. {}, {})",
-                bounds.0,
-                bounds.1,
-                zone.name()
-            ),
-        ),
+        Ok(Ok(response)) => {
+            // A 200 alone proves little: a URL that misses the API often lands on a web
+            // page (a site's catch-all, a proxy's login) that answers 200 to any path, and
+            // every run would then fail to parse it. The answer must open a JSON array.
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            match tokio::time::timeout(CHECK_TIMEOUT, first_byte(response)).await {
+                Ok(Some(b'[')) => pass(
+                    "API",
+                    format!(
+                        "{shown} answered 200 with a JSON array, key accepted (one minute: {} .. {}, {})",
+                        bounds.0,
+                        bounds.1,
+                        zone.name()
+                    ),
+                ),
+                Ok(_) => fail(
+                    "API",
+                    format!(
+                        "{shown} answered 200, but not with a JSON array of attempts (Content-Type: {content_type})"
+                    ),
+                    "point api.url (env LMS_ETL_API_URL) at the API's base URL, the one `api/statistics` is under, not at a web page",
+                ),
+                Err(_) => fail(
+                    "API",
+                    format!(
+                        "{shown} answered 200, but sent no body within {} s",
+                        CHECK_TIMEOUT.as_secs()
+                    ),
+                    url_fix,
+                ),
+            }
+        }
         Ok(Err(Failure::Fatal(e @ FetchError::Unauthorized { .. }))) => fail(
             "API",
             e.to_string(),
@@ -470,6 +498,19 @@ async fn api(config: &Config, db: Option<&Database>) -> Check {
             fail("API", format!("{shown}: {reason}"), url_fix)
         }
     }
+}
+
+/// The first byte of the body that is not JSON whitespace; `None` for an empty or broken body.
+async fn first_byte(mut response: reqwest::Response) -> Option<u8> {
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if let Some(&b) = chunk
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            return Some(b);
+        }
+    }
+    None
 }
 
 async fn mail(cfg: &EmailConfig) -> Check {

@@ -199,7 +199,7 @@ fn healthy_parts_pass_and_nothing_is_written_sent_or_pushed() {
     assert!(doctor
         .row("API")
         .result
-        .contains("answered 200, key accepted"));
+        .contains("answered 200 with a JSON array, key accepted"));
     assert!(doctor
         .row("e-mail")
         .result
