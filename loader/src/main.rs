@@ -217,6 +217,14 @@ async fn sheets_sync(
         .as_ref()
         .context("Google Sheets is not configured (sheets.spreadsheet_id, sheets.key_file)")?;
     let db = Database::connect(&config.database.target).await?;
+    // A run pushes too: two pushes at once would each insert a missing day (a doubled row),
+    // and the one writing older numbers last could leave them in the sheet while the other
+    // marks the newer version pushed. The run lock, held from before the days are read
+    // until after they are marked, makes the pushes take turns.
+    anyhow::ensure!(
+        db.try_lock().await?.is_some(),
+        "another lms-etl run holds the lock; sheets-sync when it has finished"
+    );
     let days = db.daily_stats_versions(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
     let zones = db.zones(config.api.source_timezone).await?;
