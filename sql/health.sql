@@ -47,8 +47,12 @@ DECLARE
     bad bigint;
     pending date[];
 BEGIN
-    -- Freshness of the data: the newest attempt loaded (the key's index starts with created_at).
-    SELECT max(a.created_at) INTO newest FROM lms_etl.attempts a;
+    -- Freshness of the data: the newest attempt loaded (the key's index starts with created_at),
+    -- not counting attempts dated ahead of the clock (a source clock or zone gone wrong): one
+    -- of those would keep stale data looking fresh for as long as its date stays ahead.
+    SELECT max(a.created_at) INTO newest FROM lms_etl.attempts a
+     WHERE a.created_at <= now() + interval '1 hour';
+    SELECT count(*) INTO n FROM lms_etl.attempts a WHERE a.created_at > now() + interval '1 hour';
     "check" := 'freshness: newest attempt';
     value := coalesce(to_char(newest AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS'), 'none');
     expected := format('newer than %s', max_data_age);
@@ -63,6 +67,15 @@ BEGIN
         message := format('the newest attempt is %s old', date_trunc('minute', now() - newest));
     END IF;
     RETURN NEXT;
+
+    IF n > 0 THEN
+        "check" := 'attempts dated in the future';
+        status := 'warn';
+        value := n::text;
+        expected := '0';
+        message := format('%s attempt(s) dated more than an hour ahead of now (the source''s clock or zone?)', n);
+        RETURN NEXT;
+    END IF;
 
     -- Freshness of the runs: the last run that succeeded.
     SELECT max(r.finished_at) INTO last_ok FROM lms_etl.runs r WHERE r.status = 'succeeded';
