@@ -42,13 +42,20 @@ fn guard_drop_extension(fcinfo: pg_sys::FunctionCallInfo) {
         }
         (*(context as *mut pg_sys::EventTriggerData)).parsetree
     };
+    // Reading the parse tree costs nothing; every other DROP EXTENSION or DROP OWNED in the
+    // database stops here, before any query.
+    let Some(dropping) = restrict_drop(parsetree) else {
+        return;
+    };
     // Only a drop that PostgreSQL would allow is judged here: anyone else gets its own
     // "must be owner" (42501) right after this trigger.
     let Some(owner) = owner_if_may_drop() else {
         return;
     };
-    if !drops_lms_etl_restrict(parsetree, owner) {
-        return;
+    if let RestrictDrop::OwnedBy(roles) = &dropping {
+        if !roles.contains(&owner) {
+            return;
+        }
     }
     let holding = tables_holding_data();
     if holding.is_empty() {
@@ -70,14 +77,20 @@ fn guard_drop_extension(fcinfo: pg_sys::FunctionCallInfo) {
     .report(PgLogLevel::ERROR);
 }
 
-/// True for `DROP EXTENSION ... lms_etl ...` and for `DROP OWNED BY` a list naming the
-/// extension's owner, both without CASCADE.
-fn drops_lms_etl_restrict(parsetree: *mut pg_sys::Node, owner: pg_sys::Oid) -> bool {
+/// A drop without CASCADE that may take the extension with it.
+enum RestrictDrop {
+    /// `DROP EXTENSION` naming `lms_etl`.
+    Extension,
+    /// `DROP OWNED BY` these roles: it drops the extension when one of them owns it.
+    OwnedBy(Vec<pg_sys::Oid>),
+}
+
+fn restrict_drop(parsetree: *mut pg_sys::Node) -> Option<RestrictDrop> {
     // SAFETY: the parse tree of the command being run, alive for the whole trigger call;
     // the node tag is checked before each cast.
     unsafe {
         if parsetree.is_null() {
-            return false;
+            return None;
         }
         match (*parsetree).type_ {
             pg_sys::NodeTag::T_DropStmt => {
@@ -85,7 +98,7 @@ fn drops_lms_etl_restrict(parsetree: *mut pg_sys::Node, owner: pg_sys::Oid) -> b
                 if stmt.removeType != pg_sys::ObjectType::OBJECT_EXTENSION
                     || stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE
                 {
-                    return false;
+                    return None;
                 }
                 let objects = pgrx::PgList::<pg_sys::Node>::from_pg(stmt.objects);
                 let named = objects.iter_ptr().any(|node| {
@@ -94,20 +107,23 @@ fn drops_lms_etl_restrict(parsetree: *mut pg_sys::Node, owner: pg_sys::Oid) -> b
                         && CStr::from_ptr((*(node as *mut pg_sys::String)).sval).to_bytes()
                             == b"lms_etl"
                 });
-                named
+                named.then_some(RestrictDrop::Extension)
             }
             pg_sys::NodeTag::T_DropOwnedStmt => {
                 let stmt = &*(parsetree as *mut pg_sys::DropOwnedStmt);
                 if stmt.behavior == pg_sys::DropBehavior::DROP_CASCADE {
-                    return false;
+                    return None;
                 }
                 let roles = pgrx::PgList::<pg_sys::RoleSpec>::from_pg(stmt.roles);
-                let names_owner = roles
-                    .iter_ptr()
-                    .any(|role| !role.is_null() && pg_sys::get_rolespec_oid(role, true) == owner);
-                names_owner
+                Some(RestrictDrop::OwnedBy(
+                    roles
+                        .iter_ptr()
+                        .filter(|role| !role.is_null())
+                        .map(|role| pg_sys::get_rolespec_oid(role, true))
+                        .collect(),
+                ))
             }
-            _ => false,
+            _ => None,
         }
     }
 }
