@@ -27,9 +27,6 @@ CREATE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
--- A day of 500 000 attempts groups into ~190 000 (sourcedid, user) pairs: a hash table of
--- ~60 MB that the default work_mem (4 MB) would spill to disk (BENCHMARKS.md, benchmark 3).
-SET work_mem = '64MB'
 AS $$
 DECLARE
     zone constant text := lms_etl.setting('report_timezone');
@@ -41,52 +38,51 @@ BEGIN
     -- then reads a snapshot that includes what the first one saw.
     PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
+    -- A day older than retention keeps the statistics it was last computed with: its
+    -- attempts may be detached or dropped, and zeros would be a lie. (NULL when never
+    -- computed; refresh_daily_stats and aggregate_pending then skip it.)
+    IF day_start < lms_etl.retention_horizon() THEN
+        SELECT d.* INTO result FROM lms_etl.daily_stats d WHERE d.day = aggregate_daily.day;
+        RETURN result;
+    END IF;
     DELETE FROM lms_etl.daily_problem_stats p WHERE p.day = aggregate_daily.day;
-    -- One scan of the day, grouped by (sourcedid, user): a small hash table that both tables
-    -- are built from (the sourcedid holds the learner, so its groups are few), and each
-    -- distinct sourcedid is split once, not each attempt.
-    WITH per_learner AS MATERIALIZED (
-        SELECT a.lis_result_sourcedid AS sourcedid,
-               a.user_id,
-               count(*) AS attempts,
-               count(*) FILTER (WHERE a.attempt_type = 'run') AS runs,
-               count(*) FILTER (WHERE a.attempt_type = 'submit') AS submits,
-               count(*) FILTER (WHERE a.is_correct) AS successful,
-               min(a.created_at) FILTER (WHERE a.attempt_type = 'submit') AS first_submit,
-               min(a.created_at) FILTER (WHERE a.is_correct) AS first_success
+    -- One scan of the day grouped by learner: as few groups as learners, and on Citus the
+    -- whole pass runs on the workers (user_id is the distribution column). learner_day
+    -- tallies each learner's attempts per sourcedid; problem_day merges those per problem,
+    -- counting each learner once per problem. Both tables come from this one pass.
+    WITH learners AS (
+        SELECT lms_etl.learner_day(a.lis_result_sourcedid, a.attempt_type, a.is_correct,
+                                   a.created_at) AS tallies
           FROM lms_etl.attempts a
          WHERE a.created_at >= day_start
            AND a.created_at < day_end
-         GROUP BY a.lis_result_sourcedid, a.user_id),
+         GROUP BY a.user_id),
+    whole_day AS (
+        SELECT lms_etl.problem_day(l.tallies) AS p, count(*) AS users FROM learners l),
     per_problem AS (
         INSERT INTO lms_etl.daily_problem_stats
                (day, course_id, block_id, attempts, runs, submits, successful_submits, users,
                 submitters, users_solved, users_first_submit_correct, computed_at)
-        SELECT aggregate_daily.day, s.course_id, s.block_id,
-               sum(g.attempts), sum(g.runs), sum(g.submits), sum(g.successful),
-               count(DISTINCT g.user_id),
-               count(DISTINCT g.user_id) FILTER (WHERE g.submits > 0),
-               count(DISTINCT g.user_id) FILTER (WHERE g.successful > 0),
-               count(DISTINCT g.user_id) FILTER (WHERE g.first_success = g.first_submit),
-               now()
-          FROM per_learner g
-          LEFT JOIN LATERAL lms_etl.try_split_sourcedid(g.sourcedid) s ON true
-         GROUP BY s.course_id, s.block_id
-        RETURNING 1)
+        SELECT aggregate_daily.day, x.*, now()
+          FROM whole_day w,
+               unnest((w.p).course_ids, (w.p).block_ids, (w.p).attempts, (w.p).runs,
+                      (w.p).submits, (w.p).successful_submits, (w.p).users, (w.p).submitters,
+                      (w.p).users_solved, (w.p).users_first_submit_correct) AS x
+        RETURNING attempts, submits, successful_submits)
     INSERT INTO lms_etl.daily_stats AS d
            (day, attempts, successful_attempts, unique_users, computed_at, changed_at,
             submits, submit_success_rate)
     SELECT aggregate_daily.day,
-           coalesce(sum(g.attempts), 0),
-           coalesce(sum(g.successful), 0),
-           (SELECT count(*) FROM (SELECT DISTINCT u.user_id FROM per_learner u) users),
+           coalesce(sum(t.attempts), 0),
+           coalesce(sum(t.successful_submits), 0),
+           (SELECT w.users FROM whole_day w),
            now(),
            -- The version Sheets bookkeeping compares: distinct even for two changes made in
            -- one transaction, where now() stands still.
            clock_timestamp(),
-           coalesce(sum(g.submits), 0),
-           sum(g.successful)::double precision / nullif(sum(g.submits), 0)
-      FROM per_learner g
+           coalesce(sum(t.submits), 0),
+           sum(t.successful_submits)::double precision / nullif(sum(t.submits), 0)
+      FROM per_problem t
     ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,
@@ -119,9 +115,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d date := from_day;
+    stats lms_etl.daily_stats;
 BEGIN
     WHILE d <= to_day LOOP
-        RETURN NEXT lms_etl.aggregate_daily(d);
+        stats := lms_etl.aggregate_daily(d);
+        IF stats.day IS NOT NULL THEN
+            RETURN NEXT stats;
+        END IF;
         d := d + 1;
     END LOOP;
 END
@@ -138,9 +138,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d date;
+    stats lms_etl.daily_stats;
 BEGIN
     FOR d IN SELECT DISTINCT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
-        RETURN NEXT lms_etl.aggregate_daily(d);
+        stats := lms_etl.aggregate_daily(d);
+        IF stats.day IS NOT NULL THEN
+            RETURN NEXT stats;
+        END IF;
     END LOOP;
 END
 $$;

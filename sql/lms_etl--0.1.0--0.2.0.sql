@@ -91,7 +91,8 @@ END
 $$;
 
 -- The settings lms_etl knows, each with its default (version 0.2.0). The zones are IANA
--- names; the health.* thresholds are read by lms_etl.health().
+-- names; the health.* thresholds are read by lms_etl.health(); retention.* by
+-- lms_etl.apply_retention() (months 0: keep everything).
 CREATE FUNCTION lms_etl.setting_default(name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -106,6 +107,8 @@ AS $$
         WHEN 'health.volume_k' THEN '3'
         WHEN 'health.volume_pct' THEN '25'
         WHEN 'health.max_rejected_share' THEN '0.05'
+        WHEN 'retention.months' THEN '0'
+        WHEN 'retention.action' THEN 'detach'
     END
 $$;
 COMMENT ON FUNCTION lms_etl.setting_default(text) IS
@@ -132,6 +135,10 @@ BEGIN
             RETURN setting_is_valid.value::numeric BETWEEN 0 AND 100;
         WHEN 'health.max_rejected_share' THEN
             RETURN setting_is_valid.value::numeric BETWEEN 0 AND 1;
+        WHEN 'retention.months' THEN
+            RETURN setting_is_valid.value::integer BETWEEN 0 AND 1200;
+        WHEN 'retention.action' THEN
+            RETURN setting_is_valid.value IN ('detach', 'drop');
         ELSE
             RETURN false;
     END CASE;
@@ -197,12 +204,12 @@ ALTER TABLE lms_etl.runs
     ADD COLUMN requested_end timestamptz,
     ADD COLUMN source_timezone text CHECK (lms_etl.is_time_zone(source_timezone)),
     ADD COLUMN lock_pid integer,
-    ADD COLUMN sheets_configured boolean;
+    ADD COLUMN sheets_configured boolean,
+    ADD COLUMN client text;
 UPDATE lms_etl.runs SET source_timezone = coalesce(nullif(current_setting('lms_etl.upgrade_source_timezone', true), ''), 'UTC');
 
--- attempts: the key includes the problem, NULL counting as a value.
-ALTER TABLE lms_etl.attempts ADD CONSTRAINT attempts_natural_key
-    UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid);
+-- attempts: its new key (the problem included, NULL counting as a value) is built on the
+-- partitioned table that takes its rows (== partitions ==).
 
 -- rejected_attempts: a kind for grouping, and each record kept once (0.1.0 could store a
 -- re-fetched bad record again: keep the first copy).
@@ -261,6 +268,115 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c
 AS 'lms_etl-@CARGO_VERSION@', 'try_split_sourcedid_wrapper';
 
+-- A day's statistics per problem (course, block) as parallel arrays, one element per
+-- problem: what the aggregate lms_etl.problem_day returns and aggregate_daily unnests into
+-- lms_etl.daily_problem_stats (version 0.2.0). NULL course and block: attempts whose
+-- sourcedid is NULL or malformed.
+CREATE TYPE lms_etl.problem_day AS (
+    course_ids                 text[],
+    block_ids                  text[],
+    attempts                   bigint[],
+    runs                       bigint[],
+    submits                    bigint[],
+    successful_submits         bigint[],
+    users                      bigint[],
+    submitters                 bigint[],
+    users_solved               bigint[],
+    users_first_submit_correct bigint[]
+);
+
+CREATE FUNCTION lms_etl.learner_day_accum(
+    "state" internal, "sourcedid" text, "attempt_type" text, "is_correct" boolean,
+    "created_at" timestamp with time zone)
+RETURNS internal
+PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'learner_day_accum_wrapper';
+
+CREATE FUNCTION lms_etl."learner_day_final"(
+	"state" internal
+) RETURNS bytea
+PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'learner_day_final_wrapper';
+
+CREATE FUNCTION lms_etl."learner_day_combine"(
+	"state" internal,
+	"other" internal
+) RETURNS internal
+PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'learner_day_combine_wrapper';
+
+CREATE FUNCTION lms_etl."learner_day_serialize"(
+	"state" internal
+) RETURNS bytea
+STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'learner_day_serialize_wrapper';
+
+CREATE FUNCTION lms_etl."learner_day_deserialize"(
+	"encoded" bytea,
+	"_unused" internal
+) RETURNS internal
+STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'learner_day_deserialize_wrapper';
+
+CREATE FUNCTION lms_etl."problem_day_accum"(
+	"state" internal,
+	"learner_day" bytea
+) RETURNS internal
+PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'problem_day_accum_wrapper';
+
+CREATE FUNCTION lms_etl."problem_day_final"(
+	"state" internal
+) RETURNS lms_etl.problem_day
+PARALLEL SAFE
+LANGUAGE c
+AS 'lms_etl-@CARGO_VERSION@', 'problem_day_final_wrapper';
+
+-- The two aggregates behind per-problem statistics (version 0.2.0), in Rust
+-- (pg_ext/src/learner_day.rs, problem_day.rs). aggregate_daily groups a day's attempts by
+-- learner with learner_day (one bytea per learner: its tallies per problem), then folds those
+-- with problem_day into one lms_etl.problem_day row. Their support functions take
+-- `internal` and are not for direct use: EXECUTE on them stays with the owner (CREATE
+-- AGGREGATE requires it).
+CREATE AGGREGATE lms_etl.learner_day(sourcedid text, attempt_type text, is_correct boolean,
+                                     created_at timestamptz) (
+    SFUNC = lms_etl.learner_day_accum,
+    STYPE = internal,
+    -- A learner's state is a few KB (tallies of a few dozen problems): the planner's guess
+    -- for an internal state (8 KB) would make it sort a day of attempts instead of hashing.
+    SSPACE = 2048,
+    FINALFUNC = lms_etl.learner_day_final,
+    -- Parallel workers each tally their share; the leader merges a learner's parts.
+    COMBINEFUNC = lms_etl.learner_day_combine,
+    SERIALFUNC = lms_etl.learner_day_serialize,
+    DESERIALFUNC = lms_etl.learner_day_deserialize,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE lms_etl.learner_day(text, text, boolean, timestamptz) IS
+    'One learner''s attempts tallied per problem (an internal bytea encoding, read by lms_etl.problem_day); group by user_id.';
+CREATE AGGREGATE lms_etl.problem_day(learner_day bytea) (
+    SFUNC = lms_etl.problem_day_accum,
+    STYPE = internal,
+    FINALFUNC = lms_etl.problem_day_final,
+    PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE lms_etl.problem_day(bytea) IS
+    'Per-problem statistics of a day from one lms_etl.learner_day value per learner, as lms_etl.problem_day arrays.';
+REVOKE EXECUTE ON FUNCTION lms_etl.learner_day_accum(internal, text, text, boolean, timestamptz),
+                           lms_etl.learner_day_final(internal),
+                           lms_etl.learner_day_combine(internal, internal),
+                           lms_etl.learner_day_serialize(internal),
+                           lms_etl.learner_day_deserialize(bytea, internal),
+                           lms_etl.problem_day_accum(internal, bytea),
+                           lms_etl.problem_day_final(internal)
+    FROM PUBLIC;
+
 -- Per report-zone day, course and problem (LTI block), from lis_result_sourcedid. Attempts
 -- whose sourcedid is NULL or malformed share one row with NULL course and block, so each
 -- day's rows add up to its daily_stats. Refreshed with daily_stats by lms_etl.aggregate_daily.
@@ -306,7 +422,9 @@ CREATE TABLE lms_etl.held_chunks (
     fetched     bigint NOT NULL,
     invalid     bigint NOT NULL,
     held_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (chunk_start, chunk_end)
+    -- The platform (api.client) whose chunk it is: one database can serve several.
+    client      text NOT NULL DEFAULT '',
+    CONSTRAINT held_chunks_pkey PRIMARY KEY (client, chunk_start, chunk_end)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.settings', '');
@@ -345,7 +463,7 @@ BEGIN
     IF lms_etl.setting_default(set_setting.name) IS NULL THEN
         RAISE EXCEPTION 'unknown lms_etl setting "%"', set_setting.name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Known: report_timezone, source_timezone, health.max_data_age, health.max_run_age, health.volume_days, health.volume_k, health.volume_pct, health.max_rejected_share.';
+                  HINT = 'Known: report_timezone, source_timezone, health.max_data_age, health.max_run_age, health.volume_days, health.volume_k, health.volume_pct, health.max_rejected_share, retention.months, retention.action.';
     END IF;
     IF set_setting.name IN ('report_timezone', 'source_timezone')
        AND NOT lms_etl.is_time_zone(set_setting.value) THEN
@@ -356,7 +474,7 @@ BEGIN
     IF NOT lms_etl.setting_is_valid(set_setting.name, set_setting.value) THEN
         RAISE EXCEPTION 'invalid value for lms_etl setting %: "%"', set_setting.name, set_setting.value
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1.';
+                  HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1; retention.months: 0-1200; retention.action: detach or drop.';
     END IF;
     INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
     ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
@@ -404,9 +522,6 @@ CREATE OR REPLACE FUNCTION lms_etl.aggregate_daily(day date)
 RETURNS lms_etl.daily_stats
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
--- A day of 500 000 attempts groups into ~190 000 (sourcedid, user) pairs: a hash table of
--- ~60 MB that the default work_mem (4 MB) would spill to disk (BENCHMARKS.md, benchmark 3).
-SET work_mem = '64MB'
 AS $$
 DECLARE
     zone constant text := lms_etl.setting('report_timezone');
@@ -418,52 +533,51 @@ BEGIN
     -- then reads a snapshot that includes what the first one saw.
     PERFORM pg_advisory_xact_lock(1819112292, aggregate_daily.day - date '2000-01-01');
     DELETE FROM lms_etl.pending_days p WHERE p.day = aggregate_daily.day;
+    -- A day older than retention keeps the statistics it was last computed with: its
+    -- attempts may be detached or dropped, and zeros would be a lie. (NULL when never
+    -- computed; refresh_daily_stats and aggregate_pending then skip it.)
+    IF day_start < lms_etl.retention_horizon() THEN
+        SELECT d.* INTO result FROM lms_etl.daily_stats d WHERE d.day = aggregate_daily.day;
+        RETURN result;
+    END IF;
     DELETE FROM lms_etl.daily_problem_stats p WHERE p.day = aggregate_daily.day;
-    -- One scan of the day, grouped by (sourcedid, user): a small hash table that both tables
-    -- are built from (the sourcedid holds the learner, so its groups are few), and each
-    -- distinct sourcedid is split once, not each attempt.
-    WITH per_learner AS MATERIALIZED (
-        SELECT a.lis_result_sourcedid AS sourcedid,
-               a.user_id,
-               count(*) AS attempts,
-               count(*) FILTER (WHERE a.attempt_type = 'run') AS runs,
-               count(*) FILTER (WHERE a.attempt_type = 'submit') AS submits,
-               count(*) FILTER (WHERE a.is_correct) AS successful,
-               min(a.created_at) FILTER (WHERE a.attempt_type = 'submit') AS first_submit,
-               min(a.created_at) FILTER (WHERE a.is_correct) AS first_success
+    -- One scan of the day grouped by learner: as few groups as learners, and on Citus the
+    -- whole pass runs on the workers (user_id is the distribution column). learner_day
+    -- tallies each learner's attempts per sourcedid; problem_day merges those per problem,
+    -- counting each learner once per problem. Both tables come from this one pass.
+    WITH learners AS (
+        SELECT lms_etl.learner_day(a.lis_result_sourcedid, a.attempt_type, a.is_correct,
+                                   a.created_at) AS tallies
           FROM lms_etl.attempts a
          WHERE a.created_at >= day_start
            AND a.created_at < day_end
-         GROUP BY a.lis_result_sourcedid, a.user_id),
+         GROUP BY a.user_id),
+    whole_day AS (
+        SELECT lms_etl.problem_day(l.tallies) AS p, count(*) AS users FROM learners l),
     per_problem AS (
         INSERT INTO lms_etl.daily_problem_stats
                (day, course_id, block_id, attempts, runs, submits, successful_submits, users,
                 submitters, users_solved, users_first_submit_correct, computed_at)
-        SELECT aggregate_daily.day, s.course_id, s.block_id,
-               sum(g.attempts), sum(g.runs), sum(g.submits), sum(g.successful),
-               count(DISTINCT g.user_id),
-               count(DISTINCT g.user_id) FILTER (WHERE g.submits > 0),
-               count(DISTINCT g.user_id) FILTER (WHERE g.successful > 0),
-               count(DISTINCT g.user_id) FILTER (WHERE g.first_success = g.first_submit),
-               now()
-          FROM per_learner g
-          LEFT JOIN LATERAL lms_etl.try_split_sourcedid(g.sourcedid) s ON true
-         GROUP BY s.course_id, s.block_id
-        RETURNING 1)
+        SELECT aggregate_daily.day, x.*, now()
+          FROM whole_day w,
+               unnest((w.p).course_ids, (w.p).block_ids, (w.p).attempts, (w.p).runs,
+                      (w.p).submits, (w.p).successful_submits, (w.p).users, (w.p).submitters,
+                      (w.p).users_solved, (w.p).users_first_submit_correct) AS x
+        RETURNING attempts, submits, successful_submits)
     INSERT INTO lms_etl.daily_stats AS d
            (day, attempts, successful_attempts, unique_users, computed_at, changed_at,
             submits, submit_success_rate)
     SELECT aggregate_daily.day,
-           coalesce(sum(g.attempts), 0),
-           coalesce(sum(g.successful), 0),
-           (SELECT count(*) FROM (SELECT DISTINCT u.user_id FROM per_learner u) users),
+           coalesce(sum(t.attempts), 0),
+           coalesce(sum(t.successful_submits), 0),
+           (SELECT w.users FROM whole_day w),
            now(),
            -- The version Sheets bookkeeping compares: distinct even for two changes made in
            -- one transaction, where now() stands still.
            clock_timestamp(),
-           coalesce(sum(g.submits), 0),
-           sum(g.successful)::double precision / nullif(sum(g.submits), 0)
-      FROM per_learner g
+           coalesce(sum(t.submits), 0),
+           sum(t.successful_submits)::double precision / nullif(sum(t.submits), 0)
+      FROM per_problem t
     ON CONFLICT ON CONSTRAINT daily_stats_pkey DO UPDATE
        SET attempts = EXCLUDED.attempts,
            successful_attempts = EXCLUDED.successful_attempts,
@@ -496,9 +610,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d date := from_day;
+    stats lms_etl.daily_stats;
 BEGIN
     WHILE d <= to_day LOOP
-        RETURN NEXT lms_etl.aggregate_daily(d);
+        stats := lms_etl.aggregate_daily(d);
+        IF stats.day IS NOT NULL THEN
+            RETURN NEXT stats;
+        END IF;
         d := d + 1;
     END LOOP;
 END
@@ -515,9 +633,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d date;
+    stats lms_etl.daily_stats;
 BEGIN
     FOR d IN SELECT DISTINCT p.day FROM lms_etl.pending_days p ORDER BY p.day LOOP
-        RETURN NEXT lms_etl.aggregate_daily(d);
+        stats := lms_etl.aggregate_daily(d);
+        IF stats.day IS NOT NULL THEN
+            RETURN NEXT stats;
+        END IF;
     END LOOP;
 END
 $$;
@@ -655,6 +777,199 @@ AS $$
 $$;
 COMMENT ON FUNCTION lms_etl.mark_sheets_pushed(date[], timestamptz[]) IS
     'Record that days[i] was written to Google Sheets with the numbers of version versions[i] (its changed_at).';
+
+-- == partitions: attempts by month, as in sql/partitions.sql ==
+-- 0.1.0's attempts, a plain table, becomes a table partitioned by month of created_at: its
+-- rows move unchanged into a new partitioned lms_etl.attempts (same columns, the 0.2.0 key),
+-- one partition per month that holds data plus the current month and the next two. Like the
+-- created_at rewrite above, this copies the table under an exclusive lock: a quiet hour.
+ALTER TABLE lms_etl.attempts RENAME TO attempts_0_1_0;
+
+-- The loaded attempts. The natural key keeps re-loads out; it includes the problem
+-- (lis_result_sourcedid, NULL counting as a value) so two submits of one user at the same
+-- instant on different problems are two attempts. created_at leads it so the same index
+-- serves per-day aggregation scans. Partitioned by month of created_at (sql/partitions.sql):
+-- a day's aggregation reads one month, and old months leave by detach or drop, not DELETE.
+CREATE TABLE lms_etl.attempts (
+    user_id                 text NOT NULL,
+    oauth_consumer_key      text,
+    lis_result_sourcedid    text,
+    lis_outcome_service_url text,
+    is_correct              boolean,
+    attempt_type            text NOT NULL CHECK (attempt_type IN ('run', 'submit')),
+    -- The API's naive time read in the run's source zone.
+    created_at              timestamptz NOT NULL,
+    -- Which run loaded the row. Deliberately no foreign key: its per-row check cost about a
+    -- quarter of the insert time (BENCHMARKS.md), and runs are never deleted by the loader.
+    run_id                  bigint,
+    loaded_at               timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT attempts_natural_key
+        UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid),
+    CONSTRAINT attempts_is_correct_by_type CHECK (
+        (attempt_type = 'run' AND is_correct IS NULL) OR attempt_type = 'submit')
+) PARTITION BY RANGE (created_at);
+-- Attempts of a month without its own partition (made ahead by lms_etl.create_partitions):
+-- a load never fails for want of a partition.
+CREATE TABLE lms_etl.attempts_default PARTITION OF lms_etl.attempts DEFAULT;
+
+-- Monthly partitions of lms_etl.attempts and their retention (version 0.2.0).
+--
+-- attempts is partitioned by range of created_at, one partition per calendar month in UTC
+-- (lms_etl.attempts_YYYY_MM), plus lms_etl.attempts_default for anything else, so a load
+-- never fails for want of a partition. Months are made ahead of the data by
+-- lms_etl.create_partitions: the loader calls it for each run's window, pg_cron can call it
+-- (sql/pg_cron.sql). Made at run time, they are not extension members: pg_dump keeps them
+-- and their rows like any table, and CREATE EXTENSION on restore makes only the parent and
+-- the default partition.
+
+-- Creates the monthly partitions that cover [from_time, to_time] and do not exist yet, and
+-- returns them. A month whose attempts waited in the default partition gets them moved in.
+-- SECURITY DEFINER: the loader role may not create tables, but may ask for its months.
+CREATE FUNCTION lms_etl.create_partitions(from_time timestamptz, to_time timestamptz)
+RETURNS SETOF regclass
+LANGUAGE plpgsql VOLATILE STRICT
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    month_start timestamptz := date_trunc('month', from_time, 'UTC');
+    month_end timestamptz;
+    part_name text;
+    made regclass;
+BEGIN
+    IF to_time < from_time THEN
+        RAISE EXCEPTION 'lms_etl.create_partitions: to_time % is before from_time %', to_time, from_time
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- A typo must not make thousands of tables: far outliers belong in the default partition.
+    IF to_time - from_time > interval '10 years' THEN
+        RAISE EXCEPTION 'lms_etl.create_partitions: % to % spans more than 10 years', from_time, to_time
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Create the months in steps of at most 10 years.';
+    END IF;
+    WHILE month_start <= to_time LOOP
+        month_end := ((month_start AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
+        part_name := 'attempts_' || to_char(month_start AT TIME ZONE 'UTC', 'YYYY_MM');
+        IF to_regclass(format('lms_etl.%I', part_name)) IS NULL
+           AND NOT EXISTS (
+               -- A month already covered by a partition of another name (made by hand).
+               SELECT 1 FROM pg_catalog.pg_inherits i
+                 JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = 'lms_etl.attempts'::regclass
+                  AND pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+                      = format('FOR VALUES FROM (%L) TO (%L)', month_start, month_end)) THEN
+            -- Until the ATTACH, no new row of the month may land in the default partition.
+            -- The parent first (ATTACH needs it), as DETACH takes it: one order, no deadlock.
+            LOCK TABLE lms_etl.attempts IN SHARE UPDATE EXCLUSIVE MODE;
+            LOCK TABLE lms_etl.attempts_default IN EXCLUSIVE MODE;
+            EXECUTE format('CREATE TABLE lms_etl.%I (LIKE lms_etl.attempts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                           part_name);
+            EXECUTE format('WITH moved AS (DELETE FROM lms_etl.attempts_default
+                                            WHERE created_at >= $1 AND created_at < $2
+                                        RETURNING *)
+                            INSERT INTO lms_etl.%I SELECT * FROM moved', part_name)
+                USING month_start, month_end;
+            EXECUTE format('ALTER TABLE lms_etl.attempts ATTACH PARTITION lms_etl.%I FOR VALUES FROM (%L) TO (%L)',
+                           part_name, month_start, month_end);
+            made := format('lms_etl.%I', part_name)::regclass;
+            RETURN NEXT made;
+        END IF;
+        month_start := month_end;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) IS
+    'Create the monthly (UTC) partitions of lms_etl.attempts covering [from_time, to_time] that are missing, moving their rows out of the default partition; returns the new partitions.';
+REVOKE EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) FROM PUBLIC;
+
+-- The first instant retention keeps: the start of the UTC month retention.months before
+-- the current one. NULL while retention.months is 0 (the default: keep everything).
+CREATE FUNCTION lms_etl.retention_horizon()
+RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ((date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC')
+            - make_interval(months => m.months)) AT TIME ZONE 'UTC'
+      FROM (SELECT lms_etl.setting('retention.months')::integer AS months) m
+     WHERE m.months > 0
+$$;
+COMMENT ON FUNCTION lms_etl.retention_horizon() IS
+    'First instant of created_at that retention keeps (NULL: retention.months not set, everything is kept).';
+
+-- Detaches (retention.action = 'detach', the default) or drops ('drop') every monthly
+-- partition of lms_etl.attempts that ends at or before the retention horizon. Does nothing
+-- while retention.months is 0 (the default). A detached month stays in schema lms_etl as a plain
+-- table, out of every statistic, for the operator to archive or drop. Rows in the default
+-- partition are never touched. Returns what it did.
+CREATE FUNCTION lms_etl.apply_retention()
+RETURNS TABLE (partition_name text, action text, rows_estimate bigint)
+LANGUAGE plpgsql VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    horizon constant timestamptz := lms_etl.retention_horizon();
+    how constant text := lms_etl.setting('retention.action');
+    part record;
+BEGIN
+    IF horizon IS NULL THEN
+        RETURN;
+    END IF;
+    FOR part IN
+        SELECT c.oid::regclass AS rel, c.relname, c.reltuples,
+               substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+                         FROM 'TO \(''([^'']+)''\)')::timestamptz AS upper_bound
+          FROM pg_catalog.pg_inherits i
+          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'lms_etl.attempts'::regclass
+         ORDER BY 4
+    LOOP
+        CONTINUE WHEN part.upper_bound IS NULL OR part.upper_bound > horizon;
+        IF how = 'drop' THEN
+            EXECUTE format('DROP TABLE %s', part.rel);
+        ELSE
+            EXECUTE format('ALTER TABLE lms_etl.attempts DETACH PARTITION %s', part.rel);
+        END IF;
+        partition_name := part.relname;
+        action := CASE how WHEN 'drop' THEN 'dropped' ELSE 'detached' END;
+        rows_estimate := greatest(part.reltuples, 0)::bigint;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.apply_retention() IS
+    'Detach or drop (retention.action) the monthly partitions of lms_etl.attempts older than retention.months; nothing unless retention.months is set.';
+REVOKE EXECUTE ON FUNCTION lms_etl.apply_retention() FROM PUBLIC;
+
+-- The months of the data and the next ones; made here, they would be extension members, so
+-- pg_dump would skip them and their rows: they leave the extension like run-time ones.
+DO $$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN
+        SELECT lms_etl.create_partitions(m.month, m.month)
+          FROM (SELECT DISTINCT date_trunc('month', a.created_at, 'UTC') AS month
+                  FROM lms_etl.attempts_0_1_0 a
+                 UNION
+                SELECT now() UNION SELECT now() + interval '2 months') AS m
+         ORDER BY 1
+    LOOP
+        EXECUTE format('ALTER EXTENSION lms_etl DROP TABLE %s', part);
+    END LOOP;
+END
+$$;
+INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                              lis_outcome_service_url, is_correct, attempt_type, created_at,
+                              run_id, loaded_at)
+SELECT user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url,
+       is_correct, attempt_type, created_at, run_id, loaded_at
+  FROM lms_etl.attempts_0_1_0;
+ALTER EXTENSION lms_etl DROP TABLE lms_etl.attempts_0_1_0;
+DROP TABLE lms_etl.attempts_0_1_0;
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts_default', '');
 
 -- == health: as in sql/health.sql ==
 -- Health checks (version 0.2.0): what catches a silent failure — no new data, no successful
@@ -880,6 +1195,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lms_etl.rejected_attempts, lms_etl.pendi
    TO lms_etl_loader;
 GRANT SELECT ON lms_etl.settings TO lms_etl_loader;
 REVOKE EXECUTE ON FUNCTION lms_etl.set_setting(text, text) FROM PUBLIC;
+-- The loader asks for the months of its window (it may not create tables itself).
+GRANT EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) TO lms_etl_loader;
 
 -- == fill: the new statistics of the days 0.1.0 aggregated ==
 -- The numbers 0.1.0 computed stay as they are (the upgrade changes no stored value); the new

@@ -32,3 +32,5 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lms_etl.rejected_attempts, lms_etl.pendi
    TO lms_etl_loader;
 GRANT SELECT ON lms_etl.settings TO lms_etl_loader;
 REVOKE EXECUTE ON FUNCTION lms_etl.set_setting(text, text) FROM PUBLIC;
+-- The loader asks for the months of its window (it may not create tables itself).
+GRANT EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) TO lms_etl_loader;

@@ -21,6 +21,23 @@ CREATE TYPE lms_etl.sourcedid AS (
     user_id    text
 );
 
+-- A day's statistics per problem (course, block) as parallel arrays, one element per
+-- problem: what the aggregate lms_etl.problem_day returns and aggregate_daily unnests into
+-- lms_etl.daily_problem_stats (version 0.2.0). NULL course and block: attempts whose
+-- sourcedid is NULL or malformed.
+CREATE TYPE lms_etl.problem_day AS (
+    course_ids                 text[],
+    block_ids                  text[],
+    attempts                   bigint[],
+    runs                       bigint[],
+    submits                    bigint[],
+    successful_submits         bigint[],
+    users                      bigint[],
+    submitters                 bigint[],
+    users_solved               bigint[],
+    users_first_submit_correct bigint[]
+);
+
 -- True when PostgreSQL knows the IANA zone name. Declared IMMUTABLE for CHECK
 -- constraints: the zone database changes with PostgreSQL releases, not within a session.
 CREATE FUNCTION lms_etl.is_time_zone(name text)
@@ -39,7 +56,8 @@ COMMENT ON FUNCTION lms_etl.is_time_zone(text) IS
     'True when the text is a time zone name PostgreSQL knows (IANA, e.g. Europe/Moscow).';
 
 -- The settings lms_etl knows, each with its default (version 0.2.0). The zones are IANA
--- names; the health.* thresholds are read by lms_etl.health().
+-- names; the health.* thresholds are read by lms_etl.health(); retention.* by
+-- lms_etl.apply_retention() (months 0: keep everything).
 CREATE FUNCTION lms_etl.setting_default(name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -54,6 +72,8 @@ AS $$
         WHEN 'health.volume_k' THEN '3'
         WHEN 'health.volume_pct' THEN '25'
         WHEN 'health.max_rejected_share' THEN '0.05'
+        WHEN 'retention.months' THEN '0'
+        WHEN 'retention.action' THEN 'detach'
     END
 $$;
 COMMENT ON FUNCTION lms_etl.setting_default(text) IS
@@ -80,6 +100,10 @@ BEGIN
             RETURN setting_is_valid.value::numeric BETWEEN 0 AND 100;
         WHEN 'health.max_rejected_share' THEN
             RETURN setting_is_valid.value::numeric BETWEEN 0 AND 1;
+        WHEN 'retention.months' THEN
+            RETURN setting_is_valid.value::integer BETWEEN 0 AND 1200;
+        WHEN 'retention.action' THEN
+            RETURN setting_is_valid.value IN ('detach', 'drop');
         ELSE
             RETURN false;
     END CASE;
@@ -128,13 +152,17 @@ CREATE TABLE lms_etl.runs (
     lock_pid        integer,
     -- Whether the run had Google Sheets configured: lms_etl.health() then watches pushes.
     sheets_configured boolean,
+    -- The platform (api.client) it loaded from: the lock, the watermark and the history are
+    -- kept per platform (NULL: a run of 0.1.0, or of a single-platform database before).
+    client          text,
     CONSTRAINT runs_check CHECK (window_start < window_end)
 );
 
 -- The loaded attempts. The natural key keeps re-loads out; it includes the problem
 -- (lis_result_sourcedid, NULL counting as a value) so two submits of one user at the same
 -- instant on different problems are two attempts. created_at leads it so the same index
--- serves per-day aggregation scans.
+-- serves per-day aggregation scans. Partitioned by month of created_at (sql/partitions.sql):
+-- a day's aggregation reads one month, and old months leave by detach or drop, not DELETE.
 CREATE TABLE lms_etl.attempts (
     user_id                 text NOT NULL,
     oauth_consumer_key      text,
@@ -152,7 +180,10 @@ CREATE TABLE lms_etl.attempts (
         UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid),
     CONSTRAINT attempts_is_correct_by_type CHECK (
         (attempt_type = 'run' AND is_correct IS NULL) OR attempt_type = 'submit')
-);
+) PARTITION BY RANGE (created_at);
+-- Attempts of a month without its own partition (made ahead by lms_etl.create_partitions):
+-- a load never fails for want of a partition.
+CREATE TABLE lms_etl.attempts_default PARTITION OF lms_etl.attempts DEFAULT;
 
 -- Records that could not be loaded, verbatim, with the reason: nothing fetched is lost.
 -- A record is kept once however often it is fetched again (by the overlap or a re-run).
@@ -257,11 +288,14 @@ CREATE TABLE lms_etl.held_chunks (
     fetched     bigint NOT NULL,
     invalid     bigint NOT NULL,
     held_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (chunk_start, chunk_end)
+    -- The platform (api.client) whose chunk it is: one database can serve several.
+    client      text NOT NULL DEFAULT '',
+    CONSTRAINT held_chunks_pkey PRIMARY KEY (client, chunk_start, chunk_end)
 );
 
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts_default', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.rejected_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.run_chunks', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.watermark', '');

@@ -26,7 +26,7 @@ BEGIN
     IF lms_etl.setting_default(set_setting.name) IS NULL THEN
         RAISE EXCEPTION 'unknown lms_etl setting "%"', set_setting.name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Known: report_timezone, source_timezone, health.max_data_age, health.max_run_age, health.volume_days, health.volume_k, health.volume_pct, health.max_rejected_share.';
+                  HINT = 'Known: report_timezone, source_timezone, health.max_data_age, health.max_run_age, health.volume_days, health.volume_k, health.volume_pct, health.max_rejected_share, retention.months, retention.action.';
     END IF;
     IF set_setting.name IN ('report_timezone', 'source_timezone')
        AND NOT lms_etl.is_time_zone(set_setting.value) THEN
@@ -37,7 +37,7 @@ BEGIN
     IF NOT lms_etl.setting_is_valid(set_setting.name, set_setting.value) THEN
         RAISE EXCEPTION 'invalid value for lms_etl setting %: "%"', set_setting.name, set_setting.value
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1.';
+                  HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1; retention.months: 0-1200; retention.action: detach or drop.';
     END IF;
     INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
     ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();

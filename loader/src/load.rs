@@ -327,6 +327,25 @@ impl Database {
         Ok(row.get(0))
     }
 
+    /// Makes the monthly partitions of `lms_etl.attempts` that the window's rows and the next
+    /// month's go to (`lms_etl.create_partitions`, allowed to the loader role); returns how
+    /// many were new. Without them rows still load, into the default partition.
+    pub async fn prepare_partitions(&self, window: &Window) -> Result<i64, LoadError> {
+        let row = self
+            .client
+            .query_one(
+                // A backfill reaching back more than 10 years leaves its oldest rows in the
+                // default partition rather than make a table per month.
+                "SELECT count(*) FROM lms_etl.create_partitions(
+                     greatest($1, $2 + interval '1 month' - interval '10 years'),
+                     $2 + interval '1 month')",
+                &[&window.start, &window.end],
+            )
+            .await
+            .map_err(query_err("creating the window's monthly partitions"))?;
+        Ok(row.get(0))
+    }
+
     /// Opens one chunk's transaction.
     pub async fn begin_chunk(&mut self) -> Result<ChunkTx<'_>, LoadError> {
         Ok(ChunkTx {

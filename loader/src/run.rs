@@ -367,6 +367,13 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
 
     let span = info_span!("run", run_id);
     async {
+        match db.prepare_partitions(&window).await {
+            Ok(0) => {}
+            Ok(made) => info!(partitions = made, "monthly partitions created for the window"),
+            // Not fatal: the default partition takes the rows (and create_partitions moves
+            // them out when their month is made later).
+            Err(e) => warn!(error = %clean(&e), "could not create the window's monthly partitions; its rows go to the default partition"),
+        }
         let chunks = window.chunks(cfg.window.chunk);
         info!(%window, source_timezone = zones.source.name(), report_timezone = zones.report.name(),
               chunks = chunks.len(), chunk_minutes = cfg.window.chunk.num_minutes(), "run started");

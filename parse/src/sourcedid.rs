@@ -30,7 +30,7 @@ pub struct SourcedidError {
 }
 
 const PREFIX: &str = "course-v1:";
-const HEX_ID_LEN: usize = 32;
+pub(crate) const HEX_ID_LEN: usize = 32;
 
 /// Splits a sourcedid; an error names the byte where it stops matching the format.
 pub fn split_sourcedid(input: &str) -> Result<Sourcedid<'_>, SourcedidError> {

@@ -220,7 +220,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn per_problem_statistics_count_learners_solutions_and_first_submits() {
+    fn per_problem_stats_count_learners_solutions_first_submits() {
         let (u1, u2, u3) = (
             "11111111111111111111111111111111",
             "22222222222222222222222222222222",

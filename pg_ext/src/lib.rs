@@ -6,7 +6,10 @@ mod composite;
 mod drop_guard;
 mod health;
 mod ingest;
+mod learner_day;
+mod partitions;
 mod passback;
+mod problem_day;
 mod sourcedid;
 mod zones;
 
@@ -20,9 +23,23 @@ pgrx::extension_sql_file!(
     requires = ["schema"]
 );
 pgrx::extension_sql_file!(
+    "../../sql/learner_day.sql",
+    name = "learner_day",
+    requires = [
+        "settings",
+        learner_day::learner_day_accum,
+        learner_day::learner_day_final,
+        learner_day::learner_day_combine,
+        learner_day::learner_day_serialize,
+        learner_day::learner_day_deserialize,
+        problem_day::problem_day_accum,
+        problem_day::problem_day_final
+    ]
+);
+pgrx::extension_sql_file!(
     "../../sql/aggregate.sql",
     name = "aggregate",
-    requires = ["settings"]
+    requires = ["learner_day"]
 );
 pgrx::extension_sql_file!(
     "../../sql/health.sql",
@@ -35,9 +52,14 @@ pgrx::extension_sql_file!(
     requires = ["aggregate"]
 );
 pgrx::extension_sql_file!(
+    "../../sql/partitions.sql",
+    name = "partitions",
+    requires = ["ingest_sql"]
+);
+pgrx::extension_sql_file!(
     "../../sql/roles.sql",
     name = "roles",
-    requires = ["ingest_sql"]
+    requires = ["partitions"]
 );
 pgrx::extension_sql_file!(
     "../../sql/drop_guard.sql",

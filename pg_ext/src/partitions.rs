@@ -1,0 +1,187 @@
+//! Monthly partitions of `lms_etl.attempts` and retention are SQL (`sql/partitions.sql`);
+//! this module holds their tests.
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn count(sql: &str) -> i64 {
+        Spi::get_one::<i64>(sql).unwrap().unwrap()
+    }
+
+    fn text(sql: &str) -> String {
+        Spi::get_one::<String>(sql).unwrap().unwrap_or_default()
+    }
+
+    fn insert(at: &str) {
+        Spi::run_with_args(
+            "INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at)
+             VALUES ('u1', 'submit', true, $1::timestamptz)",
+            &[at.into()],
+        )
+        .unwrap();
+    }
+
+    /// Partition DDL in tests running side by side would deadlock on each other's test
+    /// transactions (each holds its locks to the end): one at a time.
+    fn alone() {
+        Spi::run("SELECT pg_advisory_xact_lock(1819112299)").unwrap();
+    }
+
+    fn partition_of(at: &str) -> String {
+        text(&format!(
+            "SELECT tableoid::regclass::text FROM lms_etl.attempts WHERE created_at = '{at}'"
+        ))
+    }
+
+    #[pg_test]
+    fn unpartitioned_months_wait_in_the_default_partition() {
+        alone();
+        insert("2031-05-10 12:00+00");
+        assert_eq!(
+            partition_of("2031-05-10 12:00+00"),
+            "lms_etl.attempts_default"
+        );
+        let made = text(
+            "SELECT string_agg(p::text, ',') FROM lms_etl.create_partitions('2031-05-01 00:00+00', '2031-06-15 00:00+00') p",
+        );
+        assert_eq!(made, "lms_etl.attempts_2031_05,lms_etl.attempts_2031_06");
+        // The waiting row moved into its month, unchanged and once.
+        assert_eq!(
+            partition_of("2031-05-10 12:00+00"),
+            "lms_etl.attempts_2031_05"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at >= '2031-01-01'"),
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM ONLY lms_etl.attempts_default WHERE created_at >= '2031-01-01'"), 0);
+        // Again: nothing new, nothing moved.
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.create_partitions('2031-05-01 00:00+00', '2031-06-15 00:00+00')"),
+            0
+        );
+        // Months are UTC months: the last microsecond of May is May's.
+        insert("2031-05-31 23:59:59.999999+00");
+        insert("2031-06-01 00:00+00");
+        assert_eq!(
+            partition_of("2031-05-31 23:59:59.999999+00"),
+            "lms_etl.attempts_2031_05"
+        );
+        assert_eq!(
+            partition_of("2031-06-01 00:00+00"),
+            "lms_etl.attempts_2031_06"
+        );
+        // The natural key holds across the partitioned table.
+        let dup = text(
+            "SELECT state FROM tests.capture_error(
+                 'INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at)
+                  VALUES (''u1'', ''submit'', true, ''2031-06-01 00:00+00'')', 'x')",
+        );
+        assert_eq!(dup, "23505");
+    }
+
+    #[pg_test]
+    fn a_span_over_ten_years_is_refused() {
+        let (state, message) = Spi::get_two::<String, String>(
+            "SELECT state, message FROM tests.capture_error(
+                 'SELECT count(*) FROM lms_etl.create_partitions(''2000-01-01'', ''2020-01-01'')', 'x')",
+        )
+        .unwrap();
+        assert_eq!(state.as_deref(), Some("22023"), "{message:?}");
+        assert!(message.unwrap().contains("10 years"));
+    }
+
+    #[pg_test]
+    fn retention_detaches_old_months_and_keeps_their_statistics() {
+        alone();
+        Spi::run("DELETE FROM lms_etl.attempts; DELETE FROM lms_etl.daily_stats").unwrap();
+        Spi::run("SELECT count(*) FROM lms_etl.create_partitions('2020-01-01', '2020-02-15')")
+            .unwrap();
+        insert("2020-01-10 12:00+00");
+        insert("2020-02-10 12:00+00");
+        Spi::run("SELECT lms_etl.refresh_daily_stats('2020-01-10', '2020-01-10')").unwrap();
+        assert_eq!(
+            count("SELECT attempts FROM lms_etl.daily_stats WHERE day = '2020-01-10'"),
+            1
+        );
+
+        // Not configured: nothing happens.
+        assert_eq!(count("SELECT count(*) FROM lms_etl.apply_retention()"), 0);
+        assert_eq!(count("SELECT count(*) FROM lms_etl.attempts"), 2);
+
+        // Keep 12 months: both 2020 months are older and leave attempts, detached.
+        Spi::run("SELECT lms_etl.set_setting('retention.months', '12')").unwrap();
+        let done = text(
+            "SELECT string_agg(partition_name || ':' || action, ',' ORDER BY partition_name) FROM lms_etl.apply_retention()",
+        );
+        assert_eq!(done, "attempts_2020_01:detached,attempts_2020_02:detached");
+        assert_eq!(count("SELECT count(*) FROM lms_etl.attempts"), 0);
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts_2020_01"),
+            1,
+            "a detached month keeps its rows"
+        );
+
+        // Aggregating a day before the horizon keeps its statistics: no zeros.
+        Spi::run("SELECT count(*) FROM lms_etl.refresh_daily_stats('2020-01-09', '2020-01-11')")
+            .unwrap();
+        assert_eq!(
+            count("SELECT attempts FROM lms_etl.daily_stats WHERE day = '2020-01-10'"),
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM lms_etl.daily_stats WHERE day BETWEEN '2020-01-09' AND '2020-01-11'"), 1, "no zero rows made for old days");
+        Spi::run("INSERT INTO lms_etl.pending_days (day) VALUES ('2020-01-10')").unwrap();
+        Spi::run("SELECT count(*) FROM lms_etl.aggregate_pending()").unwrap();
+        assert_eq!(
+            count("SELECT attempts FROM lms_etl.daily_stats WHERE day = '2020-01-10'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.pending_days WHERE day = '2020-01-10'"),
+            0
+        );
+
+        // Drop mode drops.
+        Spi::run("SELECT count(*) FROM lms_etl.create_partitions('2020-03-01', '2020-03-02')")
+            .unwrap();
+        Spi::run("SELECT lms_etl.set_setting('retention.action', 'drop')").unwrap();
+        assert_eq!(
+            text("SELECT string_agg(partition_name || ':' || action, ',') FROM lms_etl.apply_retention()"),
+            "attempts_2020_03:dropped"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM pg_class WHERE relname = 'attempts_2020_03'"),
+            0
+        );
+        // Months inside the horizon stay.
+        Spi::run(
+            "SELECT count(*) FROM lms_etl.create_partitions(now() - interval '11 months', now())",
+        )
+        .unwrap();
+        assert_eq!(count("SELECT count(*) FROM lms_etl.apply_retention()"), 0);
+        assert!(
+            count(
+                "SELECT count(*) FROM pg_inherits WHERE inhparent = 'lms_etl.attempts'::regclass"
+            ) >= 12
+        );
+    }
+
+    #[pg_test]
+    fn retention_settings_are_validated() {
+        for bad in [
+            "('retention.months', '-1')",
+            "('retention.months', 'two')",
+            "('retention.action', 'truncate')",
+        ] {
+            let sql = format!("SELECT lms_etl.set_setting{bad}");
+            let (state, _) = Spi::get_two_with_args::<String, String>(
+                "SELECT state, message FROM tests.capture_error($1, 'x')",
+                &[sql.clone().into()],
+            )
+            .unwrap();
+            assert_eq!(state.as_deref(), Some("22023"), "{sql}");
+        }
+    }
+}
