@@ -784,6 +784,9 @@ COMMENT ON FUNCTION lms_etl.mark_sheets_pushed(date[], timestamptz[]) IS
 -- one partition per month that holds data plus the current month and the next two. Like the
 -- created_at rewrite above, this copies the table under an exclusive lock: a quiet hour.
 ALTER TABLE lms_etl.attempts RENAME TO attempts_0_1_0;
+-- Generated constraint names are unique per schema: free the one the new table takes.
+ALTER TABLE lms_etl.attempts_0_1_0
+    RENAME CONSTRAINT attempts_attempt_type_check TO attempts_0_1_0_attempt_type_check;
 
 -- The loaded attempts. The natural key keeps re-loads out; it includes the problem
 -- (lis_result_sourcedid, NULL counting as a value) so two submits of one user at the same
