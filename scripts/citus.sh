@@ -165,7 +165,10 @@ EOF
 node_start() {
   local dir="$1" node="$2"
   if ! as_postgres "$(bindir)/pg_ctl" -D "$dir/$node" status >/dev/null 2>&1; then
-    as_postgres "$(bindir)/pg_ctl" -D "$dir/$node" -l "$dir/$node.log" -w -t 60 start >/dev/null \
+    # A server started from a developer shell would inherit RUST_BACKTRACE: lms_etl (pgrx) then
+    # appends a Rust backtrace to every error it reports, which no real server does.
+    as_postgres env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE \
+      "$(bindir)/pg_ctl" -D "$dir/$node" -l "$dir/$node.log" -w -t 60 start >/dev/null \
       || die "${node} did not start: see ${dir}/${node}.log"
   fi
 }

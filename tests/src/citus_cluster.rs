@@ -80,16 +80,24 @@ impl CitusCluster {
         cluster
     }
 
-    /// The superuser's URL of the coordinator, over TCP.
+    /// The superuser's URL of the coordinator, over TCP (the tests' client speaks no TLS).
     pub fn url(&self) -> String {
         format!(
-            "postgresql://postgres@127.0.0.1:{}/{DATABASE}",
+            "postgresql://postgres@127.0.0.1:{}/{DATABASE}?sslmode=disable",
             self.coordinator_port
         )
     }
 
-    /// The URL the loader uses: the login [`LOADER_LOGIN`] (lms_etl_loader only).
+    /// The URL the loader uses: the login [`LOADER_LOGIN`] (lms_etl_loader only), without
+    /// TLS. `CREATE EXTENSION citus` turns `ssl` on with a self-signed X.509 v1 certificate,
+    /// which the loader's TLS stack refuses even under `sslmode=prefer` (see
+    /// [`CitusCluster::default_loader_url`]).
     pub fn loader_url(&self) -> String {
+        format!("{}?sslmode=disable", self.default_loader_url())
+    }
+
+    /// The loader's URL as a user would write it, with libpq's default `sslmode=prefer`.
+    pub fn default_loader_url(&self) -> String {
         format!(
             "postgresql://{LOADER_LOGIN}@127.0.0.1:{}/{DATABASE}",
             self.coordinator_port
@@ -105,7 +113,7 @@ impl CitusCluster {
     pub fn worker_client(&self, worker: Worker) -> Client {
         let port = self.worker_ports[worker as usize];
         Client::connect(
-            &format!("postgresql://postgres@127.0.0.1:{port}/{DATABASE}"),
+            &format!("postgresql://postgres@127.0.0.1:{port}/{DATABASE}?sslmode=disable"),
             NoTls,
         )
         .expect("connect to a Citus worker")
