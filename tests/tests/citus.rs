@@ -555,3 +555,32 @@ fn the_loader_connects_to_a_coordinator_with_citus_own_certificate() {
         );
     }
 }
+
+/// The README's uninstall (DROP EXTENSION lms_etl CASCADE) deletes the data on every node.
+/// Citus' own drop trigger skips extension members, and undistribute_table refuses them
+/// ("cannot alter table because an extension depends on it"): without help, the shards of
+/// attempts stay on the workers with every row, and settings' placements on all nodes.
+#[test]
+fn drop_extension_cascade_leaves_no_shard_behind() {
+    let cluster = distributed();
+    let api = DemoApi::start(&["--records-per-hour", "60"]);
+    let etl = Etl::with_database_url(&cluster.loader_url(), &api.url);
+    run_ok(
+        &etl,
+        &["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"],
+    );
+    let mut client = cluster.client();
+    client
+        .batch_execute("DROP EXTENSION lms_etl CASCADE")
+        .unwrap();
+    assert_eq!(
+        text(
+            &mut client,
+            "SELECT string_agg(DISTINCT result, ' ') FROM run_command_on_all_nodes(
+                 $$SELECT coalesce(string_agg(c.relname, ',' ORDER BY c.relname), 'none')
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'lms_etl'$$)"
+        ),
+        "none"
+    );
+}
