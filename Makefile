@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PSQL := $(SUDO) runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1
 PGRX_TEST_DATA := /var/lib/postgresql/pgrx-test
 
-.PHONY: demo test setup install-ext database test-ext test-rust test-package test-upgrade check-released lint bench fuzz clean-db package
+.PHONY: demo test setup install-ext database test-ext test-rust citus test-citus test-package test-upgrade check-released lint bench fuzz clean-db package
 
 demo: install-ext database
 	cargo build --release -p lms-etl-loader --bin lms-etl
@@ -18,6 +18,7 @@ demo: install-ext database
 # test-upgrade installs an old release into the shared extension directory, so it runs
 # last and alone, after every test that uses the installed extension (even under make -j).
 test: setup test-ext install-ext lint test-rust
+	$(MAKE) test-citus
 	$(MAKE) test-package
 	$(MAKE) test-upgrade
 
@@ -47,13 +48,25 @@ test-ext: setup
 
 lint: check-released
 	cargo fmt --all -- --check
-	cargo clippy --workspace --exclude lms_etl --all-targets -- -D warnings
+	cargo clippy --workspace --exclude lms_etl --all-targets --features lms-etl-tests/citus -- -D warnings
 	cd pg_ext && cargo clippy --all-targets --features "pg$(PG_MAJOR) pg_test" -- -D warnings
 
 # Parser unit/property tests, loader unit tests, end-to-end tests (real PostgreSQL,
 # demo API, SMTP and Sheets stand-ins).
 test-rust:
 	cargo test --workspace --exclude lms_etl
+
+# Citus 13.2.2 built from the vendored source (../shared/vendor: the release tarball with a
+# one-line compat patch for this PostgreSQL 15 minor) into this PostgreSQL, unless installed.
+# Users install their platform's Citus packages instead (README).
+citus: setup
+	bash scripts/citus.sh install
+
+# lms_etl on a throwaway Citus cluster (coordinator + 2 workers on 127.0.0.1, started and
+# removed by the tests): tests/tests/citus.rs, behind the `citus` feature so `test-rust` does
+# not run it without Citus. Uses the installed extension, so it runs before test-upgrade.
+test-citus: citus
+	cargo test -p lms-etl-tests --features citus --test citus
 
 # The tarball of `make package`, unpacked and installed into staging roots (DESTDIR) as a
 # server would: files where pg_config says, checksums, a refused wrong major, idempotence,

@@ -139,18 +139,24 @@ impl TestDb {
 
     /// A fingerprint of the whole attempts table, independent of load order and run ids.
     pub fn attempts_fingerprint(&self) -> String {
-        self.client()
-            .query_one(
-                "SELECT count(*) || ':' || coalesce(md5(string_agg(
-                     concat_ws('|', user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url,
-                               is_correct, attempt_type, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')),
-                     ',' ORDER BY created_at, user_id, attempt_type, lis_result_sourcedid)), '-')
-                   FROM lms_etl.attempts",
-                &[],
-            )
-            .unwrap()
-            .get(0)
+        attempts_fingerprint(&mut self.client())
     }
+}
+
+/// A fingerprint of the whole attempts table of the database `client` is connected to,
+/// independent of load order and run ids (and of where the rows live: one node or shards).
+pub fn attempts_fingerprint(client: &mut Client) -> String {
+    client
+        .query_one(
+            "SELECT count(*) || ':' || coalesce(md5(string_agg(
+                 concat_ws('|', user_id, oauth_consumer_key, lis_result_sourcedid, lis_outcome_service_url,
+                           is_correct, attempt_type, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')),
+                 ',' ORDER BY created_at, user_id, attempt_type, lis_result_sourcedid)), '-')
+               FROM lms_etl.attempts",
+            &[],
+        )
+        .unwrap()
+        .get(0)
 }
 
 impl Drop for TestDb {

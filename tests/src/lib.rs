@@ -1,5 +1,6 @@
 //! End-to-end test harness.
 
+pub mod citus_cluster;
 pub mod fixture_api;
 pub mod harness;
 pub mod sheets_emulator;
