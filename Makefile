@@ -27,8 +27,17 @@ setup:
 
 # The release build of the extension into the system PostgreSQL (after test-ext, which
 # installs its own test build over the same files).
+# The old library is moved aside first: copying over it in place would change the code under
+# every backend that has it mapped (they crash); moved, they keep the old file until they end.
+# A failed build puts it back.
 install-ext: setup
-	cd pg_ext && cargo pgrx install --release --pg-config $(PG_CONFIG) $(if $(SUDO),--sudo,)
+	@so="$$($(PG_CONFIG) --pkglibdir)/lms_etl-$$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1).so"; \
+	  if [ -f "$$so" ]; then $(SUDO) mv -f "$$so" "$$so.old"; fi; \
+	  if (cd pg_ext && cargo pgrx install --release --pg-config $(PG_CONFIG) $(if $(SUDO),--sudo,)); then \
+	    $(SUDO) rm -f "$$so.old"; \
+	  else \
+	    [ -f "$$so.old" ] && $(SUDO) mv -f "$$so.old" "$$so"; exit 1; \
+	  fi
 
 database: install-ext
 	@$(PSQL) -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'lms_etl'" | grep -q 1 \

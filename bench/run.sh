@@ -7,6 +7,8 @@
 #     plus the loader's peak RSS for half a day, one day and two days (flat in window length).
 #  3. aggregate_daily of that day (daily_stats + daily_problem_stats) vs the plain per-day
 #     aggregation of 0.1.0 (one GROUP BY user over the day), in the same database.
+#  4. attempts partitioned by month vs plain: insert, one day's aggregation, removing a month.
+#  5. lms-etl run against Citus (coordinator + 2 workers here) vs one node (CITUS=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -134,5 +136,71 @@ problems=$($PSQL -d "${DB}_run" -tAc "SELECT count(*) FROM lms_etl.daily_problem
   echo "| lms_etl.aggregate_daily (daily + per problem, written) | $full_ms |"
   awk -v a="$full_ms" -v b="$plain_ms" 'BEGIN { printf "\n**aggregate_daily / plain = %.2f** (target <= 2)\n", a/b }'
 } >> "$out"
+# 4. Partitioned vs plain attempts ---------------------------------------------------
+median_of() { # $1 = label: median ms of the "label ms" lines in $work/parts.out
+  awk -v l="$1" '$1 == l { print $2 }' "$work/parts.out" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+$PSQL -d "${DB}_run" -f bench/partitions.sql > "$work/parts.out"
+ins_plain=$(median_of insert_plain); ins_part=$(median_of insert_partitioned)
+agg_plain=$(median_of aggregate_plain); agg_part=$(median_of aggregate_partitioned)
+del_ms=$(median_of remove_month_delete); drop_ms=$(median_of remove_month_drop)
+month_rows=$(awk '$1 == "rows_per_month" { print $2 }' "$work/parts.out")
+{
+  echo
+  echo "## 4. attempts partitioned by month vs the same table plain (bench/partitions.sql)"
+  echo
+  echo "The day's $month_rows rows inserted into each (median of 3, alternating); one day's"
+  echo "aggregation pass (learner_day + problem_day) with the month before also loaded (median of 3);"
+  echo "removing the old month ($month_rows rows): DELETE from the plain table vs DETACH + DROP."
+  echo
+  echo "| what | plain ms | partitioned ms | partitioned / plain |"
+  echo "|---|---:|---:|---:|"
+  awk -v a="$ins_plain" -v b="$ins_part" 'BEGIN { printf "| insert one day | %d | %d | %.2f |\n", a, b, b/a }'
+  awk -v a="$agg_plain" -v b="$agg_part" 'BEGIN { printf "| aggregate one day | %d | %d | %.2f |\n", a, b, b/a }'
+  awk -v a="$del_ms" -v b="$drop_ms" 'BEGIN { printf "| remove a month | %d (DELETE) | %d (DROP) | %.3f |\n", a, b, b/a }'
+  echo
+  echo "(targets: insert within 10 %, aggregation equal or faster, dropping a month instant)"
+} >> "$out"
 $PSQL -d postgres -c "DROP DATABASE IF EXISTS ${DB}_run WITH (FORCE)"
+
+# 5. Citus: coordinator + 2 workers on this machine vs one node, same run ------------
+if [ "${CITUS:-1}" = 1 ]; then
+  bash scripts/citus.sh install
+  cdir=$(mktemp -d /tmp/lms-etl-bench-citus.XXXXXX); chmod 755 "$cdir"
+  trap 'kill $api_pid 2>/dev/null || true; bash scripts/citus.sh stop "$cdir" >/dev/null 2>&1 || true; rm -rf "$work" "$cdir"' EXIT
+  citus_run() { # $1 = database on the coordinator; prints wall ms of one day's lms-etl run
+    local t0 t1
+    t0=$(date +%s%N)
+    env DATABASE_URL="postgresql://postgres@127.0.0.1:${COORDINATOR_PORT}/$1?sslmode=disable" LMS_ETL_API_URL="$api_url" \
+      LMS_ETL_CLIENT=demo LMS_ETL_CLIENT_KEY=demo LMS_ETL_LOG_DIR="$work/logs" LMS_ETL_EMAIL_SEND_ON=never \
+      "$BIN" run --start "$START" --end "$END" --no-email 2> "$work/citus-run.log" >/dev/null
+    t1=$(date +%s%N)
+    echo $(( (t1 - t0) / 1000000 ))
+  }
+  bash scripts/citus.sh start "$cdir" lms_etl_citus >/dev/null
+  # shellcheck disable=SC1091
+  source "$cdir/ports.env"
+  CPSQL="$SUDO runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $COORDINATOR_PORT"
+  $CPSQL -d lms_etl_citus -c "SELECT * FROM lms_etl.citus_distribute()" > /dev/null
+  # The single node: a plain database on the coordinator's server, same settings.
+  $CPSQL -d postgres -c "CREATE DATABASE lms_etl_single" -c "\c lms_etl_single" -c "CREATE EXTENSION lms_etl" > /dev/null
+  single_ms=$(citus_run lms_etl_single)
+  citus_ms=$(citus_run lms_etl_citus)
+  single_rows=$($CPSQL -d lms_etl_single -tAc "SELECT count(*) FROM lms_etl.attempts")
+  citus_rows=$($CPSQL -d lms_etl_citus -tAc "SELECT count(*) FROM lms_etl.attempts")
+  shards=$($CPSQL -d lms_etl_citus -tAc "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'lms_etl.attempts'::regclass")
+  {
+    echo
+    echo "## 5. lms-etl run on Citus (coordinator + 2 workers, this machine) vs one node"
+    echo
+    echo "One day at $RATE records/hour, default loader settings, \`citus_distribute()\` ($shards shards of"
+    echo "attempts); the single node is a plain database on the coordinator's server (same settings)."
+    echo
+    echo "| what | rows | ms | rows/s |"
+    echo "|---|---:|---:|---:|"
+    awk -v n="$single_rows" -v t="$single_ms" 'BEGIN { printf "| one node | %d | %d | %.0f |\n", n, t, n*1000/t }'
+    awk -v n="$citus_rows" -v t="$citus_ms" 'BEGIN { printf "| Citus, 2 workers | %d | %d | %.0f |\n", n, t, n*1000/t }'
+    awk -v a="$citus_ms" -v b="$single_ms" -v n="$citus_rows" -v m="$single_rows" 'BEGIN { printf "\n**Citus rate / one-node rate = %.2f** (target >= 0.5)\n", (n/a)/(m/b) }'
+  } >> "$out"
+fi
 cat "$out"

@@ -141,6 +141,8 @@ cron.database_name = '${db:-postgres}'
 cron.use_background_workers = on
 max_worker_processes = 32
 max_connections = 200
+# Shards per distributed table: about twice the cores of the workers (2 workers sharing 2 cores here).
+citus.shard_count = 4
 fsync = off
 synchronous_commit = off
 full_page_writes = off

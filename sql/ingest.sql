@@ -15,6 +15,9 @@ AS $$
 DECLARE
     first_at timestamptz;
     last_at timestamptz;
+    chunk_first timestamptz;
+    chunk_last timestamptz;
+    failure text;
 BEGIN
     BEGIN
         INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
@@ -24,18 +27,29 @@ BEGIN
                AS r(u, k, s, url, c, t, ts);
         GET DIAGNOSTICS inserted = ROW_COUNT;
         SELECT min(ts), max(ts) INTO first_at, last_at FROM unnest(created) AS ts;
-    EXCEPTION WHEN unique_violation THEN
+    EXCEPTION WHEN unique_violation OR internal_error THEN
+        -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
+        -- XX000 with the usual message; any other internal error is not ours to absorb.
+        GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+        IF SQLSTATE = 'XX000' AND failure NOT LIKE 'duplicate key value violates unique constraint %' THEN
+            RAISE;
+        END IF;
         WITH ins AS (
             INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                           lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
             SELECT u, k, s, url, c, t, ts, run
               FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
                    AS r(u, k, s, url, c, t, ts)
-            ON CONFLICT ON CONSTRAINT attempts_natural_key DO NOTHING
+            -- No conflict target: the key is each partition's (sql/schema.sql), and it is
+            -- the only unique constraint a partition has.
+            ON CONFLICT DO NOTHING
             RETURNING created_at)
         SELECT count(*), min(created_at), max(created_at) INTO inserted, first_at, last_at FROM ins;
         -- A new statement sees the rows just inserted; they match themselves, so only rows
         -- loaded before with other content come out. Positions are 1-based, as in the arrays.
+        -- The chunk's time range lets each partition (and Citus shard) read only its slice of
+        -- the key instead of joining the whole table.
+        SELECT min(ts), max(ts) INTO chunk_first, chunk_last FROM unnest(created) AS ts;
         SELECT array_agg(r.pos ORDER BY r.pos),
                array_agg(concat_ws(', ',
                    CASE WHEN a.is_correct IS DISTINCT FROM r.c THEN 'is_correct' END,
@@ -48,7 +62,8 @@ BEGIN
           JOIN lms_etl.attempts a
             ON a.created_at = r.ts AND a.user_id = r.u AND a.attempt_type = r.t
            AND a.lis_result_sourcedid IS NOT DISTINCT FROM r.s
-         WHERE (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
+         WHERE a.created_at BETWEEN chunk_first AND chunk_last
+           AND (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
                IS DISTINCT FROM (r.c, r.k, r.url);
     END;
     IF inserted > 0 THEN

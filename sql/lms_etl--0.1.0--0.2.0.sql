@@ -476,8 +476,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1; retention.months: 0-1200; retention.action: detach or drop.';
     END IF;
-    INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
-    ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    -- updated_at from EXCLUDED, not now(): on Citus (settings a reference table) an upsert
+    -- may only use IMMUTABLE functions in its DO UPDATE.
+    INSERT INTO lms_etl.settings AS s (name, value, updated_at)
+    VALUES (set_setting.name, set_setting.value, now())
+    ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
+       SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
     IF set_setting.name = 'report_timezone' AND previous IS DISTINCT FROM set_setting.value THEN
         INSERT INTO lms_etl.pending_days (day)
         SELECT d::date
@@ -665,6 +669,9 @@ AS $$
 DECLARE
     first_at timestamptz;
     last_at timestamptz;
+    chunk_first timestamptz;
+    chunk_last timestamptz;
+    failure text;
 BEGIN
     BEGIN
         INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
@@ -674,18 +681,29 @@ BEGIN
                AS r(u, k, s, url, c, t, ts);
         GET DIAGNOSTICS inserted = ROW_COUNT;
         SELECT min(ts), max(ts) INTO first_at, last_at FROM unnest(created) AS ts;
-    EXCEPTION WHEN unique_violation THEN
+    EXCEPTION WHEN unique_violation OR internal_error THEN
+        -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
+        -- XX000 with the usual message; any other internal error is not ours to absorb.
+        GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
+        IF SQLSTATE = 'XX000' AND failure NOT LIKE 'duplicate key value violates unique constraint %' THEN
+            RAISE;
+        END IF;
         WITH ins AS (
             INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                           lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
             SELECT u, k, s, url, c, t, ts, run
               FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
                    AS r(u, k, s, url, c, t, ts)
-            ON CONFLICT ON CONSTRAINT attempts_natural_key DO NOTHING
+            -- No conflict target: the key is each partition's (sql/schema.sql), and it is
+            -- the only unique constraint a partition has.
+            ON CONFLICT DO NOTHING
             RETURNING created_at)
         SELECT count(*), min(created_at), max(created_at) INTO inserted, first_at, last_at FROM ins;
         -- A new statement sees the rows just inserted; they match themselves, so only rows
         -- loaded before with other content come out. Positions are 1-based, as in the arrays.
+        -- The chunk's time range lets each partition (and Citus shard) read only its slice of
+        -- the key instead of joining the whole table.
+        SELECT min(ts), max(ts) INTO chunk_first, chunk_last FROM unnest(created) AS ts;
         SELECT array_agg(r.pos ORDER BY r.pos),
                array_agg(concat_ws(', ',
                    CASE WHEN a.is_correct IS DISTINCT FROM r.c THEN 'is_correct' END,
@@ -698,7 +716,8 @@ BEGIN
           JOIN lms_etl.attempts a
             ON a.created_at = r.ts AND a.user_id = r.u AND a.attempt_type = r.t
            AND a.lis_result_sourcedid IS NOT DISTINCT FROM r.s
-         WHERE (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
+         WHERE a.created_at BETWEEN chunk_first AND chunk_last
+           AND (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
                IS DISTINCT FROM (r.c, r.k, r.url);
     END;
     IF inserted > 0 THEN
@@ -788,10 +807,10 @@ ALTER TABLE lms_etl.attempts RENAME TO attempts_0_1_0;
 ALTER TABLE lms_etl.attempts_0_1_0
     RENAME CONSTRAINT attempts_attempt_type_check TO attempts_0_1_0_attempt_type_check;
 
--- The loaded attempts. The natural key keeps re-loads out; it includes the problem
--- (lis_result_sourcedid, NULL counting as a value) so two submits of one user at the same
--- instant on different problems are two attempts. created_at leads it so the same index
--- serves per-day aggregation scans. Partitioned by month of created_at (sql/partitions.sql):
+-- The loaded attempts. The natural key (on each partition, below) keeps re-loads out; it
+-- includes the problem (lis_result_sourcedid, NULL counting as a value) so two submits of one
+-- user at the same instant on different problems are two attempts. created_at leads it so
+-- the same index serves per-day aggregation scans. Partitioned by month of created_at (sql/partitions.sql):
 -- a day's aggregation reads one month, and old months leave by detach or drop, not DELETE.
 CREATE TABLE lms_etl.attempts (
     user_id                 text NOT NULL,
@@ -806,14 +825,19 @@ CREATE TABLE lms_etl.attempts (
     -- quarter of the insert time (BENCHMARKS.md), and runs are never deleted by the loader.
     run_id                  bigint,
     loaded_at               timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT attempts_natural_key
-        UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid),
     CONSTRAINT attempts_is_correct_by_type CHECK (
         (attempt_type = 'run' AND is_correct IS NULL) OR attempt_type = 'submit')
 ) PARTITION BY RANGE (created_at);
 -- Attempts of a month without its own partition (made ahead by lms_etl.create_partitions):
 -- a load never fails for want of a partition.
 CREATE TABLE lms_etl.attempts_default PARTITION OF lms_etl.attempts DEFAULT;
+-- The natural key is each partition's own unique constraint (create_partitions gives every
+-- month one), not the parent's: it includes created_at, so equal keys always meet in the
+-- same partition. A key on the parent would make pg_dump's restore fail: CREATE EXTENSION
+-- makes the parent's index, the dump's ATTACH PARTITION then creates each month's, and the
+-- dump's own ADD CONSTRAINT for it finds the name taken.
+ALTER TABLE lms_etl.attempts_default ADD CONSTRAINT attempts_default_natural_key
+    UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid);
 
 -- Monthly partitions of lms_etl.attempts and their retention (version 0.2.0).
 --
@@ -826,7 +850,8 @@ CREATE TABLE lms_etl.attempts_default PARTITION OF lms_etl.attempts DEFAULT;
 -- the default partition.
 
 -- Creates the monthly partitions that cover [from_time, to_time] and do not exist yet, and
--- returns them. A month whose attempts waited in the default partition gets them moved in.
+-- returns them; only months from 10 years ago to a year ahead. A month whose attempts waited
+-- in the default partition gets them moved in.
 -- SECURITY DEFINER: the loader role may not create tables, but may ask for its months.
 CREATE FUNCTION lms_etl.create_partitions(from_time timestamptz, to_time timestamptz)
 RETURNS SETOF regclass
@@ -839,6 +864,10 @@ DECLARE
     month_end timestamptz;
     part_name text;
     made regclass;
+    -- Months are made only from 10 years back to a year ahead: whatever the callers pass,
+    -- the catalog stays small, and far outliers wait in the default partition.
+    earliest constant timestamptz := date_trunc('month', now() - interval '10 years', 'UTC');
+    latest constant timestamptz := now() + interval '1 year';
 BEGIN
     IF to_time < from_time THEN
         RAISE EXCEPTION 'lms_etl.create_partitions: to_time % is before from_time %', to_time, from_time
@@ -850,7 +879,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Create the months in steps of at most 10 years.';
     END IF;
-    WHILE month_start <= to_time LOOP
+    month_start := greatest(month_start, earliest);
+    WHILE month_start <= least(to_time, latest) LOOP
         month_end := ((month_start AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
         part_name := 'attempts_' || to_char(month_start AT TIME ZONE 'UTC', 'YYYY_MM');
         IF to_regclass(format('lms_etl.%I', part_name)) IS NULL
@@ -867,6 +897,10 @@ BEGIN
             LOCK TABLE lms_etl.attempts_default IN EXCLUSIVE MODE;
             EXECUTE format('CREATE TABLE lms_etl.%I (LIKE lms_etl.attempts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                            part_name);
+            -- The month's natural key (the parent has none: see sql/schema.sql).
+            EXECUTE format('ALTER TABLE lms_etl.%I ADD CONSTRAINT %I
+                                UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid)',
+                           part_name, part_name || '_natural_key');
             EXECUTE format('WITH moved AS (DELETE FROM lms_etl.attempts_default
                                             WHERE created_at >= $1 AND created_at < $2
                                         RETURNING *)
@@ -973,6 +1007,60 @@ ALTER EXTENSION lms_etl DROP TABLE lms_etl.attempts_0_1_0;
 DROP TABLE lms_etl.attempts_0_1_0;
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('lms_etl.attempts_default', '');
+
+-- == citus: as in sql/citus.sql ==
+-- lms_etl on Citus (version 0.2.0). Install Citus and lms_etl on every node, add the workers,
+-- then on the coordinator: SELECT * FROM lms_etl.citus_distribute(); (README, "Scaling").
+--
+-- Layout: attempts is distributed on user_id (so a day's aggregation, grouped by learner,
+-- runs on the workers); settings is a reference table (the workers read the zones); the
+-- bookkeeping (runs, run_chunks, watermark, pending_days, held_chunks, rejected_attempts)
+-- and the statistics tables stay on the coordinator: as reference tables every chunk commit
+-- would become a two-phase commit on all nodes.
+CREATE FUNCTION lms_etl.citus_distribute()
+RETURNS TABLE (table_name text, layout text)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'lms_etl.citus_distribute: the citus extension is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Add citus first in shared_preload_libraries (''citus,pg_cron''), then CREATE EXTENSION citus.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid = 'lms_etl.settings'::regclass) THEN
+        PERFORM pg_catalog.create_reference_table('lms_etl.settings');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p
+                    WHERE p.logicalrelid = 'lms_etl.attempts'::regclass) THEN
+        -- Shards as citus.shard_count says (README: about twice the workers' cores).
+        PERFORM pg_catalog.create_distributed_table('lms_etl.attempts', 'user_id');
+    END IF;
+    -- A chunk's INSERT ... SELECT would open a connection per shard on each worker (and a TLS
+    -- handshake each): one per worker is 3x faster for a chunk's few thousand rows
+    -- (BENCHMARKS.md, benchmark 6). Set again after ALTER EXTENSION UPDATE: run this again.
+    ALTER FUNCTION lms_etl.insert_attempts(text[], text[], text[], text[], boolean[], text[],
+                                           timestamptz[], bigint)
+        SET citus.max_adaptive_executor_pool_size = 1;
+    RETURN QUERY
+        SELECT c.oid::regclass::text,
+               CASE p.partmethod WHEN 'h' THEN 'distributed by ' || a.attname
+                                 WHEN 'n' THEN 'reference table'
+                                 ELSE 'coordinator' END
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          LEFT JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = c.oid
+          LEFT JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = c.oid AND p.partmethod = 'h'
+                AND a.attname = pg_catalog.column_to_column_name(c.oid, p.partkey)
+         WHERE n.nspname = 'lms_etl' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+         ORDER BY 1;
+END
+$$;
+COMMENT ON FUNCTION lms_etl.citus_distribute() IS
+    'On a Citus coordinator: distribute lms_etl.attempts on user_id and make lms_etl.settings a reference table (idempotent); returns each table''s layout.';
+REVOKE EXECUTE ON FUNCTION lms_etl.citus_distribute() FROM PUBLIC;
 
 -- == health: as in sql/health.sql ==
 -- Health checks (version 0.2.0): what catches a silent failure — no new data, no successful

@@ -9,7 +9,8 @@
 -- the default partition.
 
 -- Creates the monthly partitions that cover [from_time, to_time] and do not exist yet, and
--- returns them. A month whose attempts waited in the default partition gets them moved in.
+-- returns them; only months from 10 years ago to a year ahead. A month whose attempts waited
+-- in the default partition gets them moved in.
 -- SECURITY DEFINER: the loader role may not create tables, but may ask for its months.
 CREATE FUNCTION lms_etl.create_partitions(from_time timestamptz, to_time timestamptz)
 RETURNS SETOF regclass
@@ -22,6 +23,10 @@ DECLARE
     month_end timestamptz;
     part_name text;
     made regclass;
+    -- Months are made only from 10 years back to a year ahead: whatever the callers pass,
+    -- the catalog stays small, and far outliers wait in the default partition.
+    earliest constant timestamptz := date_trunc('month', now() - interval '10 years', 'UTC');
+    latest constant timestamptz := now() + interval '1 year';
 BEGIN
     IF to_time < from_time THEN
         RAISE EXCEPTION 'lms_etl.create_partitions: to_time % is before from_time %', to_time, from_time
@@ -33,7 +38,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Create the months in steps of at most 10 years.';
     END IF;
-    WHILE month_start <= to_time LOOP
+    month_start := greatest(month_start, earliest);
+    WHILE month_start <= least(to_time, latest) LOOP
         month_end := ((month_start AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
         part_name := 'attempts_' || to_char(month_start AT TIME ZONE 'UTC', 'YYYY_MM');
         IF to_regclass(format('lms_etl.%I', part_name)) IS NULL
@@ -50,6 +56,10 @@ BEGIN
             LOCK TABLE lms_etl.attempts_default IN EXCLUSIVE MODE;
             EXECUTE format('CREATE TABLE lms_etl.%I (LIKE lms_etl.attempts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                            part_name);
+            -- The month's natural key (the parent has none: see sql/schema.sql).
+            EXECUTE format('ALTER TABLE lms_etl.%I ADD CONSTRAINT %I
+                                UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid)',
+                           part_name, part_name || '_natural_key');
             EXECUTE format('WITH moved AS (DELETE FROM lms_etl.attempts_default
                                             WHERE created_at >= $1 AND created_at < $2
                                         RETURNING *)

@@ -158,10 +158,10 @@ CREATE TABLE lms_etl.runs (
     CONSTRAINT runs_check CHECK (window_start < window_end)
 );
 
--- The loaded attempts. The natural key keeps re-loads out; it includes the problem
--- (lis_result_sourcedid, NULL counting as a value) so two submits of one user at the same
--- instant on different problems are two attempts. created_at leads it so the same index
--- serves per-day aggregation scans. Partitioned by month of created_at (sql/partitions.sql):
+-- The loaded attempts. The natural key (on each partition, below) keeps re-loads out; it
+-- includes the problem (lis_result_sourcedid, NULL counting as a value) so two submits of one
+-- user at the same instant on different problems are two attempts. created_at leads it so
+-- the same index serves per-day aggregation scans. Partitioned by month of created_at (sql/partitions.sql):
 -- a day's aggregation reads one month, and old months leave by detach or drop, not DELETE.
 CREATE TABLE lms_etl.attempts (
     user_id                 text NOT NULL,
@@ -176,14 +176,19 @@ CREATE TABLE lms_etl.attempts (
     -- quarter of the insert time (BENCHMARKS.md), and runs are never deleted by the loader.
     run_id                  bigint,
     loaded_at               timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT attempts_natural_key
-        UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid),
     CONSTRAINT attempts_is_correct_by_type CHECK (
         (attempt_type = 'run' AND is_correct IS NULL) OR attempt_type = 'submit')
 ) PARTITION BY RANGE (created_at);
 -- Attempts of a month without its own partition (made ahead by lms_etl.create_partitions):
 -- a load never fails for want of a partition.
 CREATE TABLE lms_etl.attempts_default PARTITION OF lms_etl.attempts DEFAULT;
+-- The natural key is each partition's own unique constraint (create_partitions gives every
+-- month one), not the parent's: it includes created_at, so equal keys always meet in the
+-- same partition. A key on the parent would make pg_dump's restore fail: CREATE EXTENSION
+-- makes the parent's index, the dump's ATTACH PARTITION then creates each month's, and the
+-- dump's own ADD CONSTRAINT for it finds the name taken.
+ALTER TABLE lms_etl.attempts_default ADD CONSTRAINT attempts_default_natural_key
+    UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid);
 
 -- Records that could not be loaded, verbatim, with the reason: nothing fetched is lost.
 -- A record is kept once however often it is fetched again (by the overlap or a re-run).

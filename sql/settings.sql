@@ -39,8 +39,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'health.*_age: a positive interval (''26 hours''); volume_days: 1-366; volume_k: > 0; volume_pct: 0-100; max_rejected_share: 0-1; retention.months: 0-1200; retention.action: detach or drop.';
     END IF;
-    INSERT INTO lms_etl.settings AS s (name, value) VALUES (set_setting.name, set_setting.value)
-    ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    -- updated_at from EXCLUDED, not now(): on Citus (settings a reference table) an upsert
+    -- may only use IMMUTABLE functions in its DO UPDATE.
+    INSERT INTO lms_etl.settings AS s (name, value, updated_at)
+    VALUES (set_setting.name, set_setting.value, now())
+    ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
+       SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
     IF set_setting.name = 'report_timezone' AND previous IS DISTINCT FROM set_setting.value THEN
         INSERT INTO lms_etl.pending_days (day)
         SELECT d::date

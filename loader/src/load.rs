@@ -337,8 +337,8 @@ impl Database {
                 // A backfill reaching back more than 10 years leaves its oldest rows in the
                 // default partition rather than make a table per month.
                 "SELECT count(*) FROM lms_etl.create_partitions(
-                     greatest($1, $2 + interval '1 month' - interval '10 years'),
-                     $2 + interval '1 month')",
+                     greatest($1::timestamptz, $2::timestamptz + interval '1 month' - interval '10 years'),
+                     $2::timestamptz + interval '1 month')",
                 &[&window.start, &window.end],
             )
             .await
@@ -599,7 +599,7 @@ impl ChunkTx<'_> {
                 .execute(
                     "INSERT INTO lms_etl.held_chunks (chunk_start, chunk_end, run_id, fetched, invalid)
                      VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (chunk_start, chunk_end) DO UPDATE
+                     ON CONFLICT ON CONSTRAINT held_chunks_pkey DO UPDATE
                         SET run_id = EXCLUDED.run_id, fetched = EXCLUDED.fetched,
                             invalid = EXCLUDED.invalid, held_at = now()",
                     &[&chunk.start, &chunk.end, &run_id, &counts.fetched, &counts.invalid],

@@ -25,7 +25,7 @@ pub struct Problem {
 #[derive(Debug, Default)]
 pub struct ProblemIndex {
     /// Problem part (the sourcedid before its last ':') → its problem, None if malformed.
-    by_part: HashMap<Box<str>, Option<u32>, FixedState>,
+    by_part: HashMap<Box<[u8]>, Option<u32>, FixedState>,
     by_problem: HashMap<Problem, u32, FixedState>,
     problems: Vec<Problem>,
 }
@@ -33,28 +33,49 @@ pub struct ProblemIndex {
 /// A learner part that passes the parser, put after a problem part to check that alone.
 const ANY_LEARNER: &str = "00000000000000000000000000000000";
 
+/// ASCII hex digits, as `u8::is_ascii_hexdigit` says, by byte.
+const IS_HEX: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_hexdigit();
+        b += 1;
+    }
+    table
+};
+
 impl ProblemIndex {
     /// The number of the sourcedid's problem; None for a malformed sourcedid (exactly when
     /// [`split_sourcedid`] fails on it).
     pub fn problem_of(&mut self, sourcedid: &str) -> Option<u32> {
+        self.problem_of_bytes(sourcedid.as_bytes())
+    }
+
+    /// [`Self::problem_of`] for raw text bytes (the database's): bytes that are not UTF-8 make
+    /// no well-formed sourcedid. Called once per attempt aggregated, so it checks only the
+    /// learner part and looks the problem part up; the full parse runs once per new part.
+    pub fn problem_of_bytes(&mut self, sourcedid: &[u8]) -> Option<u32> {
         // A well-formed learner part is 32 hex digits, so it holds no ':' and the last ':'
         // ends the problem part.
-        let (part, learner) = sourcedid.rsplit_once(':')?;
-        if learner.len() != HEX_ID_LEN || !learner.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let colon = memchr::memrchr(b':', sourcedid)?;
+        let (part, learner) = (&sourcedid[..colon], &sourcedid[colon + 1..]);
+        // Branch-free over the 32 bytes, so the compiler can vectorise it.
+        let hex = learner.len() == HEX_ID_LEN
+            && learner.iter().fold(true, |ok, &b| ok & IS_HEX[usize::from(b)]);
+        if !hex {
             return None;
         }
         if let Some(known) = self.by_part.get(part) {
             return *known;
         }
-        let number = split_sourcedid(&format!("{part}:{ANY_LEARNER}"))
+        let whole = std::str::from_utf8(part)
             .ok()
-            .map(|s| {
-                let problem = Problem {
-                    course_id: s.course_id.to_owned(),
-                    block_id: s.block_id.to_owned(),
-                };
-                self.number(problem)
-            });
+            .map(|part| format!("{part}:{ANY_LEARNER}"));
+        let problem = whole.as_deref().and_then(|w| split_sourcedid(w).ok()).map(|s| Problem {
+            course_id: s.course_id.to_owned(),
+            block_id: s.block_id.to_owned(),
+        });
+        let number = problem.map(|p| self.number(p));
         self.by_part.insert(part.into(), number);
         number
     }
@@ -73,7 +94,11 @@ impl ProblemIndex {
         if let Some(&n) = self.by_problem.get(&problem) {
             return n;
         }
-        let n = u32::try_from(self.problems.len()).expect("fewer than 2^32 problems");
+        // u32::MAX stays free: callers may use it for "no problem".
+        let n = u32::try_from(self.problems.len())
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .expect("fewer than 2^32 - 1 problems in one query");
         self.problems.push(problem.clone());
         self.by_problem.insert(problem, n);
         n
@@ -157,6 +182,27 @@ mod tests {
                     block_id: s.block_id.to_owned(),
                 });
                 prop_assert_eq!(ours, parser, "{}", input);
+            }
+        }
+
+        // Raw bytes: not UTF-8 is malformed; otherwise as the parser says.
+        #[test]
+        fn bytes_agree_with_split_sourcedid(inputs in proptest::collection::vec(
+            prop_oneof![
+                sourcedid_like().prop_map(String::into_bytes),
+                sourcedid_like().prop_map(|s| { let mut b = s.into_bytes(); b[12] = 0xff; b }),
+                any::<Vec<u8>>(),
+            ], 1..40)) {
+            let mut index = ProblemIndex::default();
+            for input in &inputs {
+                let ours = index.problem_of_bytes(input).map(|n| index.problem(n).clone());
+                let parser = std::str::from_utf8(input).ok()
+                    .and_then(|s| split_sourcedid(s).ok())
+                    .map(|s| Problem {
+                        course_id: s.course_id.to_owned(),
+                        block_id: s.block_id.to_owned(),
+                    });
+                prop_assert_eq!(ours, parser, "{:?}", input);
             }
         }
     }

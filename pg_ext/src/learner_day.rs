@@ -85,10 +85,30 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// The aggregate's state: the learner's tallies by problem number (None: attempts whose
-/// sourcedid is NULL or malformed), numbers from the query's [`ProblemIndex`]. Small and
-/// inline (a few KB per learner), so the day's states stay in cache: the first version kept
-/// each sourcedid as a key and was 5× slower for the memory it walked.
+/// One attempt as the transition function records it: 16 bytes.
+#[derive(Clone, Copy)]
+struct Event {
+    /// Problem number in the query's [`ProblemIndex`]; `NO_PROBLEM` for a NULL or malformed
+    /// sourcedid.
+    problem: u32,
+    /// `RUN`, `SUBMIT`, `CORRECT`, `HAS_TIME` bits.
+    flags: u8,
+    at: i64,
+}
+
+const NO_PROBLEM: u32 = u32::MAX;
+const RUN: u8 = 1;
+const SUBMIT: u8 = 2;
+const CORRECT: u8 = 4;
+const HAS_TIME: u8 = 8;
+
+/// The aggregate's state: the learner's attempts as an append-only log of small events,
+/// tallied per problem only at the end (numbers from the query's [`ProblemIndex`]).
+///
+/// Why a log: attempts arrive in time order, so consecutive rows belong to random learners.
+/// A per-learner map of tallies (the previous version) took two or three cache misses per
+/// row on a day's ~8 MB of maps; appending touches only the log's last line and this
+/// header, a few hundred KB over all learners, which stays in cache (BENCHMARKS.md, 5).
 ///
 /// `magic` comes first so a state made by some other `internal` aggregate, handed to our
 /// functions by a hand-made CREATE AGGREGATE, is refused instead of misread (EXECUTE on the
@@ -96,7 +116,9 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 #[repr(C)]
 struct LearnerDay {
     magic: u64,
-    by_problem: HashMap<Option<u32>, Tally, FixedState>,
+    events: Vec<Event>,
+    /// Tallies merged in from parallel workers' states (deserialized or combined).
+    merged: HashMap<Option<u32>, Tally, FixedState>,
     /// The query's problem numbering: it lives in a support function's per-query memory
     /// (fn_extra), which outlives every state of the query.
     problems: *mut ProblemIndex,
@@ -108,9 +130,27 @@ impl LearnerDay {
     fn new(problems: *mut ProblemIndex) -> Self {
         LearnerDay {
             magic: MAGIC,
-            by_problem: HashMap::default(),
+            events: Vec::new(),
+            merged: HashMap::default(),
             problems,
         }
+    }
+
+    /// Tallies per problem: the merged ones plus the log's.
+    fn tallies(&self) -> HashMap<Option<u32>, Tally, FixedState> {
+        let mut tallies = self.merged.clone();
+        for e in &self.events {
+            let problem = (e.problem != NO_PROBLEM).then_some(e.problem);
+            let kind = match (e.flags & RUN != 0, e.flags & SUBMIT != 0) {
+                (true, _) => Some("run"),
+                (_, true) => Some("submit"),
+                _ => None,
+            };
+            let correct = (e.flags & CORRECT != 0).then_some(true);
+            let at = (e.flags & HAS_TIME != 0).then_some(e.at);
+            tallies.entry(problem).or_default().add(kind, correct, at);
+        }
+        tallies
     }
 
     /// The tallies, encoded with the problems spelt out (the aggregate's result, and its
@@ -119,15 +159,15 @@ impl LearnerDay {
         // SAFETY: the index outlives the query's states (see `problems`).
         let index = unsafe { &*self.problems };
         encode(
-            self.by_problem
+            self.tallies()
                 .iter()
                 .map(|(n, t)| (n.map(|n| index.problem(n)), t)),
         )
     }
 
-    /// Adds `other`'s tallies, renumbering its problems if it was numbered elsewhere.
+    /// Adds `other`'s attempts, renumbering its problems if it was numbered elsewhere.
     fn merge(&mut self, other: &LearnerDay) {
-        for (n, tally) in &other.by_problem {
+        for (n, tally) in &other.tallies() {
             let n = match n {
                 Some(n) if !std::ptr::eq(other.problems, self.problems) => {
                     // SAFETY: both indexes outlive the query's states (see `problems`).
@@ -137,7 +177,7 @@ impl LearnerDay {
                 }
                 n => *n,
             };
-            self.by_problem.entry(n).or_default().merge(tally);
+            self.merged.entry(n).or_default().merge(tally);
         }
     }
 }
@@ -250,20 +290,20 @@ fn learner_day_accum(fcinfo: pg_sys::FunctionCallInfo) -> Internal {
         .expect("an initialized state");
     // SAFETY: the index lives in per-query memory, and this call is its only user now.
     let index = unsafe { &mut *problems };
-    // Text that is not UTF-8 (a database in another encoding) is no well-formed sourcedid.
     let problem = sourcedid
         .filter(|s| s.len() <= MAX_SOURCEDID_BYTES)
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(|s| index.problem_of(s));
-    let attempt_type = match attempt_type {
-        Some(b"run") => Some("run"),
-        Some(b"submit") => Some("submit"),
-        _ => None,
-    };
-    day.by_problem
-        .entry(problem)
-        .or_default()
-        .add(attempt_type, is_correct, created_at);
+        .and_then(|s| index.problem_of_bytes(s));
+    let flags = match attempt_type {
+        Some(b"run") => RUN,
+        Some(b"submit") => SUBMIT,
+        _ => 0,
+    } | if is_correct == Some(true) { CORRECT } else { 0 }
+        | if created_at.is_some() { HAS_TIME } else { 0 };
+    day.events.push(Event {
+        problem: problem.unwrap_or(NO_PROBLEM),
+        flags,
+        at: created_at.unwrap_or(0),
+    });
     state
 }
 
@@ -304,7 +344,7 @@ fn learner_day_deserialize(
     let index = unsafe { &mut *day.problems };
     let decoded = decode(encoded, |problem, tally| {
         let n = problem.map(|(course_id, block_id)| index.number_of(course_id, block_id));
-        day.by_problem.entry(n).or_default().merge(&tally);
+        day.merged.entry(n).or_default().merge(&tally);
     });
     if let Err(e) = decoded {
         ereport!(

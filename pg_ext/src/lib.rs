@@ -57,9 +57,14 @@ pgrx::extension_sql_file!(
     requires = ["ingest_sql"]
 );
 pgrx::extension_sql_file!(
+    "../../sql/citus.sql",
+    name = "citus",
+    requires = ["partitions"]
+);
+pgrx::extension_sql_file!(
     "../../sql/roles.sql",
     name = "roles",
-    requires = ["partitions"]
+    requires = ["citus"]
 );
 pgrx::extension_sql_file!(
     "../../sql/drop_guard.sql",

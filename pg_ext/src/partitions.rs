@@ -38,48 +38,65 @@ mod tests {
     #[pg_test]
     fn unpartitioned_months_wait_in_the_default_partition() {
         alone();
-        insert("2031-05-10 12:00+00");
+        insert("2027-05-10 12:00+00");
         assert_eq!(
-            partition_of("2031-05-10 12:00+00"),
+            partition_of("2027-05-10 12:00+00"),
             "lms_etl.attempts_default"
         );
         let made = text(
-            "SELECT string_agg(p::text, ',') FROM lms_etl.create_partitions('2031-05-01 00:00+00', '2031-06-15 00:00+00') p",
+            "SELECT string_agg(p::text, ',') FROM lms_etl.create_partitions('2027-05-01 00:00+00', '2027-06-15 00:00+00') p",
         );
-        assert_eq!(made, "lms_etl.attempts_2031_05,lms_etl.attempts_2031_06");
+        assert_eq!(made, "lms_etl.attempts_2027_05,lms_etl.attempts_2027_06");
         // The waiting row moved into its month, unchanged and once.
         assert_eq!(
-            partition_of("2031-05-10 12:00+00"),
-            "lms_etl.attempts_2031_05"
+            partition_of("2027-05-10 12:00+00"),
+            "lms_etl.attempts_2027_05"
         );
         assert_eq!(
-            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at >= '2031-01-01'"),
+            count("SELECT count(*) FROM lms_etl.attempts WHERE created_at >= '2027-01-01'"),
             1
         );
-        assert_eq!(count("SELECT count(*) FROM ONLY lms_etl.attempts_default WHERE created_at >= '2031-01-01'"), 0);
+        assert_eq!(count("SELECT count(*) FROM ONLY lms_etl.attempts_default WHERE created_at >= '2027-01-01'"), 0);
         // Again: nothing new, nothing moved.
         assert_eq!(
-            count("SELECT count(*) FROM lms_etl.create_partitions('2031-05-01 00:00+00', '2031-06-15 00:00+00')"),
+            count("SELECT count(*) FROM lms_etl.create_partitions('2027-05-01 00:00+00', '2027-06-15 00:00+00')"),
             0
         );
         // Months are UTC months: the last microsecond of May is May's.
-        insert("2031-05-31 23:59:59.999999+00");
-        insert("2031-06-01 00:00+00");
+        insert("2027-05-31 23:59:59.999999+00");
+        insert("2027-06-01 00:00+00");
         assert_eq!(
-            partition_of("2031-05-31 23:59:59.999999+00"),
-            "lms_etl.attempts_2031_05"
+            partition_of("2027-05-31 23:59:59.999999+00"),
+            "lms_etl.attempts_2027_05"
         );
         assert_eq!(
-            partition_of("2031-06-01 00:00+00"),
-            "lms_etl.attempts_2031_06"
+            partition_of("2027-06-01 00:00+00"),
+            "lms_etl.attempts_2027_06"
         );
         // The natural key holds across the partitioned table.
         let dup = text(
             "SELECT state FROM tests.capture_error(
                  'INSERT INTO lms_etl.attempts (user_id, attempt_type, is_correct, created_at)
-                  VALUES (''u1'', ''submit'', true, ''2031-06-01 00:00+00'')', 'x')",
+                  VALUES (''u1'', ''submit'', true, ''2027-06-01 00:00+00'')', 'x')",
         );
         assert_eq!(dup, "23505");
+    }
+
+    #[pg_test]
+    fn months_far_from_now_stay_in_the_default_partition() {
+        alone();
+        insert("2001-03-10 12:00+00");
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.create_partitions('2001-01-01', '2001-06-01')"),
+            0,
+            "more than 10 years back"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.create_partitions(now() + interval '2 years', now() + interval '3 years')"),
+            0,
+            "more than a year ahead"
+        );
+        assert_eq!(partition_of("2001-03-10 12:00+00"), "lms_etl.attempts_default");
     }
 
     #[pg_test]

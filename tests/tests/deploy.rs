@@ -249,7 +249,7 @@ fn the_readme_shows_the_pg_cron_schedules_of_sql_pg_cron_sql() {
             .collect()
     };
     let sql = calls(&read("sql/pg_cron.sql"));
-    assert_eq!(sql.len(), 2, "{sql:?}");
+    assert_eq!(sql.len(), 4, "{sql:?}");
     assert_eq!(calls(&readme_section()), sql);
 }
 

@@ -163,6 +163,11 @@ fn a_restored_database_holds_every_row_and_sequence_and_the_loader_continues_exa
             "sequence rejected_attempts_rejected_id_seq",
             "sequence runs_run_id_seq",
             "table attempts",
+            // Monthly partitions the loader made for its windows (November, and the month
+            // after): not extension members, so pg_dump must carry them and their rows itself.
+            "table attempts_2026_11",
+            "table attempts_2026_12",
+            "table attempts_default",
             "table daily_problem_stats",
             "table daily_stats",
             "table held_chunks",
@@ -185,6 +190,20 @@ fn a_restored_database_holds_every_row_and_sequence_and_the_loader_continues_exa
     );
     assert_eq!(fingerprints(&restored), before);
     assert_eq!(fingerprints(&source), before, "the dump changed its source");
+    // The months are partitions again (not loose tables), and the rows sit in their month.
+    assert_eq!(
+        text(
+            &restored,
+            "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = 'lms_etl.attempts'::regclass"
+        ),
+        "attempts_2026_11,attempts_2026_12,attempts_default"
+    );
+    assert_eq!(
+        restored.count("SELECT count(*) FROM lms_etl.attempts_2026_11"),
+        restored.count("SELECT count(*) FROM lms_etl.attempts")
+    );
 
     // The loader carries on in the restored database over a further window, and in the source
     // too, to show the restored one continues exactly as the original would have.
