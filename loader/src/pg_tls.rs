@@ -7,6 +7,9 @@
 //! compatibility); `verify-ca` = TLS, chain checked, any host name; `verify-full` = chain
 //! and host name. `sslrootcert` is a PEM CA bundle, `system` the platform's roots; without
 //! it, `~/.postgresql/root.crt` is used if it exists.
+//!
+//! Unlike libpq, the checked modes refuse X.509 v1 certificates (webpki's rule); the
+//! unchecked ones take them, as libpq does (Citus' own certificate is v1).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,11 +18,17 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, PeerMisbehaved, RootCertStore,
+    SignatureScheme,
+};
 use tokio_postgres::config::Host;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use x509_cert::Certificate;
 
 use crate::tls::{provider, read_ca_file};
 
@@ -368,12 +377,40 @@ impl ServerCertVerifier for LibpqVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        if self.roots.is_some() {
+            return rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms);
+        }
+        let spki = subject_public_key_info(cert)?;
+        // TLS 1.2 schemes leave the key's parameters open (ECDSA's curve): the candidate
+        // for the certificate's key is the one whose key algorithm is the key's, as webpki
+        // picks it.
+        let candidates = algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, candidates)| *candidates)
+            .ok_or(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        let key_algorithm = algorithm_identifier_contents(&spki.algorithm)?;
+        let algorithm = candidates
+            .iter()
+            .find(|a| a.public_key_alg_id().as_ref() == key_algorithm.as_slice())
+            .ok_or_else(move || {
+                CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext {
+                    signature_algorithm_id: candidates
+                        .first()
+                        .map_or_else(Vec::new, |a| a.signature_alg_id().as_ref().to_vec()),
+                    public_key_algorithm_id: key_algorithm,
+                }
+            })?;
+        let key = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or(CertificateError::BadEncoding)?;
+        algorithm
+            .verify_signature(key, message, dss.signature())
+            .map_err(|_| CertificateError::BadSignature)?;
+        Ok(HandshakeSignatureValid::assertion())
     }
 
     fn verify_tls13_signature(
@@ -382,11 +419,20 @@ impl ServerCertVerifier for LibpqVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        let algorithms = &self.provider.signature_verification_algorithms;
+        if self.roots.is_some() {
+            return rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms);
+        }
+        // TLS 1.3 schemes name the key's algorithm whole: rustls checks the scheme is one
+        // TLS 1.3 allows and that the key is of its algorithm.
+        let spki = subject_public_key_info(cert)?
+            .to_der()
+            .map_err(|_| CertificateError::BadEncoding)?;
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &SubjectPublicKeyInfoDer::from(spki),
             dss,
-            &self.provider.signature_verification_algorithms,
+            algorithms,
         )
     }
 
@@ -395,6 +441,35 @@ impl ServerCertVerifier for LibpqVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The certificate's key, read by x509-cert (in the tree already, through
+/// tokio-postgres-rustls), which takes every X.509 version. webpki, which rustls verifies
+/// signatures with, refuses X.509 v1 (`UnsupportedCertVersion`), and a v1 certificate is
+/// what `CREATE EXTENSION citus` makes the server present; OpenSSL, in libpq, takes it.
+fn subject_public_key_info(
+    cert: &CertificateDer<'_>,
+) -> Result<SubjectPublicKeyInfoOwned, CertificateError> {
+    Certificate::from_der(cert)
+        .map(|c| c.tbs_certificate.subject_public_key_info)
+        .map_err(|_| CertificateError::BadEncoding)
+}
+
+/// An AlgorithmIdentifier without its SEQUENCE header (the OID, then any parameters), the
+/// form `SignatureVerificationAlgorithm::public_key_alg_id` has.
+fn algorithm_identifier_contents(
+    algorithm: &AlgorithmIdentifierOwned,
+) -> Result<Vec<u8>, CertificateError> {
+    let mut contents = algorithm
+        .oid
+        .to_der()
+        .map_err(|_| CertificateError::BadEncoding)?;
+    if let Some(parameters) = &algorithm.parameters {
+        parameters
+            .encode_to_vec(&mut contents)
+            .map_err(|_| CertificateError::BadEncoding)?;
+    }
+    Ok(contents)
 }
 
 // ---- taking the TLS options out of the string -------------------------------------
@@ -731,6 +806,136 @@ mod tests {
             t.config().get_ssl_mode(),
             tokio_postgres::config::SslMode::Disable
         );
+    }
+
+    // ---- handshakes with X.509 v1 certificates (loader/testdata) ----------------------
+
+    const V1_RSA_CERT: &str = include_str!("../testdata/v1-rsa.crt");
+    const V1_RSA_KEY: &str = include_str!("../testdata/v1-rsa.key");
+    const V1_EC_CERT: &str = include_str!("../testdata/v1-ec.crt");
+    const V1_EC_KEY: &str = include_str!("../testdata/v1-ec.key");
+    const OTHER_EC_KEY: &str = include_str!("../testdata/other-ec.key");
+
+    /// A server that presents `cert` and signs with `key`, whether or not `key` is the
+    /// certificate's (rustls' `with_single_cert` would check; a resolver does not).
+    #[derive(Debug)]
+    struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::server::ResolvesServerCert for Presents {
+        fn resolve(
+            &self,
+            _hello: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A TLS handshake in memory between the client of `check` (trusting `roots`) and a
+    /// server of `version` presenting `cert` and signing with `key`; the client's verdict.
+    fn handshake(
+        check: Check,
+        roots: Option<&str>,
+        version: &'static rustls::SupportedProtocolVersion,
+        cert: &str,
+        key: &str,
+    ) -> Result<(), rustls::Error> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivateKeyDer;
+
+        let cert = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let key = provider()
+            .key_provider
+            .load_private_key(PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap())
+            .unwrap();
+        let trusted = roots.map(|pem| {
+            let mut store = RootCertStore::empty();
+            store
+                .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+                .unwrap();
+            Arc::new(store)
+        });
+        let client_config = client_config(check, trusted).unwrap();
+        let server_config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Presents(Arc::new(
+                rustls::sign::CertifiedKey::new(vec![cert], key),
+            ))));
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(client_config),
+            ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        let mut server = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+        let mut wire = Vec::new();
+        while client.is_handshaking() || server.is_handshaking() {
+            wire.clear();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets().expect("the server's side");
+            wire.clear();
+            while server.wants_write() {
+                server.write_tls(&mut wire).unwrap();
+            }
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets()?;
+        }
+        Ok(())
+    }
+
+    const TLS12: &rustls::SupportedProtocolVersion = &rustls::version::TLS12;
+    const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
+
+    #[test]
+    fn prefer_and_require_accept_a_v1_certificate_under_tls_1_2_and_1_3() {
+        for version in [TLS12, TLS13] {
+            for (cert, key) in [(V1_RSA_CERT, V1_RSA_KEY), (V1_EC_CERT, V1_EC_KEY)] {
+                assert_eq!(
+                    handshake(Check::Nothing, None, version, cert, key),
+                    Ok(()),
+                    "{version:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_server_signing_with_a_key_not_its_certificates_fails_the_handshake() {
+        for version in [TLS12, TLS13] {
+            assert_eq!(
+                handshake(Check::Nothing, None, version, V1_EC_CERT, OTHER_EC_KEY),
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::BadSignature
+                )),
+                "{version:?}"
+            );
+            // A key of another type: an RSA signature against the certificate's EC key.
+            let err = handshake(Check::Nothing, None, version, V1_EC_CERT, V1_RSA_KEY).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    rustls::Error::InvalidCertificate(
+                        CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+                    )
+                ),
+                "{version:?}: {err:?}"
+            );
+        }
+    }
+
+    /// verify-ca and verify-full (and require with a root certificate) keep webpki's full
+    /// verification, which refuses X.509 v1 even as its own trust anchor (README, TLS).
+    #[test]
+    fn chain_checks_refuse_a_v1_certificate() {
+        for check in [Check::Chain, Check::ChainAndHost] {
+            let err = handshake(check, Some(V1_EC_CERT), TLS13, V1_EC_CERT, V1_EC_KEY)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("UnsupportedCertVersion"), "{check:?}: {err}");
+        }
     }
 
     #[test]

@@ -89,9 +89,8 @@ impl CitusCluster {
     }
 
     /// The URL the loader uses: the login [`LOADER_LOGIN`] (lms_etl_loader only), without
-    /// TLS. `CREATE EXTENSION citus` turns `ssl` on with a self-signed X.509 v1 certificate,
-    /// which the loader's TLS stack refuses even under `sslmode=prefer` (see
-    /// [`CitusCluster::default_loader_url`]).
+    /// TLS, as the tests' own client. `CREATE EXTENSION citus` turns `ssl` on with a
+    /// self-signed X.509 v1 certificate: [`CitusCluster::default_loader_url`] goes through it.
     pub fn loader_url(&self) -> String {
         format!("{}?sslmode=disable", self.default_loader_url())
     }

@@ -154,6 +154,47 @@ fn require_with_a_root_certificate_checks_the_chain_as_libpq_does() {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
+/// `CREATE EXTENSION citus` makes the server present a self-signed X.509 v1 certificate,
+/// which libpq takes under `prefer` and `require` (nothing checked but the handshake's
+/// signature): so must the loader, over TLS 1.3 and 1.2 alike.
+#[test]
+fn prefer_and_require_connect_to_a_self_signed_v1_certificate_over_tls_1_3_and_1_2() {
+    for (tls12, version) in [(false, "TLSv1.3"), (true, "TLSv1.2")] {
+        let cluster = PgCluster::self_signed_v1(tls12);
+        // hostnossl rejects plaintext: the rows came over TLS.
+        run_loads_rows(cluster, "127.0.0.1", "");
+        let db = cluster.create_database();
+        let api = DemoApi::start(&["--records-per-hour", "60"]);
+        for (query, asked) in [
+            ("", "sslmode=prefer (TLS if the server offers it)"),
+            ("sslmode=require", "sslmode=require"),
+        ] {
+            let etl = Etl::with_database_url(&url(cluster, "127.0.0.1", &db, query), &api.url);
+            let out = etl.run(&["doctor"]);
+            assert!(
+                out.status.success(),
+                "{version} {query}: {}",
+                describe(&out)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains(&format!("encrypted ({version}), {asked}")),
+                "{stdout}"
+            );
+        }
+    }
+}
+
+/// verify-ca and verify-full keep rustls' (webpki's) full verification, which refuses
+/// X.509 v1 even as its own trust anchor, where libpq's OpenSSL would accept it (README).
+#[test]
+fn verify_ca_refuses_a_v1_certificate_naming_its_version() {
+    let cluster = PgCluster::self_signed_v1(false);
+    let query = ca_query(cluster, "verify-ca");
+    let text = status_fails(cluster, "127.0.0.1", &query, "verify-ca");
+    assert!(text.contains("UnsupportedCertVersion"), "{text}");
+}
+
 #[test]
 fn disable_against_a_tls_only_server_fails_with_the_servers_reason() {
     let text = status_fails(PgCluster::tls(), "127.0.0.1", "sslmode=disable", "disable");
