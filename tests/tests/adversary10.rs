@@ -1,8 +1,9 @@
 //! Findings of the adversary review of issue 10 (per-problem aggregation, monthly partitions),
-//! each kept as a test: a dump of a database with monthly partitions that does not restore
-//! cleanly, statistics of detached months zeroed once retention is switched off, a load racing
-//! `create_partitions` for its month, a record whose key is too long for the natural key's
-//! index failing its whole chunk, and a non-UTF-8 database.
+//! each kept as a test: a dump of a database with monthly partitions that did not restore
+//! cleanly (fixed in 3aac659, kept as a regression test), statistics of detached months
+//! zeroed once retention is switched off, a load racing `create_partitions` for its month, a
+//! record whose key is too long for the natural key's index failing its whole chunk, a
+//! non-UTF-8 database, and a partition made by hand without the natural key.
 
 use std::process::Command;
 use std::time::Duration;
@@ -248,4 +249,53 @@ fn create_extension_refuses_a_database_that_is_not_utf8() {
         .map(|e| e.message().to_owned())
         .unwrap_or_default();
     assert!(message.contains("UTF8"), "{message}");
+}
+
+/// Since the natural key moved from the parent to each partition (3aac659), only partitions
+/// made by create_partitions (and the default one) have it. A month or a quarter made by
+/// hand (`CREATE TABLE ... PARTITION OF lms_etl.attempts`, as PostgreSQL's manual shows and
+/// create_partitions itself allows for "a partition of another name") has no unique index,
+/// and insert_attempts' ON CONFLICT DO NOTHING has no target: a re-fetched record is
+/// inserted again, doubled. Either such a partition is refused or the key still holds.
+#[test]
+fn a_partition_made_by_hand_does_not_let_a_reloaded_record_in_twice() {
+    let db = TestDb::new();
+    let mut c = db.client();
+    let quarter = text(
+        &db,
+        "SELECT to_char(date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC' + interval '3 months', 'YYYY-MM-DD')",
+    );
+    let made = c.execute(
+        "DO $$ BEGIN EXECUTE format(
+             'CREATE TABLE lms_etl.attempts_by_hand PARTITION OF lms_etl.attempts FOR VALUES FROM (%L) TO (%L)',
+             $1::date::timestamp AT TIME ZONE 'UTC', ($1::date + 90)::timestamp AT TIME ZONE 'UTC'); END $$"
+            .replace("$1", &format!("'{quarter}'"))
+            .as_str(),
+        &[],
+    );
+    if let Err(e) = made {
+        // Refused: the key cannot be left out.
+        eprintln!("a partition made by hand was refused: {e}");
+        return;
+    }
+    let at = format!("{}{}", &quarter[..8], "10 10:11:12.123456");
+    let chunk = format!(
+        r#"[{{"lti_user_id": "3f4a2c4ba6bb5ad9ad8ea2a8ad29ea52", "passback_params": "{{'oauth_consumer_key': '', 'lis_result_sourcedid': 'x', 'lis_outcome_service_url': ''}}", "is_correct": 1, "attempt_type": "submit", "created_at": "{at}"}}]"#
+    );
+    for _ in 0..2 {
+        let loaded = c.query_one(
+            "SELECT inserted FROM lms_etl.ingest_chunk($1, NULL, 'UTC')",
+            &[&chunk],
+        );
+        if let Err(e) = loaded {
+            // Refused at load time, naming the partition without the key: also safe.
+            eprintln!("the load refused: {:?}", e.as_db_error());
+            return;
+        }
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM lms_etl.attempts"),
+        1,
+        "the record fetched twice was loaded twice"
+    );
 }
