@@ -61,7 +61,9 @@ impl ProblemIndex {
         let (part, learner) = (&sourcedid[..colon], &sourcedid[colon + 1..]);
         // Branch-free over the 32 bytes, so the compiler can vectorise it.
         let hex = learner.len() == HEX_ID_LEN
-            && learner.iter().fold(true, |ok, &b| ok & IS_HEX[usize::from(b)]);
+            && learner
+                .iter()
+                .fold(true, |ok, &b| ok & IS_HEX[usize::from(b)]);
         if !hex {
             return None;
         }
@@ -71,10 +73,13 @@ impl ProblemIndex {
         let whole = std::str::from_utf8(part)
             .ok()
             .map(|part| format!("{part}:{ANY_LEARNER}"));
-        let problem = whole.as_deref().and_then(|w| split_sourcedid(w).ok()).map(|s| Problem {
-            course_id: s.course_id.to_owned(),
-            block_id: s.block_id.to_owned(),
-        });
+        let problem = whole
+            .as_deref()
+            .and_then(|w| split_sourcedid(w).ok())
+            .map(|s| Problem {
+                course_id: s.course_id.to_owned(),
+                block_id: s.block_id.to_owned(),
+            });
         let number = problem.map(|p| self.number(p));
         self.by_part.insert(part.into(), number);
         number

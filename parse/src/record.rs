@@ -101,6 +101,11 @@ struct WireRecord<'a> {
     created_at: Option<&'a RawValue>,
 }
 
+/// Most bytes `lti_user_id` and `lis_result_sourcedid` may hold together: the natural key's
+/// btree row (at most 2704 bytes, stored uncompressed when the text does not compress) also
+/// holds created_at, attempt_type and the row headers. Real records use ~170.
+pub const MAX_KEY_TEXT_BYTES: usize = 2600;
+
 /// Accepted `created_at` forms; the API writes the first.
 const TIMESTAMP_FORMATS: [&str; 2] = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"];
 
@@ -232,6 +237,22 @@ fn parse_record(raw: &RawValue) -> Result<Attempt<'_>, Problem> {
     }
     if let Some(key) = passback.key_with_nul() {
         return Err(nul(&format!("passback_params.{key}")));
+    }
+    // The natural key (created_at, user_id, attempt_type, lis_result_sourcedid) is a btree
+    // index, whose rows PostgreSQL caps at 2704 bytes: one longer key fails the INSERT of
+    // its whole chunk, every run again, so the watermark never passes it. Quarantine it.
+    let sourcedid_len = passback
+        .lis_result_sourcedid
+        .as_ref()
+        .map_or(0, |s| s.len());
+    if user_id.len() + sourcedid_len > MAX_KEY_TEXT_BYTES {
+        return Err(problem(
+            "key: too long",
+            format!(
+                "fields `lti_user_id` and `passback_params.lis_result_sourcedid`: {} bytes together, more than the {MAX_KEY_TEXT_BYTES} the natural key can index",
+                user_id.len() + sourcedid_len
+            ),
+        ));
     }
 
     Ok(Attempt {
@@ -498,6 +519,24 @@ mod tests {
             reason(&GOOD.replace("'lis_outcome_service_url': ''", "'lis_outcome_service_url': 'a\\\\x00b'")),
             "field `passback_params.lis_outcome_service_url`: contains a NUL character, which PostgreSQL text cannot store"
         );
+    }
+
+    #[test]
+    fn a_key_too_long_for_the_index_is_rejected() {
+        let long = "f".repeat(MAX_KEY_TEXT_BYTES);
+        let record = GOOD.replace("course-v1:SF+DST+1:lms-b:3f4a", &long);
+        let chunk = format!("[{record}]");
+        let rejection = parse_chunk(&chunk).unwrap().remove(0).unwrap_err();
+        assert_eq!(rejection.kind, "key: too long");
+        assert!(
+            rejection.reason.contains("2632 bytes together"),
+            "{}",
+            rejection.reason
+        );
+        // Just under the cap loads.
+        let fits = "f".repeat(MAX_KEY_TEXT_BYTES - 32);
+        let chunk = format!("[{}]", GOOD.replace("course-v1:SF+DST+1:lms-b:3f4a", &fits));
+        assert!(parse_chunk(&chunk).unwrap().remove(0).is_ok());
     }
 
     #[test]

@@ -61,11 +61,7 @@ pgrx::extension_sql_file!(
     name = "citus",
     requires = ["partitions"]
 );
-pgrx::extension_sql_file!(
-    "../../sql/roles.sql",
-    name = "roles",
-    requires = ["citus"]
-);
+pgrx::extension_sql_file!("../../sql/roles.sql", name = "roles", requires = ["citus"]);
 pgrx::extension_sql_file!(
     "../../sql/drop_guard.sql",
     name = "drop_guard",

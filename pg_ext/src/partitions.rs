@@ -96,7 +96,10 @@ mod tests {
             0,
             "more than a year ahead"
         );
-        assert_eq!(partition_of("2001-03-10 12:00+00"), "lms_etl.attempts_default");
+        assert_eq!(
+            partition_of("2001-03-10 12:00+00"),
+            "lms_etl.attempts_default"
+        );
     }
 
     #[pg_test]
