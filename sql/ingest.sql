@@ -18,7 +18,19 @@ DECLARE
     chunk_first timestamptz;
     chunk_last timestamptz;
     failure text;
+    keyless regclass;
 BEGIN
+    -- Wait for a create_partitions in progress before the INSERT is planned: it then routes
+    -- to the new month, not into the default partition that month has just left.
+    LOCK TABLE lms_etl.attempts IN ROW EXCLUSIVE MODE;
+    -- The key lives on each partition (sql/schema.sql): one made by hand without it would
+    -- let a record in twice.
+    SELECT p INTO keyless FROM lms_etl.partitions_without_key() p LIMIT 1;
+    IF keyless IS NOT NULL THEN
+        RAISE EXCEPTION 'partition % of lms_etl.attempts has no natural key, so loading could store a record twice', keyless
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('ALTER TABLE %s ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid); make months with lms_etl.create_partitions.', keyless);
+    END IF;
     BEGIN
         INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                       lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)

@@ -14,6 +14,18 @@
 -- installed (Cargo.toml); MODULE_PATHNAME is NOT replaced (no module_pathname in the control
 -- file), so never write it here.
 
+-- lms_etl reads text as UTF-8 (sourcedids, passback dicts, JSON): in a database of another
+-- encoding its parsers would misread non-ASCII text, so it refuses to install there.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'lms_etl needs a UTF8 database; this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0';
+    END IF;
+END
+$$;
+
 -- == library: re-point C functions to the 0.2.0 library ==
 -- The C-language functions of 0.1.0 whose signatures stay the same, re-created exactly as a
 -- fresh 0.2.0 install creates them: probin 'lms_etl-<version>' (found in $libdir), same
@@ -109,6 +121,7 @@ AS $$
         WHEN 'health.max_rejected_share' THEN '0.05'
         WHEN 'retention.months' THEN '0'
         WHEN 'retention.action' THEN 'detach'
+        WHEN 'retention.applied_until' THEN '-infinity'
     END
 $$;
 COMMENT ON FUNCTION lms_etl.setting_default(text) IS
@@ -139,6 +152,8 @@ BEGIN
             RETURN setting_is_valid.value::integer BETWEEN 0 AND 1200;
         WHEN 'retention.action' THEN
             RETURN setting_is_valid.value IN ('detach', 'drop');
+        WHEN 'retention.applied_until' THEN
+            RETURN setting_is_valid.value::timestamptz IS NOT NULL;
         ELSE
             RETURN false;
     END CASE;
@@ -672,7 +687,19 @@ DECLARE
     chunk_first timestamptz;
     chunk_last timestamptz;
     failure text;
+    keyless regclass;
 BEGIN
+    -- Wait for a create_partitions in progress before the INSERT is planned: it then routes
+    -- to the new month, not into the default partition that month has just left.
+    LOCK TABLE lms_etl.attempts IN ROW EXCLUSIVE MODE;
+    -- The key lives on each partition (sql/schema.sql): one made by hand without it would
+    -- let a record in twice.
+    SELECT p INTO keyless FROM lms_etl.partitions_without_key() p LIMIT 1;
+    IF keyless IS NOT NULL THEN
+        RAISE EXCEPTION 'partition % of lms_etl.attempts has no natural key, so loading could store a record twice', keyless
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('ALTER TABLE %s ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid); make months with lms_etl.create_partitions.', keyless);
+    END IF;
     BEGIN
         INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                       lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
@@ -919,17 +946,47 @@ COMMENT ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) IS
     'Create the monthly (UTC) partitions of lms_etl.attempts covering [from_time, to_time] that are missing, moving their rows out of the default partition; returns the new partitions.';
 REVOKE EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) FROM PUBLIC;
 
+-- Partitions of lms_etl.attempts without the natural key (a partition made by hand):
+-- insert_attempts refuses to load while there is one.
+CREATE FUNCTION lms_etl.partitions_without_key()
+RETURNS SETOF regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.inhrelid::regclass
+      FROM pg_catalog.pg_inherits i
+     WHERE i.inhparent = 'lms_etl.attempts'::regclass
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_index x
+            WHERE x.indrelid = i.inhrelid AND x.indisunique AND x.indnullsnotdistinct
+              AND x.indnkeyatts = 4
+              AND ARRAY(SELECT a.attname::text
+                          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                          JOIN pg_catalog.pg_attribute a
+                            ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord)
+                  = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid'])
+$$;
+COMMENT ON FUNCTION lms_etl.partitions_without_key() IS
+    'Partitions of lms_etl.attempts lacking the natural key UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid).';
+
 -- The first instant retention keeps: the start of the UTC month retention.months before
--- the current one. NULL while retention.months is 0 (the default: keep everything).
+-- the current one, or the end of the last month retention detached or dropped if later.
+-- NULL while neither is set (the default: keep everything).
 CREATE FUNCTION lms_etl.retention_horizon()
 RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ((date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC')
-            - make_interval(months => m.months)) AT TIME ZONE 'UTC'
+    -- The further of: what the setting keeps now, and what retention already took away
+    -- (retention.applied_until: switching retention off or keeping more brings no month back).
+    SELECT nullif(greatest(
+               CASE WHEN m.months > 0
+                    THEN ((date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC')
+                          - make_interval(months => m.months)) AT TIME ZONE 'UTC'
+               END,
+               lms_etl.setting('retention.applied_until')::timestamptz), '-infinity')
       FROM (SELECT lms_etl.setting('retention.months')::integer AS months) m
-     WHERE m.months > 0
 $$;
 COMMENT ON FUNCTION lms_etl.retention_horizon() IS
     'First instant of created_at that retention keeps (NULL: retention.months not set, everything is kept).';
@@ -944,11 +1001,14 @@ RETURNS TABLE (partition_name text, action text, rows_estimate bigint)
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- retention.applied_until is written as text: ISO, readable whatever the reader's DateStyle.
+SET datestyle = 'ISO, YMD'
 AS $$
 DECLARE
     horizon constant timestamptz := lms_etl.retention_horizon();
     how constant text := lms_etl.setting('retention.action');
     part record;
+    applied timestamptz;
 BEGIN
     IF horizon IS NULL THEN
         RETURN;
@@ -968,9 +1028,17 @@ BEGIN
         ELSE
             EXECUTE format('ALTER TABLE lms_etl.attempts DETACH PARTITION %s', part.rel);
         END IF;
+        -- What is gone stays gone for aggregation, whatever the settings say later. (The
+        -- value is computed first: on Citus an upsert's DO UPDATE takes no casts.)
+        applied := greatest(lms_etl.setting('retention.applied_until')::timestamptz, part.upper_bound);
+        INSERT INTO lms_etl.settings AS s (name, value, updated_at)
+        VALUES ('retention.applied_until', applied::text, now())
+        ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
+           SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
         partition_name := part.relname;
         action := CASE how WHEN 'drop' THEN 'dropped' ELSE 'detached' END;
-        rows_estimate := greatest(part.reltuples, 0)::bigint;
+        -- NULL for a month never analysed (reltuples -1): unknown, not zero.
+        rows_estimate := CASE WHEN part.reltuples >= 0 THEN part.reltuples::bigint END;
         RETURN NEXT;
     END LOOP;
 END

@@ -78,17 +78,47 @@ COMMENT ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) IS
     'Create the monthly (UTC) partitions of lms_etl.attempts covering [from_time, to_time] that are missing, moving their rows out of the default partition; returns the new partitions.';
 REVOKE EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) FROM PUBLIC;
 
+-- Partitions of lms_etl.attempts without the natural key (a partition made by hand):
+-- insert_attempts refuses to load while there is one.
+CREATE FUNCTION lms_etl.partitions_without_key()
+RETURNS SETOF regclass
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.inhrelid::regclass
+      FROM pg_catalog.pg_inherits i
+     WHERE i.inhparent = 'lms_etl.attempts'::regclass
+       AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_index x
+            WHERE x.indrelid = i.inhrelid AND x.indisunique AND x.indnullsnotdistinct
+              AND x.indnkeyatts = 4
+              AND ARRAY(SELECT a.attname::text
+                          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                          JOIN pg_catalog.pg_attribute a
+                            ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                         ORDER BY k.ord)
+                  = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid'])
+$$;
+COMMENT ON FUNCTION lms_etl.partitions_without_key() IS
+    'Partitions of lms_etl.attempts lacking the natural key UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid).';
+
 -- The first instant retention keeps: the start of the UTC month retention.months before
--- the current one. NULL while retention.months is 0 (the default: keep everything).
+-- the current one, or the end of the last month retention detached or dropped if later.
+-- NULL while neither is set (the default: keep everything).
 CREATE FUNCTION lms_etl.retention_horizon()
 RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT ((date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC')
-            - make_interval(months => m.months)) AT TIME ZONE 'UTC'
+    -- The further of: what the setting keeps now, and what retention already took away
+    -- (retention.applied_until: switching retention off or keeping more brings no month back).
+    SELECT nullif(greatest(
+               CASE WHEN m.months > 0
+                    THEN ((date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC')
+                          - make_interval(months => m.months)) AT TIME ZONE 'UTC'
+               END,
+               lms_etl.setting('retention.applied_until')::timestamptz), '-infinity')
       FROM (SELECT lms_etl.setting('retention.months')::integer AS months) m
-     WHERE m.months > 0
 $$;
 COMMENT ON FUNCTION lms_etl.retention_horizon() IS
     'First instant of created_at that retention keeps (NULL: retention.months not set, everything is kept).';
@@ -103,11 +133,14 @@ RETURNS TABLE (partition_name text, action text, rows_estimate bigint)
 LANGUAGE plpgsql VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- retention.applied_until is written as text: ISO, readable whatever the reader's DateStyle.
+SET datestyle = 'ISO, YMD'
 AS $$
 DECLARE
     horizon constant timestamptz := lms_etl.retention_horizon();
     how constant text := lms_etl.setting('retention.action');
     part record;
+    applied timestamptz;
 BEGIN
     IF horizon IS NULL THEN
         RETURN;
@@ -127,9 +160,17 @@ BEGIN
         ELSE
             EXECUTE format('ALTER TABLE lms_etl.attempts DETACH PARTITION %s', part.rel);
         END IF;
+        -- What is gone stays gone for aggregation, whatever the settings say later. (The
+        -- value is computed first: on Citus an upsert's DO UPDATE takes no casts.)
+        applied := greatest(lms_etl.setting('retention.applied_until')::timestamptz, part.upper_bound);
+        INSERT INTO lms_etl.settings AS s (name, value, updated_at)
+        VALUES ('retention.applied_until', applied::text, now())
+        ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
+           SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at;
         partition_name := part.relname;
         action := CASE how WHEN 'drop' THEN 'dropped' ELSE 'detached' END;
-        rows_estimate := greatest(part.reltuples, 0)::bigint;
+        -- NULL for a month never analysed (reltuples -1): unknown, not zero.
+        rows_estimate := CASE WHEN part.reltuples >= 0 THEN part.reltuples::bigint END;
         RETURN NEXT;
     END LOOP;
 END

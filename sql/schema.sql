@@ -4,6 +4,18 @@
 -- through lms_etl--<from>--<to>.sql. Columns added after 0.1.0 stand last in each table, in
 -- the order the upgrade script adds them, so a fresh install and an upgrade look the same.
 
+-- lms_etl reads text as UTF-8 (sourcedids, passback dicts, JSON): in a database of another
+-- encoding its parsers would misread non-ASCII text, so it refuses to install there.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'lms_etl needs a UTF8 database; this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0';
+    END IF;
+END
+$$;
+
 CREATE TYPE lms_etl.passback_params AS (
     oauth_consumer_key      text,
     lis_result_sourcedid    text,
@@ -74,6 +86,7 @@ AS $$
         WHEN 'health.max_rejected_share' THEN '0.05'
         WHEN 'retention.months' THEN '0'
         WHEN 'retention.action' THEN 'detach'
+        WHEN 'retention.applied_until' THEN '-infinity'
     END
 $$;
 COMMENT ON FUNCTION lms_etl.setting_default(text) IS
@@ -104,6 +117,8 @@ BEGIN
             RETURN setting_is_valid.value::integer BETWEEN 0 AND 1200;
         WHEN 'retention.action' THEN
             RETURN setting_is_valid.value IN ('detach', 'drop');
+        WHEN 'retention.applied_until' THEN
+            RETURN setting_is_valid.value::timestamptz IS NOT NULL;
         ELSE
             RETURN false;
     END CASE;
