@@ -389,7 +389,7 @@ impl Database {
                 // A backfill reaching back more than 10 years leaves its oldest rows in the
                 // default partition rather than make a table per month.
                 "SELECT count(*) FROM lms_etl.create_partitions(
-                     greatest($1, $2 + interval '1 month' - interval '10 years'),
+                     greatest($1::timestamptz, $2::timestamptz + interval '1 month' - interval '10 years'),
                      $2 + interval '1 month')",
                 &[&window.start, &window.end],
             )
