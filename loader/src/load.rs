@@ -11,8 +11,19 @@ use crate::pg_tls::{SslMode, Target};
 use crate::report::{Counts, DailyStats, RejectionGroup, RunStatus};
 use crate::window::Window;
 
-/// Advisory-lock key held for the length of a run: "lms_etl" in ASCII.
-pub const RUN_LOCK_KEY: i64 = 0x006c_6d73_5f65_746c;
+/// First half of the advisory lock a run holds for its length: "lms" in ASCII. The second
+/// half is `hashtext(api.client)`, so each platform served by the database has its own run
+/// lock (two clients whose names hash alike only take turns, which is safe).
+pub const RUN_LOCK_CLASS: i32 = 0x006c_6d73;
+
+/// The watermark row of a platform: `lms_etl.watermark.source` for `api.client`.
+pub fn watermark_source(client: &str) -> String {
+    format!("{WATERMARK_PREFIX}:{client}")
+}
+
+/// `lms_etl.watermark.source` before the watermark was kept per client; the first client
+/// that runs without a row of its own adopts it ([`Database::adopt_legacy_state`]).
+pub const WATERMARK_PREFIX: &str = "statistics_api";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -172,31 +183,33 @@ impl Database {
         Ok(())
     }
 
-    /// Takes the session-level run lock; false when another run holds it. Returns the
-    /// backend pid that holds it, for the chunks' lock check.
-    pub async fn try_lock(&self) -> Result<Option<i32>, LoadError> {
+    /// Takes `client`'s session-level run lock; None when another run of that client holds
+    /// it. Returns the backend pid that holds it, for the chunks' lock check.
+    pub async fn try_lock(&self, client: &str) -> Result<Option<i32>, LoadError> {
         let row = self
             .client
             .query_one(
-                "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
-                &[&RUN_LOCK_KEY],
+                "SELECT pg_try_advisory_lock($1, hashtext($2)), pg_backend_pid()",
+                &[&RUN_LOCK_CLASS, &client],
             )
             .await
             .map_err(query_err("taking the run lock"))?;
         Ok(row.get::<_, bool>(0).then(|| row.get(1)))
     }
 
-    /// Closes the rows of runs whose process died (only called while holding the lock, so
-    /// no such run is alive). A zombie chunk transaction of such a run finishes first: this
-    /// update waits for its row lock, and once it commits, no chunk of that run can commit.
-    pub async fn abandon_dead_runs(&self) -> Result<Vec<i64>, LoadError> {
+    /// Closes the rows of `client`'s runs whose process died, and of runs from before the
+    /// client was recorded (only called while holding the client's lock, so no such run is
+    /// alive; another client's running run is alive under its own lock and is left alone).
+    /// A zombie chunk transaction of such a run finishes first: this update waits for its
+    /// row lock, and once it commits, no chunk of that run can commit.
+    pub async fn abandon_dead_runs(&self, client: &str) -> Result<Vec<i64>, LoadError> {
         let rows = self
             .client
             .query(
                 "UPDATE lms_etl.runs SET status = 'abandoned', finished_at = now(),
                         error = coalesce(error, 'the process ended without closing its run; closed by a later run')
-                  WHERE status = 'running' RETURNING run_id",
-                &[],
+                  WHERE status = 'running' AND (client = $1 OR client IS NULL) RETURNING run_id",
+                &[&client],
             )
             .await
             .map_err(query_err("closing abandoned runs"))?;
@@ -225,52 +238,89 @@ impl Database {
         })
     }
 
-    /// The source zone the last run that loaded anything read its times in.
-    pub async fn last_source_zone(&self) -> Result<Option<String>, LoadError> {
+    /// The source zone `client`'s last run that loaded anything read its times in.
+    pub async fn last_source_zone(&self, client: &str) -> Result<Option<String>, LoadError> {
         let row = self
             .client
             .query_opt(
                 "SELECT source_timezone FROM lms_etl.runs
-                  WHERE inserted > 0 AND source_timezone IS NOT NULL ORDER BY run_id DESC LIMIT 1",
-                &[],
+                  WHERE (client = $1 OR client IS NULL) AND inserted > 0 AND source_timezone IS NOT NULL
+                  ORDER BY run_id DESC LIMIT 1",
+                &[&client],
             )
             .await
             .map_err(query_err("reading the last run's source zone"))?;
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// Moves the watermark forward to `to` (never back).
-    pub async fn raise_watermark(&self, to: DateTime<Utc>) -> Result<(), LoadError> {
+    /// Moves `client`'s watermark forward to `to` (never back).
+    pub async fn raise_watermark(&self, client: &str, to: DateTime<Utc>) -> Result<(), LoadError> {
         self.client
             .execute(
                 "UPDATE lms_etl.watermark SET loaded_until = $1, updated_at = now()
-                  WHERE source = 'statistics_api' AND loaded_until < $1",
-                &[&to],
+                  WHERE source = $2 AND loaded_until < $1",
+                &[&to, &watermark_source(client)],
             )
             .await
             .map_err(query_err("moving the watermark"))?;
         Ok(())
     }
 
-    /// End of the last contiguous committed chunk, if any run ever committed one.
-    pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, LoadError> {
+    /// A database loaded before the watermark was kept per client has one row,
+    /// `statistics_api`, runs without a client and held chunks of client `''`. The first
+    /// client that runs without a watermark of its own adopts all three, in one transaction,
+    /// so a single-platform install carries on exactly where it was. Returns whether this
+    /// client adopted them. Two clients starting at once: the second waits for the first's
+    /// row lock and then finds no legacy row left.
+    pub async fn adopt_legacy_state(&mut self, client: &str) -> Result<bool, LoadError> {
+        let what = "adopting the watermark kept before it was per client";
+        let tx = self.client.transaction().await.map_err(query_err(what))?;
+        let adopted = tx
+            .execute(
+                "UPDATE lms_etl.watermark SET source = $1
+                  WHERE source = $2
+                    AND NOT EXISTS (SELECT 1 FROM lms_etl.watermark WHERE source = $1)",
+                &[&watermark_source(client), &WATERMARK_PREFIX],
+            )
+            .await
+            .map_err(query_err(what))?;
+        if adopted > 0 {
+            tx.execute(
+                "UPDATE lms_etl.held_chunks SET client = $1 WHERE client = ''",
+                &[&client],
+            )
+            .await
+            .map_err(query_err(what))?;
+            tx.execute(
+                "UPDATE lms_etl.runs SET client = $1 WHERE client IS NULL",
+                &[&client],
+            )
+            .await
+            .map_err(query_err(what))?;
+        }
+        tx.commit().await.map_err(query_err(what))?;
+        Ok(adopted > 0)
+    }
+
+    /// End of `client`'s last contiguous committed chunk, if any of its runs committed one.
+    pub async fn watermark(&self, client: &str) -> Result<Option<DateTime<Utc>>, LoadError> {
         let row = self
             .client
             .query_opt(
-                "SELECT loaded_until FROM lms_etl.watermark WHERE source = 'statistics_api'",
-                &[],
+                "SELECT loaded_until FROM lms_etl.watermark WHERE source = $1",
+                &[&watermark_source(client)],
             )
             .await
             .map_err(query_err("reading the watermark"))?;
         Ok(row.map(|r| r.get(0)))
     }
 
-    /// Moves the watermark to the end of this run's contiguous committed prefix: the chain of
+    /// Moves the run's client's watermark to the end of this run's contiguous committed prefix: the chain of
     /// its chunks from the window's start with no hole (chunks loaded on parallel
     /// connections commit out of order). Only a run whose window starts at or before the
     /// watermark moves it (a back-fill after a gap never does), and a chunk that failed or
     /// was refused stops the chain, so no later chunk can carry the watermark past it.
-    pub async fn settle_watermark(&self, run_id: i64) -> Result<(), LoadError> {
+    pub async fn settle_watermark(&self, client: &str, run_id: i64) -> Result<(), LoadError> {
         self.client
             .execute(
                 "WITH RECURSIVE chain(end_at) AS (
@@ -279,20 +329,21 @@ impl Database {
                      SELECT c.chunk_end FROM lms_etl.run_chunks c JOIN chain ON c.chunk_start = chain.end_at
                       WHERE c.run_id = $1)
                  UPDATE lms_etl.watermark SET loaded_until = (SELECT max(end_at) FROM chain), updated_at = now()
-                  WHERE source = 'statistics_api'
+                  WHERE source = $2
                     AND loaded_until >= (SELECT window_start FROM lms_etl.runs WHERE run_id = $1)
                     AND loaded_until < (SELECT max(end_at) FROM chain)",
-                &[&run_id],
+                &[&run_id, &watermark_source(client)],
             )
             .await
             .map_err(query_err("advancing the watermark"))?;
         Ok(())
     }
 
-    /// Records the start of a run; committed at once so even a crashed run leaves a trace.
-    /// The very first run also starts the watermark at its window's start.
+    /// Records the start of `client`'s run; committed at once so even a crashed run leaves a
+    /// trace. The client's very first run also starts its watermark at its window's start.
     pub async fn start_run(
         &self,
+        client: &str,
         window: &Window,
         requested_end: Option<DateTime<Utc>>,
         source_zone: Tz,
@@ -301,9 +352,9 @@ impl Database {
     ) -> Result<i64, LoadError> {
         self.client
             .execute(
-                "INSERT INTO lms_etl.watermark (source, loaded_until) VALUES ('statistics_api', $1)
+                "INSERT INTO lms_etl.watermark (source, loaded_until) VALUES ($1, $2)
                  ON CONFLICT (source) DO NOTHING",
-                &[&window.start],
+                &[&watermark_source(client), &window.start],
             )
             .await
             .map_err(query_err("initialising the watermark"))?;
@@ -311,8 +362,8 @@ impl Database {
             .client
             .query_one(
                 "INSERT INTO lms_etl.runs (window_start, window_end, requested_end, source_timezone, lock_pid,
-                                           sheets_configured)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
+                                           sheets_configured, client)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
                 &[
                     &window.start,
                     &window.end,
@@ -320,6 +371,7 @@ impl Database {
                     &source_zone.name(),
                     &lock_pid,
                     &sheets_configured,
+                    &client,
                 ],
             )
             .await
@@ -533,13 +585,14 @@ pub enum Verdict {
 }
 
 impl ChunkTx<'_> {
-    /// Whether any part of `chunk` was refused before and is still held.
-    pub async fn is_held(&self, chunk: &Window) -> Result<bool, LoadError> {
+    /// Whether any part of `client`'s `chunk` was refused before and is still held.
+    pub async fn is_held(&self, client: &str, chunk: &Window) -> Result<bool, LoadError> {
         let row = self
             .tx
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM lms_etl.held_chunks WHERE chunk_start < $2 AND chunk_end > $1)",
-                &[&chunk.start, &chunk.end],
+                "SELECT EXISTS (SELECT 1 FROM lms_etl.held_chunks
+                                 WHERE client = $3 AND chunk_start < $2 AND chunk_end > $1)",
+                &[&chunk.start, &chunk.end, &client],
             )
             .await
             .map_err(query_err(format!("checking holds on chunk {chunk}")))?;
@@ -583,9 +636,12 @@ impl ChunkTx<'_> {
     /// then commits. A refused chunk commits its rows but is held instead, so the watermark
     /// stays before it and later runs judge it strictly.
     /// Commits only while the run still holds its lock: the counters' update finds the
-    /// run's row `running` with its lock-holding backend still holding the lock, or rolls back.
+    /// run's row `running` with its lock-holding backend still holding the lock of the run's
+    /// client, or rolls back. Holds are `client`'s (the run's).
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         self,
+        client: &str,
         run_id: i64,
         chunk: &Window,
         counts: &ChunkCounts,
@@ -597,20 +653,20 @@ impl ChunkTx<'_> {
         if verdict == Verdict::Refused {
             self.tx
                 .execute(
-                    "INSERT INTO lms_etl.held_chunks (chunk_start, chunk_end, run_id, fetched, invalid)
-                     VALUES ($1, $2, $3, $4, $5)
+                    "INSERT INTO lms_etl.held_chunks (client, chunk_start, chunk_end, run_id, fetched, invalid)
+                     VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT ON CONSTRAINT held_chunks_pkey DO UPDATE
                         SET run_id = EXCLUDED.run_id, fetched = EXCLUDED.fetched,
                             invalid = EXCLUDED.invalid, held_at = now()",
-                    &[&chunk.start, &chunk.end, &run_id, &counts.fetched, &counts.invalid],
+                    &[&client, &chunk.start, &chunk.end, &run_id, &counts.fetched, &counts.invalid],
                 )
                 .await
                 .map_err(query_err(what()))?;
         } else {
             self.tx
                 .execute(
-                    "DELETE FROM lms_etl.held_chunks WHERE chunk_start < $2 AND chunk_end > $1",
-                    &[&chunk.start, &chunk.end],
+                    "DELETE FROM lms_etl.held_chunks WHERE client = $3 AND chunk_start < $2 AND chunk_end > $1",
+                    &[&chunk.start, &chunk.end, &client],
                 )
                 .await
                 .map_err(query_err(what()))?;
@@ -625,8 +681,9 @@ impl ChunkTx<'_> {
                 .await
                 .map_err(query_err(what()))?;
         }
-        // Last before the commit: it holds the run row's lock until then.
-        let (class_id, object_id) = (RUN_LOCK_KEY >> 32, RUN_LOCK_KEY & 0xffff_ffff);
+        // Last before the commit: it holds the run row's lock until then. The two-key form of
+        // an advisory lock shows its keys as classid and objid (as oid: an int4 below zero
+        // reads as its unsigned value, as the casts below give it) with objsubid 2.
         let held = self
             .tx
             .execute(
@@ -635,9 +692,10 @@ impl ChunkTx<'_> {
                   WHERE r.run_id = $1 AND r.status = 'running'
                     AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
                                  WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_pid
-                                   AND l.classid = $7::bigint::oid AND l.objid = $8::bigint::oid AND l.objsubid = 1)",
+                                   AND l.classid = $7::int4::oid AND l.objid = hashtext(r.client)::oid
+                                   AND l.objsubid = 2)",
                 &[&run_id, &counts.fetched, &counts.inserted, &counts.duplicates, &counts.conflicts,
-                  &counts.rejected, &class_id, &object_id],
+                  &counts.rejected, &RUN_LOCK_CLASS],
             )
             .await
             .map_err(query_err(what()))?;

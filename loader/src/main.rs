@@ -203,7 +203,10 @@ fn run_options(
 
 async fn show_status(config: &Config, runs: i64, days: i64) -> anyhow::Result<()> {
     let db = Database::connect(&config.database.target).await?;
-    print!("{}", status::render(&db, runs, days).await?);
+    print!(
+        "{}",
+        status::render(&db, &config.api.client, runs, days).await?
+    );
     Ok(())
 }
 
@@ -220,10 +223,12 @@ async fn sheets_sync(
     // A run pushes too: two pushes at once would each insert a missing day (a doubled row),
     // and the one writing older numbers last could leave them in the sheet while the other
     // marks the newer version pushed. The run lock, held from before the days are read
-    // until after they are marked, makes the pushes take turns.
+    // until after they are marked, makes the pushes take turns. The lock is api.client's:
+    // this client's runs push to this configuration's spreadsheet.
     anyhow::ensure!(
-        db.try_lock().await?.is_some(),
-        "another lms-etl run holds the lock; sheets-sync when it has finished"
+        db.try_lock(&config.api.client).await?.is_some(),
+        "another lms-etl run holds the lock of api.client {:?}; sheets-sync when it has finished",
+        config.api.client
     );
     let days = db.daily_stats_versions(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "sheets sync started");
@@ -243,15 +248,19 @@ async fn aggregate(
     let db = Database::connect(&config.database.target).await?;
     let days = db.aggregate(from, to).await?;
     tracing::info!(from = %from, to = %to, days = days.len(), "aggregation finished");
-    print!("{}", status::render(&db, 0, days.len() as i64).await?);
+    print!(
+        "{}",
+        status::render(&db, &config.api.client, 0, days.len() as i64).await?
+    );
     Ok(())
 }
 
 async fn reprocess(config: &Config, run_id: Option<i64>) -> anyhow::Result<()> {
     let db = Database::connect(&config.database.target).await?;
     anyhow::ensure!(
-        db.try_lock().await?.is_some(),
-        "another lms-etl run holds the lock; reprocess when it has finished"
+        db.try_lock(&config.api.client).await?.is_some(),
+        "another lms-etl run holds the lock of api.client {:?}; reprocess when it has finished",
+        config.api.client
     );
     let started = std::time::Instant::now();
     tracing::info!(run_id, "reprocess started");

@@ -234,10 +234,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     };
 
     info!("connecting to PostgreSQL");
-    let db = match Database::connect(&cfg.database.target).await {
+    let mut db = match Database::connect(&cfg.database.target).await {
         Ok(db) => db,
         Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     };
+    // The lock, the watermark, the holds and the run history are this platform's.
+    let client = cfg.api.client.as_str();
     if let Err(e) = db.check_version(env!("CARGO_PKG_VERSION")).await {
         // A deployment mistake, not a failed load: the configuration's exit code.
         let message = clean(&e);
@@ -247,15 +249,15 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         fail_before_run(cfg, opts, Tz::UTC, None, message, log_file.clone(), stages).await;
         return Exit::Config;
     }
-    let lock_pid = match db.try_lock().await {
+    let lock_pid = match db.try_lock(client).await {
         Ok(Some(pid)) => pid,
         Ok(None) => {
-            warn!("another lms-etl run holds the lock; exiting without doing anything");
+            warn!(client, "another lms-etl run holds the lock of this api.client; exiting without doing anything");
             return Exit::LockHeld;
         }
         Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     };
-    match db.abandon_dead_runs().await {
+    match db.abandon_dead_runs(client).await {
         Ok(ids) => ids.iter().for_each(|id| {
             warn!(run_id = id, "run {id} was left running by a process that died; closed it as abandoned (its committed chunks are kept and its days are aggregated now)")
         }),
@@ -265,7 +267,12 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
         Ok(z) => z,
         Err(e) => return early(clean(&e), cfg.api.source_timezone, stages).await,
     };
-    let watermark = match db.watermark().await {
+    match db.adopt_legacy_state(client).await {
+        Ok(true) => info!(client, "this client adopted the watermark, the runs and the holds kept before they were per client"),
+        Ok(false) => {}
+        Err(e) => return early(clean(&e), Some(zones.source), stages).await,
+    }
+    let watermark = match db.watermark(client).await {
         Ok(w) => w,
         Err(e) => return early(clean(&e), Some(zones.source), stages).await,
     };
@@ -275,7 +282,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     // old zone had reached, read in the new zone, without the overlap: every naive time is
     // then read once. (From the watermark's instant instead, a zone further west would re-read
     // and double what was loaded; one further east would skip hours.)
-    let continued_from = match db.last_source_zone().await {
+    let continued_from = match db.last_source_zone(client).await {
         Ok(Some(last)) if last != zones.source.name() && opts.start.is_none() => {
             match (source_time::parse_zone(&last), watermark) {
                 (Ok(old), Some(w)) => {
@@ -311,7 +318,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     );
     // A continuation past the watermark: the naive times between were loaded in the old zone.
     if let Some(start) = continued_from.filter(|s| watermark.is_some_and(|w| *s > w)) {
-        if let Err(e) = db.raise_watermark(start.min(plan.limit)).await {
+        if let Err(e) = db.raise_watermark(client, start.min(plan.limit)).await {
             return early(clean(&e), Some(zones.source), stages).await;
         }
     }
@@ -352,6 +359,7 @@ pub async fn execute(cfg: &Config, opts: &RunOptions, log_file: PathBuf, stop: I
     }
     let run_id = match db
         .start_run(
+            client,
             &window,
             plan.requested_end,
             zones.source,
@@ -703,7 +711,7 @@ async fn fetch_and_load(
                           rejected = loaded.counts.rejected, "chunk loaded");
                     add_counts(&mut outcome.counts, &loaded.counts);
                     // Chunks may commit out of order; catch the watermark up over the contiguous ones.
-                    if let Err(e) = db.settle_watermark(run_id).await {
+                    if let Err(e) = db.settle_watermark(&cfg.api.client, run_id).await {
                         loading.halt.store(true, Ordering::SeqCst);
                         outcome.error.get_or_insert(e.into());
                     }
@@ -757,8 +765,16 @@ async fn load_chunk(
         // A chunk whose naive bounds fold away (autumn change): nothing to ask for.
         let counts = ChunkCounts::default();
         let tx = conn.begin_chunk().await?;
-        tx.commit(loading.run_id, &chunk, &counts, 0, 0, Verdict::Completed)
-            .await?;
+        tx.commit(
+            &loading.cfg.api.client,
+            loading.run_id,
+            &chunk,
+            &counts,
+            0,
+            0,
+            Verdict::Completed,
+        )
+        .await?;
         return Ok(Loaded { chunk, counts });
     };
     info!(target: CHUNK, chunk = %chunk, url = %loading.fetcher.display_url(&bounds), "download started");
@@ -877,7 +893,7 @@ async fn try_chunk(
     };
     info!(target: CHUNK, chunk = %chunk, records = counts.fetched, bytes, attempts = attempt, elapsed_ms = fetch_ms,
           "download finished");
-    let held = match tx.is_held(chunk).await {
+    let held = match tx.is_held(&loading.cfg.api.client, chunk).await {
         Ok(h) => h,
         Err(e) => {
             tx.rollback().await;
@@ -890,6 +906,7 @@ async fn try_chunk(
         .expect("judge lock")
         .judge(chunk, held, &counts);
     tx.commit(
+        &loading.cfg.api.client,
         run_id,
         chunk,
         &counts,

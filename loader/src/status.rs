@@ -1,5 +1,5 @@
-//! `lms-etl status`: the last runs, the last days' statistics and the health checks as
-//! terminal tables.
+//! `lms-etl status`: the last runs of the configured `api.client`, the last days' statistics
+//! and the health checks as terminal tables.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
@@ -16,8 +16,14 @@ fn num(n: i64) -> Cell {
     Cell::new(n).set_alignment(CellAlignment::Right)
 }
 
-/// Renders the three tables as text.
-pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadError> {
+/// Renders the three tables as text: `client`'s runs (and any from before runs were kept
+/// per client), the days (shared by every client of the database) and the checks.
+pub async fn render(
+    db: &Database,
+    client: &str,
+    runs: i64,
+    days: i64,
+) -> Result<String, LoadError> {
     let run_rows = db
         .client()
         .query(
@@ -26,8 +32,8 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
                         || to_char(window_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
                     status, fetched, inserted, duplicates, rejected,
                     coalesce((stage_ms->>'total')::bigint, 0), coalesce(error, ''), conflicts
-               FROM lms_etl.runs ORDER BY run_id DESC LIMIT $1",
-            &[&runs],
+               FROM lms_etl.runs WHERE client = $2 OR client IS NULL ORDER BY run_id DESC LIMIT $1",
+            &[&runs, &client],
         )
         .await
         .map_err(|source| LoadError::Query {
@@ -96,6 +102,6 @@ pub async fn render(db: &Database, runs: i64, days: i64) -> Result<String, LoadE
     }
     let checks = crate::health::table(&crate::health::checks(db).await?);
     Ok(format!(
-        "Last runs\n{t}\n\nDaily statistics\n{d}\n\nHealth checks (lms_etl.health(), worst first)\n{checks}\n"
+        "Last runs of api.client {client:?}\n{t}\n\nDaily statistics\n{d}\n\nHealth checks (lms_etl.health(), worst first)\n{checks}\n"
     ))
 }

@@ -5,13 +5,11 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
+use lms_etl_loader::load::RUN_LOCK_CLASS;
 use lms_etl_tests::harness::{describe, Etl, TestDb};
 use lms_etl_tests::sheets_emulator::SheetsEmulator;
 
 const SPREADSHEET: &str = "adversary9";
-
-/// The loader's run lock (`lms_etl_loader::load::RUN_LOCK_KEY`): "lms_etl" in ASCII.
-const RUN_LOCK_KEY: i64 = 0x006c_6d73_5f65_746c;
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -41,10 +39,13 @@ fn sheets_sync_refuses_while_a_run_holds_the_lock_and_pushes_once_it_is_free() {
         .with_env("LMS_ETL_SHEETS_API_ROOT", &sheets.api_root());
     let sync = ["sheets-sync", "--from", "2026-11-20", "--to", "2026-11-20"];
 
-    // A run in flight: its session holds the run lock.
+    // A run in flight: its session holds the run lock of the harness's client, "demo".
     let mut run = db.client();
-    run.execute("SELECT pg_advisory_lock($1)", &[&RUN_LOCK_KEY])
-        .unwrap();
+    run.execute(
+        "SELECT pg_advisory_lock($1, hashtext('demo'))",
+        &[&RUN_LOCK_CLASS],
+    )
+    .unwrap();
     let out = etl.run(&sync);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(

@@ -53,6 +53,8 @@ fn happy_path_loads_aggregates_and_logs_every_stage() {
         db.count("SELECT (loaded_until = '2026-11-22')::int::bigint FROM lms_etl.watermark"),
         1
     );
+    // The run made its months' partitions: no row waits in the default one.
+    assert_eq!(db.count("SELECT count(*) FROM lms_etl.attempts_default"), 0);
 
     let log = etl.log_text();
     for line in [
@@ -68,6 +70,7 @@ fn happy_path_loads_aggregates_and_logs_every_stage() {
     ] {
         assert!(log.contains(line), "log lacks {line:?}:\n{log}");
     }
+    assert!(!log.contains("could not create"), "{log}");
     assert!(log.contains("elapsed_ms="), "stages log their durations");
     assert!(
         !log.contains("client_key=demo"),
