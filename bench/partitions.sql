@@ -10,6 +10,8 @@ CREATE TABLE bench_day AS SELECT * FROM lms_etl.attempts;
 -- A plain table like 0.1.0's and a monthly partitioned one like 0.2.0's: same columns, key,
 -- constraints; two months of partitions (the day's month and the one before) and a default.
 CREATE TABLE bench_plain (LIKE lms_etl.attempts INCLUDING ALL);
+-- The key: lms_etl.attempts has it on each partition, so LIKE does not copy it.
+ALTER TABLE bench_plain ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid);
 CREATE TABLE bench_part (LIKE lms_etl.attempts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
     PARTITION BY RANGE (created_at);
 CREATE TABLE bench_part_default PARTITION OF bench_part DEFAULT;

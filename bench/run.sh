@@ -82,7 +82,9 @@ read -r two_ms two_rss < <(loader_run "$TWO_DAYS")
 read -r run_ms run_rss < <(loader_run "$END")
 loaded=$($PSQL -d "${DB}_run" -tAc "SELECT count(*) FROM lms_etl.attempts")
 
-$PSQL -d "$DB" -c "DROP TABLE IF EXISTS copy_attempts" -c "CREATE TABLE copy_attempts (LIKE lms_etl.attempts INCLUDING ALL)"
+# The same columns and key (lms_etl.attempts holds its key on each partition: LIKE cannot copy it).
+$PSQL -d "$DB" -c "DROP TABLE IF EXISTS copy_attempts" -c "CREATE TABLE copy_attempts (LIKE lms_etl.attempts INCLUDING ALL)" \
+  -c "ALTER TABLE copy_attempts ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid)"
 copy_times=()
 for _ in $(seq "$REPEAT"); do
   $PSQL -d "$DB" -c "TRUNCATE copy_attempts"

@@ -1171,6 +1171,8 @@ DECLARE
     pct constant numeric := lms_etl.setting('health.volume_pct')::numeric;
     max_rejected constant numeric := lms_etl.setting('health.max_rejected_share')::numeric;
     newest timestamptz;
+    platforms text[];
+    platform text;
     last_ok timestamptz;
     d date;
     n bigint;
@@ -1210,22 +1212,30 @@ BEGIN
         RETURN NEXT;
     END IF;
 
-    -- Freshness of the runs: the last run that succeeded.
-    SELECT max(r.finished_at) INTO last_ok FROM lms_etl.runs r WHERE r.status = 'succeeded';
-    "check" := 'freshness: last successful run';
-    value := coalesce(to_char(last_ok AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS'), 'none');
-    expected := format('within %s', max_run_age);
-    IF last_ok IS NULL THEN
-        status := 'unknown';
-        message := 'no run has succeeded yet';
-    ELSIF now() - last_ok > max_run_age THEN
-        status := 'fail';
-        message := format('the last successful run finished %s ago', date_trunc('minute', now() - last_ok));
-    ELSE
-        status := 'ok';
-        message := format('the last successful run finished %s ago', date_trunc('minute', now() - last_ok));
+    -- Freshness of the runs: the last run that succeeded; per platform (api.client) when the
+    -- database serves several, so one platform's runs never hide another's silence.
+    platforms := ARRAY(SELECT DISTINCT r.client FROM lms_etl.runs r WHERE r.client IS NOT NULL ORDER BY 1);
+    IF cardinality(platforms) < 2 THEN
+        platforms := ARRAY[NULL::text];
     END IF;
-    RETURN NEXT;
+    FOREACH platform IN ARRAY platforms LOOP
+        SELECT max(r.finished_at) INTO last_ok FROM lms_etl.runs r
+         WHERE r.status = 'succeeded' AND (platform IS NULL OR r.client = platform);
+        "check" := 'freshness: last successful run' || coalesce(format(' (%s)', platform), '');
+        value := coalesce(to_char(last_ok AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS'), 'none');
+        expected := format('within %s', max_run_age);
+        IF last_ok IS NULL THEN
+            status := 'unknown';
+            message := 'no run has succeeded yet';
+        ELSIF now() - last_ok > max_run_age THEN
+            status := 'fail';
+            message := format('the last successful run finished %s ago', date_trunc('minute', now() - last_ok));
+        ELSE
+            status := 'ok';
+            message := format('the last successful run finished %s ago', date_trunc('minute', now() - last_ok));
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 
     -- Volume: each of the last complete days against the same weekday of the 4 weeks before.
     FOR d IN SELECT g::date FROM generate_series(today - volume_days, today - 1, interval '1 day') AS g LOOP

@@ -62,6 +62,38 @@ mod tests {
     }
 
     #[pg_test]
+    fn run_freshness_is_per_platform_when_there_are_several() {
+        empty_tables();
+        let run = |client: &str, hours_ago: i32| {
+            Spi::run_with_args(
+                "INSERT INTO lms_etl.runs (window_start, window_end, status, finished_at, client)
+                 VALUES (now() - interval '2 days', now() - interval '1 day', 'succeeded',
+                         now() - make_interval(hours => $2), $1)",
+                &[client.into(), hours_ago.into()],
+            )
+            .unwrap();
+        };
+        run("alpha", 1);
+        assert_eq!(
+            statuses("freshness: last successful run"),
+            ["ok"],
+            "one platform, one row"
+        );
+        // beta went silent two days ago: alpha's runs must not hide it.
+        run("beta", 48);
+        let rows = Spi::get_one::<String>(
+            "SELECT string_agg(\"check\" || '=' || status, ',' ORDER BY \"check\")
+               FROM lms_etl.health() WHERE \"check\" LIKE 'freshness: last successful run%'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            rows,
+            "freshness: last successful run (alpha)=ok,freshness: last successful run (beta)=fail"
+        );
+    }
+
+    #[pg_test]
     fn a_day_far_below_its_weekday_warns_and_a_usual_one_does_not() {
         empty_tables();
         for (weeks, attempts) in [(1, 1000), (2, 1010), (3, 990), (4, 1005)] {
