@@ -100,6 +100,16 @@ fn the_layout_distributes_attempts_and_keeps_the_bookkeeping_on_the_coordinator(
         ),
         "lms_etl.attempts:h:user_id lms_etl.settings:n:-"
     );
+    // Idempotent: a second call (as after an upgrade) changes nothing and reports the layout.
+    assert_eq!(
+        text(
+            &mut cluster.client(),
+            "SELECT string_agg(table_name || '=' || layout, ', ' ORDER BY table_name)
+               FROM lms_etl.citus_distribute()
+              WHERE table_name IN ('lms_etl.attempts', 'lms_etl.settings', 'lms_etl.runs')"
+        ),
+        "lms_etl.attempts=distributed by user_id, lms_etl.runs=coordinator, lms_etl.settings=reference table"
+    );
     // The shards of attempts are spread over both workers, none on the coordinator.
     assert_eq!(
         text(
