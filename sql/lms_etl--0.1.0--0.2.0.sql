@@ -1221,7 +1221,9 @@ BEGIN
     FOREACH platform IN ARRAY platforms LOOP
         SELECT max(r.finished_at) INTO last_ok FROM lms_etl.runs r
          WHERE r.status = 'succeeded' AND (platform IS NULL OR r.client = platform);
-        "check" := 'freshness: last successful run' || coalesce(format(' (%s)', platform), '');
+        -- (format() would turn a NULL platform into ' ()')
+        "check" := 'freshness: last successful run'
+                   || CASE WHEN platform IS NULL THEN '' ELSE format(' (%s)', platform) END;
         value := coalesce(to_char(last_ok AT TIME ZONE zone, 'YYYY-MM-DD HH24:MI:SS'), 'none');
         expected := format('within %s', max_run_age);
         IF last_ok IS NULL THEN
