@@ -35,17 +35,17 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, attempt_type: Option<&str>, is_correct: Option<bool>, at: Option<i64>) {
+    /// Adds one logged attempt (its flags as the transition function set them).
+    fn add(&mut self, e: &Event) {
+        let at = (e.flags & HAS_TIME != 0).then_some(e.at);
         self.attempts = bump(self.attempts, 1);
-        match attempt_type {
-            Some("run") => self.runs = bump(self.runs, 1),
-            Some("submit") => {
-                self.submits = bump(self.submits, 1);
-                self.first_submit = earliest(self.first_submit, at);
-            }
-            _ => {}
+        if e.flags & RUN != 0 {
+            self.runs = bump(self.runs, 1);
+        } else if e.flags & SUBMIT != 0 {
+            self.submits = bump(self.submits, 1);
+            self.first_submit = earliest(self.first_submit, at);
         }
-        if is_correct == Some(true) {
+        if e.flags & CORRECT != 0 {
             self.successful = bump(self.successful, 1);
             self.first_success = earliest(self.first_success, at);
         }
@@ -141,14 +141,7 @@ impl LearnerDay {
         let mut tallies = self.merged.clone();
         for e in &self.events {
             let problem = (e.problem != NO_PROBLEM).then_some(e.problem);
-            let kind = match (e.flags & RUN != 0, e.flags & SUBMIT != 0) {
-                (true, _) => Some("run"),
-                (_, true) => Some("submit"),
-                _ => None,
-            };
-            let correct = (e.flags & CORRECT != 0).then_some(true);
-            let at = (e.flags & HAS_TIME != 0).then_some(e.at);
-            tallies.entry(problem).or_default().add(kind, correct, at);
+            tallies.entry(problem).or_default().add(e);
         }
         tallies
     }
