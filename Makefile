@@ -56,6 +56,7 @@ test-ext: setup
 	cd pg_ext && cargo pgrx test pg$(PG_MAJOR) --runas postgres --pgdata $(PGRX_TEST_DATA)
 
 lint: check-released
+	python3 scripts/upgrade_copies.py
 	cargo fmt --all -- --check
 	cargo clippy --workspace --exclude lms_etl --all-targets --features lms-etl-tests/citus -- -D warnings
 	cd pg_ext && cargo clippy --all-targets --features "pg$(PG_MAJOR) pg_test" -- -D warnings

@@ -1,10 +1,17 @@
 -- Insert half of lms_etl.ingest_chunk (version 0.2.0), called by the Rust function with one
--- array per column, already free of repeated keys. A plain INSERT costs about two thirds of
--- INSERT ... ON CONFLICT DO NOTHING (no speculative insertion), and new data is the common
--- case; so try it first in a subtransaction and fall back to ON CONFLICT only when the
--- chunk meets rows already loaded. Then tell duplicates (same content) from conflicts (same
--- key, different content): a loaded row is never overwritten. The days of the inserted rows
--- are marked for aggregation in the same transaction.
+-- array per column, already free of repeated keys. A loaded row is never overwritten:
+-- duplicates (same content) are skipped, conflicts (same key, different content) reported.
+-- Three paths, cheapest first:
+--  * new data (nothing loaded in the chunk's time range): a plain INSERT, about two thirds
+--    of INSERT ... ON CONFLICT DO NOTHING (no speculative insertion);
+--  * a chunk fetched again (rows loaded in its range, which spans at most a day): one read
+--    of the loaded rows in the range tells new rows, duplicates and conflicts apart, and
+--    only the new rows are inserted. On Citus that read is one query per shard pulled to
+--    the coordinator, instead of shipping the chunk's arrays to every shard to join there
+--    (BENCHMARKS.md, benchmark 7);
+--  * otherwise, or when a plain INSERT meets a row another transaction loaded meanwhile:
+--    INSERT ... ON CONFLICT DO NOTHING, then a join by key for the conflicts.
+-- The days of the inserted rows are marked for aggregation in the same transaction.
 CREATE FUNCTION lms_etl.insert_attempts(
     user_ids text[], consumer_keys text[], sourcedids text[], outcome_urls text[],
     corrects boolean[], attempt_types text[], created timestamptz[], run bigint,
@@ -17,28 +24,86 @@ DECLARE
     last_at timestamptz;
     chunk_first timestamptz;
     chunk_last timestamptz;
+    -- Per position: not loaded yet. NULL while the chunk was not compared with loaded rows.
+    fresh boolean[];
     failure text;
-    keyless regclass;
+    unfit regclass;
+    unfit_problem text;
 BEGIN
     -- Wait for a create_partitions in progress before the INSERT is planned: it then routes
     -- to the new month, not into the default partition that month has just left.
     LOCK TABLE lms_etl.attempts IN ROW EXCLUSIVE MODE;
-    -- The key lives on each partition (sql/schema.sql): one made by hand without it would
-    -- let a record in twice.
-    SELECT p INTO keyless FROM lms_etl.partitions_without_key() p LIMIT 1;
-    IF keyless IS NOT NULL THEN
-        RAISE EXCEPTION 'partition % of lms_etl.attempts has no natural key, so loading could store a record twice', keyless
+    -- The key lives on each partition (sql/schema.sql); a partition made or changed by hand
+    -- could let a record in twice, or skip a new one as a duplicate.
+    SELECT u.partition, u.problem INTO unfit, unfit_problem
+      FROM lms_etl.unfit_partitions() u LIMIT 1;
+    IF unfit IS NOT NULL THEN
+        RAISE EXCEPTION 'partition % of lms_etl.attempts has %, so loading could not be exactly once', unfit, unfit_problem
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('ALTER TABLE %s ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid); make months with lms_etl.create_partitions.', keyless);
+                  HINT = format('Each partition needs exactly one unique index: UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid) (ALTER TABLE %s ...); make months with lms_etl.create_partitions.', unfit);
+    END IF;
+    SELECT min(ts), max(ts) INTO chunk_first, chunk_last FROM unnest(created) AS ts;
+    -- A chunk fetched again: compare it with the loaded rows of its range, read once. A
+    -- range over a day (an outlier in the chunk) could hold far more rows than the chunk:
+    -- that case takes the general path, which looks rows up by key.
+    IF chunk_last - chunk_first <= interval '1 day'
+       AND EXISTS (SELECT 1 FROM lms_etl.attempts a
+                    WHERE a.created_at BETWEEN chunk_first AND chunk_last) THEN
+        WITH loaded AS MATERIALIZED (
+            SELECT a.created_at, a.user_id, a.attempt_type, a.lis_result_sourcedid,
+                   a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url
+              FROM lms_etl.attempts a
+             WHERE a.created_at BETWEEN chunk_first AND chunk_last)
+        SELECT array_agg(a.created_at IS NULL ORDER BY r.pos),
+               array_agg(r.pos ORDER BY r.pos)
+                   FILTER (WHERE (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
+                                 IS DISTINCT FROM (r.c, r.k, r.url)
+                             AND a.created_at IS NOT NULL),
+               array_agg(concat_ws(', ',
+                   CASE WHEN a.is_correct IS DISTINCT FROM r.c THEN 'is_correct' END,
+                   CASE WHEN a.oauth_consumer_key IS DISTINCT FROM r.k THEN 'oauth_consumer_key' END,
+                   CASE WHEN a.lis_outcome_service_url IS DISTINCT FROM r.url THEN 'lis_outcome_service_url' END)
+                   ORDER BY r.pos)
+                   FILTER (WHERE (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
+                                 IS DISTINCT FROM (r.c, r.k, r.url)
+                             AND a.created_at IS NOT NULL)
+          INTO fresh, conflict_positions, conflict_fields
+          FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+               WITH ORDINALITY AS r(u, k, s, url, c, t, ts, pos)
+          LEFT JOIN loaded a
+            ON a.created_at = r.ts AND a.user_id = r.u AND a.attempt_type = r.t
+           AND a.lis_result_sourcedid IS NOT DISTINCT FROM r.s;
+        -- The key is unique across the table (it holds created_at, and each partition or
+        -- shard has it), so each position met at most one loaded row.
+        IF cardinality(fresh) IS DISTINCT FROM cardinality(created) THEN
+            RAISE EXCEPTION 'lms_etl.insert_attempts: % positions compared, % records: a loaded key is not unique',
+                cardinality(fresh), cardinality(created)
+                USING ERRCODE = 'data_corrupted';
+        END IF;
     END IF;
     BEGIN
-        INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
-                                      lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
-        SELECT u, k, s, url, c, t, ts, run
-          FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
-               AS r(u, k, s, url, c, t, ts);
-        GET DIAGNOSTICS inserted = ROW_COUNT;
-        SELECT min(ts), max(ts) INTO first_at, last_at FROM unnest(created) AS ts;
+        IF fresh IS NULL THEN
+            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+            SELECT u, k, s, url, c, t, ts, run
+              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+                   AS r(u, k, s, url, c, t, ts);
+            GET DIAGNOSTICS inserted = ROW_COUNT;
+            first_at := chunk_first;
+            last_at := chunk_last;
+        ELSIF true = ANY (fresh) THEN
+            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+            SELECT u, k, s, url, c, t, ts, run
+              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created, fresh)
+                   AS r(u, k, s, url, c, t, ts, new)
+             WHERE new;
+            GET DIAGNOSTICS inserted = ROW_COUNT;
+            SELECT min(ts), max(ts) INTO first_at, last_at
+              FROM unnest(created, fresh) AS r(ts, new) WHERE new;
+        ELSE
+            inserted := 0;
+        END IF;
     EXCEPTION WHEN unique_violation OR internal_error THEN
         -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
         -- XX000 with the usual message; any other internal error is not ours to absorb.
@@ -61,7 +126,6 @@ BEGIN
         -- loaded before with other content come out. Positions are 1-based, as in the arrays.
         -- The chunk's time range lets each partition (and Citus shard) read only its slice of
         -- the key instead of joining the whole table.
-        SELECT min(ts), max(ts) INTO chunk_first, chunk_last FROM unnest(created) AS ts;
         SELECT array_agg(r.pos ORDER BY r.pos),
                array_agg(concat_ws(', ',
                    CASE WHEN a.is_correct IS DISTINCT FROM r.c THEN 'is_correct' END,

@@ -78,29 +78,44 @@ COMMENT ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) IS
     'Create the monthly (UTC) partitions of lms_etl.attempts covering [from_time, to_time] that are missing, moving their rows out of the default partition; returns the new partitions.';
 REVOKE EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) FROM PUBLIC;
 
--- Partitions of lms_etl.attempts without the natural key (a partition made by hand):
--- insert_attempts refuses to load while there is one.
-CREATE FUNCTION lms_etl.partitions_without_key()
-RETURNS SETOF regclass
+-- Partitions of lms_etl.attempts that would break exactly-once (made or changed by hand):
+-- one without the natural key lets a record in twice; one with another unique index or an
+-- exclusion constraint makes insert_attempts' ON CONFLICT DO NOTHING (no target: the key
+-- is per partition) skip a new record as if it were a duplicate. insert_attempts refuses
+-- to load while there is one.
+CREATE FUNCTION lms_etl.unfit_partitions()
+RETURNS TABLE (partition regclass, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT i.inhrelid::regclass
-      FROM pg_catalog.pg_inherits i
-     WHERE i.inhparent = 'lms_etl.attempts'::regclass
-       AND NOT EXISTS (
-           SELECT 1 FROM pg_catalog.pg_index x
-            WHERE x.indrelid = i.inhrelid AND x.indisunique AND x.indnullsnotdistinct
-              AND x.indnkeyatts = 4
-              AND ARRAY(SELECT a.attname::text
-                          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                          JOIN pg_catalog.pg_attribute a
-                            ON a.attrelid = x.indrelid AND a.attnum = k.attnum
-                         ORDER BY k.ord)
-                  = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid'])
+    WITH parts AS (
+        SELECT i.inhrelid AS part
+          FROM pg_catalog.pg_inherits i
+         WHERE i.inhparent = 'lms_etl.attempts'::regclass),
+    unique_indexes AS (
+        SELECT p.part, x.indexrelid,
+               x.indisunique AND x.indnullsnotdistinct AND x.indnkeyatts = 4
+               AND x.indpred IS NULL AND x.indexprs IS NULL
+               AND ARRAY(SELECT a.attname::text
+                           FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                           JOIN pg_catalog.pg_attribute a
+                             ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                          ORDER BY k.ord)
+                   = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid'] AS is_key
+          FROM parts p
+          JOIN pg_catalog.pg_index x
+            ON x.indrelid = p.part AND (x.indisunique OR x.indisexclusion))
+    SELECT p.part::regclass, 'no natural key'
+      FROM parts p
+     WHERE NOT EXISTS (SELECT 1 FROM unique_indexes u WHERE u.part = p.part AND u.is_key)
+    UNION ALL
+    SELECT u.part::regclass, format('unique index or exclusion constraint %s besides the natural key',
+                                    u.indexrelid::regclass)
+      FROM unique_indexes u
+     WHERE NOT u.is_key
 $$;
-COMMENT ON FUNCTION lms_etl.partitions_without_key() IS
-    'Partitions of lms_etl.attempts lacking the natural key UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid).';
+COMMENT ON FUNCTION lms_etl.unfit_partitions() IS
+    'Partitions of lms_etl.attempts on which loading could not be exactly once: without the natural key UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid), or with another unique index or exclusion constraint.';
 
 -- The first instant retention keeps: the start of the UTC month retention.months before
 -- the current one, or the end of the last month retention detached or dropped if later.

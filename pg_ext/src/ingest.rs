@@ -632,6 +632,58 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM lms_etl.rejected_attempts"), 1);
     }
 
+    /// A chunk fetched again within a day's span is compared with the loaded rows of its
+    /// range in one read (sql/ingest.sql); with an outlier it spans more and takes the
+    /// general path. Both tell new records, duplicates and conflicts apart alike.
+    #[pg_test]
+    fn a_chunk_fetched_again_tells_new_duplicate_and_conflict_apart() {
+        for (outlier, at) in [("", "2026-11-24"), ("u0", "2026-11-14")] {
+            let a = record("u1", &format!("{at} 10:00:00"), "submit", "1");
+            let b = record("u2", &format!("{at} 10:30:00"), "submit", "1");
+            let b_changed = record("u2", &format!("{at} 10:30:00"), "submit", "0");
+            let c = record("u3", &format!("{at} 10:45:00"), "run", "null");
+            let mut first = vec![a.clone(), b];
+            let mut again = vec![c, b_changed, a];
+            if !outlier.is_empty() {
+                let far = record(outlier, "2026-11-11 09:00:00", "run", "null");
+                first.push(far.clone());
+                again.push(far);
+            }
+            let loaded = ingest(&format!("[{}]", first.join(", ")));
+            assert_eq!(loaded.0, first.len() as i64);
+            let dups = again.len() as i64 - 2;
+            Spi::run("DELETE FROM lms_etl.pending_days").unwrap();
+            assert_eq!(
+                ingest(&format!("[{}]", again.join(", "))),
+                (1, dups, 1, 0, 0),
+                "{at}"
+            );
+            assert!(
+                Spi::get_one::<bool>(&format!(
+                    "SELECT is_correct FROM lms_etl.attempts WHERE user_id = 'u2' AND created_at::date = '{at}'"
+                ))
+                .unwrap()
+                .unwrap(),
+                "the loaded row wins"
+            );
+            assert_eq!(
+                count(&format!(
+                    "SELECT count(*) FROM lms_etl.attempts WHERE created_at::date = '{at}'"
+                )),
+                3
+            );
+            assert!(text(&format!(
+                "SELECT reason FROM lms_etl.rejected_attempts WHERE raw_record::text LIKE '%{at}%'"
+            ))
+            .starts_with("record 1: conflict: an attempt with the same key"));
+            // Only the new record's day is marked for aggregation.
+            assert_eq!(
+                text("SELECT string_agg(day::text, ',') FROM lms_etl.pending_days"),
+                at
+            );
+        }
+    }
+
     #[pg_test]
     fn a_changed_repeat_inside_one_chunk_is_a_conflict() {
         let first = record("u1", "2026-11-24 10:00:00", "submit", "1");

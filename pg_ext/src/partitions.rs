@@ -102,6 +102,49 @@ mod tests {
         );
     }
 
+    /// A partition changed by hand: another unique index would make ON CONFLICT DO NOTHING
+    /// (no target) skip a new record as a duplicate; without the key a record loads twice.
+    /// Either way the load is refused, naming the partition and the problem.
+    #[pg_test]
+    fn a_partition_with_another_unique_index_refuses_loads() {
+        alone();
+        // A month ahead of now, whenever this runs (months are made up to a year ahead).
+        let month = text("SELECT to_char(date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC' + interval '2 months', 'YYYY-MM')");
+        let part = format!("lms_etl.attempts_{}", month.replace('-', "_"));
+        let _ = count(&format!(
+            "SELECT count(*) FROM lms_etl.create_partitions('{month}-01 00:00+00', '{month}-02 00:00+00')"
+        ));
+        Spi::run(&format!("CREATE UNIQUE INDEX by_hand ON {part} (user_id)")).unwrap();
+        let chunk = format!(
+            r#"'[{{"lti_user_id": "u9", "passback_params": "{{''lis_result_sourcedid'': ''x''}}", "is_correct": 1, "attempt_type": "submit", "created_at": "{month}-10 10:00:00.000000"}}]'"#
+        );
+        let load = format!(
+            "SELECT state, message FROM tests.capture_error($q$SELECT lms_etl.ingest_chunk({chunk}, NULL, 'UTC')$q$, 'x')"
+        );
+        let (state, message) = Spi::get_two::<String, String>(&load).unwrap();
+        let message = message.unwrap_or_default();
+        assert_eq!(state.as_deref(), Some("55000"), "{message}");
+        assert!(
+            message.contains(&part) && message.contains("by_hand"),
+            "{message}"
+        );
+        assert_eq!(
+            text("SELECT string_agg(partition::text || ': ' || problem, '; ') FROM lms_etl.unfit_partitions()"),
+            format!("{part}: unique index or exclusion constraint lms_etl.by_hand besides the natural key")
+        );
+        Spi::run("DROP INDEX lms_etl.by_hand").unwrap();
+        let key = format!("{}_natural_key", part.trim_start_matches("lms_etl."));
+        Spi::run(&format!("ALTER TABLE {part} DROP CONSTRAINT {key}")).unwrap();
+        let (state, message) = Spi::get_two::<String, String>(&load).unwrap();
+        let message = message.unwrap_or_default();
+        assert_eq!(state.as_deref(), Some("55000"), "{message}");
+        assert!(message.contains("has no natural key"), "{message}");
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u9'"),
+            0
+        );
+    }
+
     #[pg_test]
     fn a_span_over_ten_years_is_refused() {
         let (state, message) = Spi::get_two::<String, String>(

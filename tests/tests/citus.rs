@@ -320,6 +320,14 @@ fn a_worker_stopped_mid_run_fails_the_run_cleanly_and_the_next_run_loads_what_is
     assert!(mail.contains("FAILED"), "{mail}");
 
     cluster.start_worker(Worker::Two);
+    // A chunk whose commit the stop cut between Citus' two phases is prepared on the worker
+    // and committed by Citus' recovery (every citus.recover_2pc_interval, or now on demand):
+    // its rows are not lost, and until then they hold their keys (a run waits, then counts
+    // them as duplicates).
+    cluster
+        .client()
+        .query_one("SELECT recover_prepared_transactions()", &[])
+        .unwrap();
     // No partial chunk: what is stored is exactly what the committed chunks say they inserted.
     assert_eq!(
         cluster.count("SELECT count(*) FROM lms_etl.attempts"),
