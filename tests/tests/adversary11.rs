@@ -1,9 +1,12 @@
 //! Findings of the adversary review of issue 11 (Citus, per-client bookkeeping, partitions),
 //! each kept as a test. Single node: health() forgetting the Sheets backlog of one platform
-//! whenever another platform ran last, and two platforms whose names hash alike (hashtext)
-//! blocking each other with a message that blames "this api.client". Citus (feature `citus`):
-//! workers whose messages are not in English fail every re-read (the XX000 fallback matches
-//! the English message text), and monthly partitions on a distributed `attempts`.
+//! whenever another platform ran last (open: sql/health.sql), and two platforms whose names
+//! collide in `hashtext` sharing one run lock (fixed in the loader: the key is now 64-bit).
+//! Citus (feature `citus`): workers whose messages are not in English fail every re-read
+//! (open: the XX000 fallback of insert_attempts matches the English message text); a day
+//! aggregated while a chunk is still prepared on a worker stays short (open); and what held:
+//! create_partitions moving the default partition's rows, a run loading into monthly
+//! partitions, citus_distribute() after a single-node load.
 
 use std::time::{Duration, Instant};
 
@@ -82,13 +85,13 @@ fn health_keeps_the_sheets_backlog_of_one_platform_after_another_platform_runs()
     );
 }
 
-/// Two clients whose names have the same `hashtext` share one run lock (class, hashtext).
+/// Two clients whose names have the same `hashtext` shared one run lock (class, hashtext).
 /// README: "two platforms' runs load at the same time; a second run of the same platform
-/// still exits 3". Here the second platform's run exits 3 (which systemd counts as success,
+/// still exits 3". The second platform's run exited 3 (which systemd counts as success,
 /// `SuccessExitStatus=3`, and which sends no mail) saying "another lms-etl run holds the lock
 /// of this api.client": a platform silently skipped every night its run overlaps the other's,
 /// blamed on itself. api.client is the platform's name at the API, so the operator cannot
-/// rename it away.
+/// rename it away. Fixed here: the lock's key is `hashtextextended(client, seed)`, 64 bits.
 #[test]
 fn two_platforms_whose_names_hash_alike_still_load_at_the_same_time() {
     let db = TestDb::new();
@@ -138,7 +141,11 @@ fn two_platforms_whose_names_hash_alike_still_load_at_the_same_time() {
         "SELECT count(*) FROM lms_etl.runs WHERE client = '{alpha}' AND status = 'running'"
     ));
     let alpha_out = alpha_run.wait_with_output().unwrap();
-    assert!(alpha_out.status.success(), "alpha: {}", describe(&alpha_out));
+    assert!(
+        alpha_out.status.success(),
+        "alpha: {}",
+        describe(&alpha_out)
+    );
     assert_eq!(alpha_still_running, 1, "the two runs overlapped");
     assert!(
         out.status.success(),
@@ -191,7 +198,18 @@ mod citus {
         }
         let api = DemoApi::start(&["--records-per-hour", "100"]);
         let etl = Etl::with_database_url(&cluster.loader_url(), &api.url);
-        let window = ["run", "--start", "2026-11-20", "--end", "2026-11-20 04:00"];
+        // Chunks of two days: a chunk read again whose records span more than a day takes
+        // the general path (plain INSERT, then the XX000 fallback), also in the working
+        // tree's insert_attempts that compares a day's chunk with the loaded rows first.
+        let window = [
+            "run",
+            "--start",
+            "2026-11-20",
+            "--end",
+            "2026-11-22",
+            "--chunk-minutes",
+            "2880",
+        ];
         let out = etl.run(&window);
         assert!(out.status.success(), "first load: {}", describe(&out));
         let before = cluster.attempts_fingerprint();
@@ -203,7 +221,7 @@ mod citus {
                 "SELECT concat_ws(',', status, inserted, duplicates = fetched, conflicts, error)
                    FROM lms_etl.runs WHERE run_id = 2"
             ),
-            "succeeded,0,true,0",
+            "succeeded,0,t,0",
             "the same window again: {}",
             describe(&out)
         );
@@ -342,6 +360,72 @@ mod citus {
                 "SELECT string_agg(concat_ws(',', day, attempts, unique_users), ' ') FROM lms_etl.daily_stats"
             ),
             stats_before
+        );
+    }
+
+    /// On Citus a chunk's commit is two-phase: the workers PREPARE, the coordinator commits
+    /// (run_chunks, the counters and the day's mark in `pending_days` become visible), and
+    /// only then do the workers COMMIT PREPARED. A worker whose connection breaks in between
+    /// keeps the rows prepared, invisible, until Citus' recovery commits them (every
+    /// `citus.recover_2pc_interval`, 1 min; or after the worker's restart). An aggregation in
+    /// that gap (pg_cron's aggregate_pending, the next run's, another platform's run's)
+    /// deletes the mark and counts the day without those rows; once they are committed
+    /// nothing marks the day again (a re-run finds them as duplicates), so daily_stats stays
+    /// short for good. Here the state Citus leaves is made by hand on a worker (rows of a
+    /// shard in a prepared transaction, the mark committed on the coordinator), then
+    /// committed as Citus' recovery would.
+    #[test]
+    fn a_day_aggregated_while_a_chunk_is_prepared_on_a_worker_is_aggregated_again() {
+        let cluster = distributed();
+        let api = DemoApi::start(&["--records-per-hour", "60"]);
+        let etl = Etl::with_database_url(&cluster.loader_url(), &api.url);
+        let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"]);
+        assert!(out.status.success(), "{}", describe(&out));
+        let mut client = cluster.client();
+        // A shard of November's partition on worker 1.
+        let shard: i64 = client
+            .query_one(
+                "SELECT s.shardid FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                   JOIN pg_dist_node n USING (groupid)
+                  WHERE s.logicalrelid = 'lms_etl.attempts_2026_11'::regclass AND n.nodeport = $1
+                  ORDER BY 1 LIMIT 1",
+                &[&i32::from(cluster.worker_ports[0])],
+            )
+            .unwrap()
+            .get(0);
+        let mut worker = cluster.worker_client(Worker::One);
+        worker
+            .batch_execute(&format!(
+                "BEGIN;
+                 INSERT INTO lms_etl.attempts_2026_11_{shard} (user_id, attempt_type, is_correct, created_at)
+                 SELECT 'prepared-' || i, 'submit', true, '2026-11-20 01:00+00'::timestamptz + i * interval '1 second'
+                   FROM generate_series(1, 25) i;
+                 PREPARE TRANSACTION 'adversary11_chunk';"
+            ))
+            .unwrap();
+        // The coordinator's half of the chunk committed: its day is marked.
+        client
+            .batch_execute("SELECT lms_etl.mark_days('2026-11-20 01:00+00', '2026-11-20 01:00+00')")
+            .unwrap();
+        // An aggregation in the gap.
+        client
+            .batch_execute("SELECT count(*) FROM lms_etl.aggregate_pending()")
+            .unwrap();
+        // Citus' recovery commits the worker's half.
+        worker
+            .batch_execute("COMMIT PREPARED 'adversary11_chunk'")
+            .unwrap();
+        // Whatever aggregates next (pg_cron, the next run) must count the 25 rows.
+        client
+            .batch_execute("SELECT count(*) FROM lms_etl.aggregate_pending()")
+            .unwrap();
+        assert_eq!(
+            cluster.count("SELECT attempts FROM lms_etl.daily_stats WHERE day = '2026-11-20'"),
+            cluster.count(
+                "SELECT count(*) FROM lms_etl.attempts
+                  WHERE created_at >= '2026-11-20' AND created_at < '2026-11-21'"
+            ),
+            "daily_stats of 2026-11-20 against its attempts"
         );
     }
 }
