@@ -11,10 +11,19 @@ use crate::pg_tls::{SslMode, Target};
 use crate::report::{Counts, DailyStats, RejectionGroup, RunStatus};
 use crate::window::Window;
 
-/// First half of the advisory lock a run holds for its length: "lms" in ASCII. The second
-/// half is `hashtext(api.client)`, so each platform served by the database has its own run
-/// lock (two clients whose names hash alike only take turns, which is safe).
-pub const RUN_LOCK_CLASS: i32 = 0x006c_6d73;
+/// Seed of the run lock's key: "lms" in ASCII. A run holds, for its length, the advisory
+/// lock whose 64-bit key is `hashtextextended(api.client, RUN_LOCK_SEED)` (see
+/// [`RUN_LOCK_KEY_SQL`]), so each platform served by the database has its own run lock. A
+/// 32-bit key (`hashtext`) was not enough: names that collide there are easy to meet (the
+/// birthday bound is about 77 000 names for even odds, and `platform-12428` and
+/// `platform-99873` already share one), and the second platform's run then exited 3, which
+/// systemd counts as success, blaming "this api.client".
+pub const RUN_LOCK_SEED: i64 = 0x006c_6d73;
+
+/// The run lock's key for the client in `$1` and the seed in `$2` ([`RUN_LOCK_SEED`]):
+/// `pg_advisory_lock(<this>)`. In `pg_locks` it shows as `objsubid = 1`, `classid` the upper
+/// and `objid` the lower 32 bits of the key (each as an unsigned oid).
+pub const RUN_LOCK_KEY_SQL: &str = "hashtextextended($1::text, $2::bigint)";
 
 /// The watermark row of a platform: `lms_etl.watermark.source` for `api.client`.
 pub fn watermark_source(client: &str) -> String {
@@ -189,8 +198,8 @@ impl Database {
         let row = self
             .client
             .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2)), pg_backend_pid()",
-                &[&RUN_LOCK_CLASS, &client],
+                &format!("SELECT pg_try_advisory_lock({RUN_LOCK_KEY_SQL}), pg_backend_pid()"),
+                &[&client, &RUN_LOCK_SEED],
             )
             .await
             .map_err(query_err("taking the run lock"))?;
@@ -681,21 +690,23 @@ impl ChunkTx<'_> {
                 .await
                 .map_err(query_err(what()))?;
         }
-        // Last before the commit: it holds the run row's lock until then. The two-key form of
-        // an advisory lock shows its keys as classid and objid (as oid: an int4 below zero
-        // reads as its unsigned value, as the casts below give it) with objsubid 2.
+        // Last before the commit: it holds the run row's lock until then. The one-key (bigint)
+        // form of an advisory lock shows its key's upper and lower 32 bits as classid and
+        // objid (unsigned, as oid) with objsubid 1.
         let held = self
             .tx
             .execute(
                 "UPDATE lms_etl.runs r SET fetched = fetched + $2, inserted = inserted + $3,
                         duplicates = duplicates + $4, conflicts = conflicts + $5, rejected = rejected + $6
                   WHERE r.run_id = $1 AND r.status = 'running'
-                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l,
+                                       LATERAL (SELECT hashtextextended(r.client, $7::bigint) AS key) k
                                  WHERE l.locktype = 'advisory' AND l.granted AND l.pid = r.lock_pid
-                                   AND l.classid = $7::int4::oid AND l.objid = hashtext(r.client)::oid
-                                   AND l.objsubid = 2)",
+                                   AND l.classid = ((k.key >> 32) & 4294967295)::oid
+                                   AND l.objid = (k.key & 4294967295)::oid
+                                   AND l.objsubid = 1)",
                 &[&run_id, &counts.fetched, &counts.inserted, &counts.duplicates, &counts.conflicts,
-                  &counts.rejected, &RUN_LOCK_CLASS],
+                  &counts.rejected, &RUN_LOCK_SEED],
             )
             .await
             .map_err(query_err(what()))?;

@@ -154,13 +154,32 @@ impl CitusCluster {
     }
 
     pub fn start_worker(&self, worker: Worker) {
+        self.start_worker_with_env(worker, &[]);
+    }
+
+    /// Starts a stopped worker with extra environment for its server (e.g. `LANGUAGE`, which
+    /// selects the language of its messages as a localized `lc_messages` does).
+    pub fn start_worker_with_env(&self, worker: Worker, env: &[(&str, &str)]) {
         let out = script()
             .arg("node-start")
             .arg(&self.root)
             .arg(worker.node())
+            .envs(env.iter().copied())
             .output()
             .expect("run scripts/citus.sh node-start");
         assert!(out.status.success(), "node-start: {}", describe(&out));
+    }
+
+    /// Stops a worker cleanly (`pg_ctl -m fast`), to restart it with other settings.
+    pub fn stop_worker_cleanly(&self, worker: Worker) {
+        let out = script()
+            .env("STOP_MODE", "fast")
+            .arg("node-stop")
+            .arg(&self.root)
+            .arg(worker.node())
+            .output()
+            .expect("run scripts/citus.sh node-stop");
+        assert!(out.status.success(), "node-stop: {}", describe(&out));
     }
 
     pub fn count(&self, sql: &str) -> i64 {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use lms_etl_loader::load::RUN_LOCK_CLASS;
+use lms_etl_loader::load::RUN_LOCK_SEED;
 use lms_etl_tests::harness::{describe, DemoApi, Etl, TestDb};
 
 fn text(db: &TestDb, sql: &str) -> String {
@@ -73,14 +73,15 @@ fn two_platforms_load_into_one_database_at_the_same_time_each_with_its_own_water
         "alpha's run started",
     );
     let second = beta.command(&window).spawn().unwrap();
-    // Both hold their own lock at once: (class, hashtext(client)) in the two-key form.
+    // Both hold their own lock at once: hashtextextended(client, seed) in the one-key form.
     wait_until(
         &db,
         &format!(
-            "SELECT (count(*) = 2)::int::bigint FROM pg_locks
-              WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                AND classid = {RUN_LOCK_CLASS}::int4::oid
-                AND objid IN (hashtext('alpha')::oid, hashtext('beta')::oid)"
+            "SELECT (count(*) = 2)::int::bigint FROM pg_locks l,
+                    (SELECT hashtextextended(c, {RUN_LOCK_SEED}) AS key FROM unnest(ARRAY['alpha', 'beta']) c) k
+              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+                AND l.classid = ((k.key >> 32) & 4294967295)::oid
+                AND l.objid = (k.key & 4294967295)::oid"
         ),
         "both runs hold their lock",
     );
@@ -152,8 +153,8 @@ fn a_platform_whose_run_holds_the_lock_blocks_only_its_own_commands() {
     let mut in_flight = db.client();
     let pid: i32 = in_flight
         .query_one(
-            "SELECT pg_backend_pid() FROM pg_advisory_lock($1, hashtext('alpha'))",
-            &[&RUN_LOCK_CLASS],
+            "SELECT pg_backend_pid() FROM pg_advisory_lock(hashtextextended('alpha', $1))",
+            &[&RUN_LOCK_SEED],
         )
         .unwrap()
         .get(0);
