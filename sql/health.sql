@@ -155,8 +155,12 @@ BEGIN
     END IF;
     RETURN NEXT;
 
-    -- Google Sheets: only where the last run had it configured.
-    IF (SELECT r.sheets_configured FROM lms_etl.runs r ORDER BY r.run_id DESC LIMIT 1) THEN
+    -- Google Sheets: only where some platform's last run had it configured (platforms
+    -- without Sheets share the database: their runs must not hide the backlog).
+    IF EXISTS (SELECT 1
+                 FROM (SELECT DISTINCT ON (r.client) r.sheets_configured
+                         FROM lms_etl.runs r ORDER BY r.client, r.run_id DESC) l
+                WHERE l.sheets_configured) THEN
         SELECT array_agg(p.day ORDER BY p.day) INTO pending FROM lms_etl.sheets_pending() p;
         "check" := 'sheets pending';
         value := coalesce(cardinality(pending), 0)::text;

@@ -26,7 +26,6 @@ DECLARE
     chunk_last timestamptz;
     -- Per position: not loaded yet. NULL while the chunk was not compared with loaded rows.
     fresh boolean[];
-    failure text;
     unfit regclass;
     unfit_problem text;
 BEGIN
@@ -106,11 +105,10 @@ BEGIN
         END IF;
     EXCEPTION WHEN unique_violation OR internal_error THEN
         -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
-        -- XX000 with the usual message; any other internal error is not ours to absorb.
-        GET STACKED DIAGNOSTICS failure = MESSAGE_TEXT;
-        IF SQLSTATE = 'XX000' AND failure NOT LIKE 'duplicate key value violates unique constraint %' THEN
-            RAISE;
-        END IF;
+        -- XX000, with the worker's message in the worker's language and no constraint name:
+        -- it cannot be told apart. Retrying is safe: ON CONFLICT DO NOTHING skips only rows
+        -- that meet the natural key (the only unique index, unfit_partitions() sees to it),
+        -- and any other cause fails the same INSERT again.
         WITH ins AS (
             INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                           lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
@@ -142,7 +140,13 @@ BEGIN
            AND (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
                IS DISTINCT FROM (r.c, r.k, r.url);
     END;
-    IF inserted > 0 THEN
+    IF false = ANY (fresh) THEN
+        -- Some of the chunk was loaded before: maybe by a run whose chunk committed on some
+        -- Citus workers but not on the coordinator (Citus 13.2 commits a chunk in one phase:
+        -- README, "Scaling"), which left no mark. Marking the chunk's days
+        -- (at most two: it spans a day at most) gets those rows counted.
+        PERFORM lms_etl.mark_days(chunk_first, chunk_last);
+    ELSIF inserted > 0 THEN
         PERFORM lms_etl.mark_days(first_at, last_at);
     END IF;
 END

@@ -363,23 +363,59 @@ mod citus {
         );
     }
 
-    /// On Citus a chunk's commit is two-phase: the workers PREPARE, the coordinator commits
-    /// (run_chunks, the counters and the day's mark in `pending_days` become visible), and
-    /// only then do the workers COMMIT PREPARED. A worker whose connection breaks in between
-    /// keeps the rows prepared, invisible, until Citus' recovery commits them (every
-    /// `citus.recover_2pc_interval`, 1 min; or after the worker's restart). An aggregation in
-    /// that gap (pg_cron's aggregate_pending, the next run's, another platform's run's)
-    /// deletes the mark and counts the day without those rows; once they are committed
-    /// nothing marks the day again (a re-run finds them as duplicates), so daily_stats stays
-    /// short for good. Here the state Citus leaves is made by hand on a worker (rows of a
-    /// shard in a prepared transaction, the mark committed on the coordinator), then
-    /// committed as Citus' recovery would.
+    /// Citus 13.2 commits a chunk in one phase: the chunk's transaction reads attempts
+    /// before it writes (the re-read check), and Citus then sends the workers a plain COMMIT
+    /// instead of PREPARE TRANSACTION (seen with citus.log_remote_commands; a first writing
+    /// statement gets two phases). So no chunk waits prepared on a worker while its day's
+    /// mark is visible; instead a worker lost during that commit can leave part of a chunk
+    /// committed on the other worker with no coordinator half: no run_chunks row, no mark.
+    /// The next run reads the chunk again, finds those rows loaded, and marks the chunk's
+    /// days, so they are counted. Here such rows are put on a worker by hand.
     #[test]
-    fn a_day_aggregated_while_a_chunk_is_prepared_on_a_worker_is_aggregated_again() {
+    fn rows_a_chunk_left_on_one_worker_are_counted_once_the_chunk_is_read_again() {
         let cluster = distributed();
+        // The premise: a chunk's commit sends the workers COMMIT, never PREPARE TRANSACTION.
+        let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = commands.clone();
+        let mut logged = postgres::Config::new()
+            .host("127.0.0.1")
+            .port(cluster.coordinator_port)
+            .user("postgres")
+            .dbname(lms_etl_tests::citus_cluster::DATABASE)
+            .notice_callback(move |n| seen.lock().unwrap().push(n.message().to_string()))
+            .connect(postgres::NoTls)
+            .unwrap();
+        let chunk: String = (0..40)
+            .map(|i| {
+                format!(
+                    r#"{{"lti_user_id": "{i:032x}", "passback_params": "{{}}", "is_correct": null, "attempt_type": "run", "created_at": "2026-11-19 05:00:{i:02}"}}"#
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        logged
+            .batch_execute("SET citus.log_remote_commands = on; SET client_min_messages = log")
+            .unwrap();
+        let inserted: i64 = logged
+            .query_one(
+                "SELECT inserted FROM lms_etl.ingest_chunk($1, NULL, 'UTC')",
+                &[&format!("[{chunk}]")],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(inserted, 40);
+        let commands = commands.lock().unwrap();
+        assert!(
+            commands.iter().any(|c| c.contains("issuing COMMIT"))
+                && !commands.iter().any(|c| c.contains("PREPARE TRANSACTION")),
+            "Citus now commits a chunk in two phases: a chunk may wait prepared on a worker \
+             while its day's mark is visible; aggregate_daily must then keep such marks. {commands:?}"
+        );
+
         let api = DemoApi::start(&["--records-per-hour", "60"]);
         let etl = Etl::with_database_url(&cluster.loader_url(), &api.url);
-        let out = etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"]);
+        let window = ["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"];
+        let out = etl.run(&window);
         assert!(out.status.success(), "{}", describe(&out));
         let mut client = cluster.client();
         // A shard of November's partition on worker 1.
@@ -393,38 +429,33 @@ mod citus {
             )
             .unwrap()
             .get(0);
-        let mut worker = cluster.worker_client(Worker::One);
-        worker
+        // Worker 1's half of a chunk whose coordinator half was lost: rows, no mark.
+        cluster
+            .worker_client(Worker::One)
             .batch_execute(&format!(
-                "BEGIN;
-                 INSERT INTO lms_etl.attempts_2026_11_{shard} (user_id, attempt_type, is_correct, created_at)
-                 SELECT 'prepared-' || i, 'submit', true, '2026-11-20 01:00+00'::timestamptz + i * interval '1 second'
-                   FROM generate_series(1, 25) i;
-                 PREPARE TRANSACTION 'adversary11_chunk';"
+                "INSERT INTO lms_etl.attempts_2026_11_{shard} (user_id, attempt_type, is_correct, created_at)
+                 SELECT 'orphan-' || i, 'submit', true, '2026-11-20 01:00+00'::timestamptz + i * interval '1 second'
+                   FROM generate_series(1, 25) i"
             ))
             .unwrap();
-        // The coordinator's half of the chunk committed: its day is marked.
-        client
-            .batch_execute("SELECT lms_etl.mark_days('2026-11-20 01:00+00', '2026-11-20 01:00+00')")
-            .unwrap();
-        // An aggregation in the gap.
-        client
-            .batch_execute("SELECT count(*) FROM lms_etl.aggregate_pending()")
-            .unwrap();
-        // Citus' recovery commits the worker's half.
-        worker
-            .batch_execute("COMMIT PREPARED 'adversary11_chunk'")
-            .unwrap();
-        // Whatever aggregates next (pg_cron, the next run) must count the 25 rows.
+        let day_count = "SELECT count(*) FROM lms_etl.attempts
+                          WHERE created_at >= '2026-11-20' AND created_at < '2026-11-21'";
+        let stats = "SELECT attempts FROM lms_etl.daily_stats WHERE day = '2026-11-20'";
         client
             .batch_execute("SELECT count(*) FROM lms_etl.aggregate_pending()")
             .unwrap();
         assert_eq!(
-            cluster.count("SELECT attempts FROM lms_etl.daily_stats WHERE day = '2026-11-20'"),
-            cluster.count(
-                "SELECT count(*) FROM lms_etl.attempts
-                  WHERE created_at >= '2026-11-20' AND created_at < '2026-11-21'"
-            ),
+            cluster.count(stats) + 25,
+            cluster.count(day_count),
+            "the premise"
+        );
+        // The next run reads the window again: everything is a duplicate, and the days of
+        // the chunks it found loaded are aggregated again.
+        let out = etl.run(&window);
+        assert!(out.status.success(), "{}", describe(&out));
+        assert_eq!(
+            cluster.count(stats),
+            cluster.count(day_count),
             "daily_stats of 2026-11-20 against its attempts"
         );
     }
