@@ -2,16 +2,16 @@
 -- array per column, already free of repeated keys. A loaded row is never overwritten:
 -- duplicates (same content) are skipped, conflicts (same key, different content) reported.
 -- Three paths, cheapest first:
---  * new data (nothing loaded in the chunk's time range): a plain INSERT, about two thirds
---    of INSERT ... ON CONFLICT DO NOTHING (no speculative insertion);
---  * a chunk fetched again (rows loaded in its range, which spans at most a day): one read
---    of the loaded rows in the range tells new rows, duplicates and conflicts apart, and
---    only the new rows are inserted. On Citus that read is one query per shard pulled to
---    the coordinator, instead of shipping the chunk's arrays to every shard to join there
---    (BENCHMARKS.md, benchmark 7);
---  * otherwise, or when a plain INSERT meets a row another transaction loaded meanwhile:
+--  * a plain INSERT of the whole chunk, in a subtransaction: new data is the common case,
+--    and it costs about two thirds of INSERT ... ON CONFLICT DO NOTHING;
+--  * when that meets a loaded row and the chunk spans at most a day (a chunk fetched
+--    again, the overlap): one read of the loaded rows of the chunk's range tells new rows,
+--    duplicates and conflicts apart, and only the new rows are inserted. On Citus that read
+--    is one query per shard pulled to the coordinator, instead of shipping the chunk's
+--    arrays to every shard to join there (BENCHMARKS.md, benchmark 7);
+--  * otherwise (a wider chunk, or a row another transaction loaded meanwhile):
 --    INSERT ... ON CONFLICT DO NOTHING, then a join by key for the conflicts.
--- The days of the inserted rows are marked for aggregation in the same transaction.
+-- The days touched are marked for aggregation in the same transaction.
 CREATE FUNCTION lms_etl.insert_attempts(
     user_ids text[], consumer_keys text[], sourcedids text[], outcome_urls text[],
     corrects boolean[], attempt_types text[], created timestamptz[], run bigint,
@@ -24,8 +24,10 @@ DECLARE
     last_at timestamptz;
     chunk_first timestamptz;
     chunk_last timestamptz;
-    -- Per position: not loaded yet. NULL while the chunk was not compared with loaded rows.
+    -- Per position: not loaded yet (the second path).
     fresh boolean[];
+    settled boolean := false;
+    report_zone text;
     unfit regclass;
     unfit_problem text;
 BEGIN
@@ -42,12 +44,27 @@ BEGIN
                   HINT = format('Each partition needs exactly one unique index: UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid) (ALTER TABLE %s ...); make months with lms_etl.create_partitions.', unfit);
     END IF;
     SELECT min(ts), max(ts) INTO chunk_first, chunk_last FROM unnest(created) AS ts;
-    -- A chunk fetched again: compare it with the loaded rows of its range, read once. A
-    -- range over a day (an outlier in the chunk) could hold far more rows than the chunk:
-    -- that case takes the general path, which looks rows up by key.
-    IF chunk_last - chunk_first <= interval '1 day'
-       AND EXISTS (SELECT 1 FROM lms_etl.attempts a
-                    WHERE a.created_at BETWEEN chunk_first AND chunk_last) THEN
+    BEGIN
+        INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                      lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+        SELECT u, k, s, url, c, t, ts, run
+          FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+               AS r(u, k, s, url, c, t, ts);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        first_at := chunk_first;
+        last_at := chunk_last;
+        settled := true;
+    EXCEPTION WHEN unique_violation OR internal_error THEN
+        -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
+        -- XX000, with the worker's message in the worker's language and no constraint name:
+        -- it cannot be told apart. Going on is safe: the next paths insert only rows that
+        -- meet no loaded key (the only unique index, unfit_partitions() sees to it), and any
+        -- other cause fails their INSERT again.
+        NULL;
+    END;
+    -- A range over a day (an outlier in the chunk) could hold far more loaded rows than the
+    -- chunk has records: that case takes the general path, which looks rows up by key.
+    IF NOT settled AND chunk_last - chunk_first <= interval '1 day' THEN
         WITH loaded AS MATERIALIZED (
             SELECT a.created_at, a.user_id, a.attempt_type, a.lis_result_sourcedid,
                    a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url
@@ -79,36 +96,28 @@ BEGIN
                 cardinality(fresh), cardinality(created)
                 USING ERRCODE = 'data_corrupted';
         END IF;
-    END IF;
-    BEGIN
-        IF fresh IS NULL THEN
-            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
-                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
-            SELECT u, k, s, url, c, t, ts, run
-              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
-                   AS r(u, k, s, url, c, t, ts);
-            GET DIAGNOSTICS inserted = ROW_COUNT;
-            first_at := chunk_first;
-            last_at := chunk_last;
-        ELSIF true = ANY (fresh) THEN
-            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
-                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
-            SELECT u, k, s, url, c, t, ts, run
-              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created, fresh)
-                   AS r(u, k, s, url, c, t, ts, new)
-             WHERE new;
-            GET DIAGNOSTICS inserted = ROW_COUNT;
-            SELECT min(ts), max(ts) INTO first_at, last_at
-              FROM unnest(created, fresh) AS r(ts, new) WHERE new;
+        IF true = ANY (fresh) THEN
+            BEGIN
+                INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                              lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+                SELECT u, k, s, url, c, t, ts, run
+                  FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created, fresh)
+                       AS r(u, k, s, url, c, t, ts, new)
+                 WHERE new;
+                GET DIAGNOSTICS inserted = ROW_COUNT;
+                SELECT min(ts), max(ts) INTO first_at, last_at
+                  FROM unnest(created, fresh) AS r(ts, new) WHERE new;
+                settled := true;
+            EXCEPTION WHEN unique_violation OR internal_error THEN
+                -- A row loaded by another transaction since the read: the general path.
+                NULL;
+            END;
         ELSE
             inserted := 0;
+            settled := true;
         END IF;
-    EXCEPTION WHEN unique_violation OR internal_error THEN
-        -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
-        -- XX000, with the worker's message in the worker's language and no constraint name:
-        -- it cannot be told apart. Retrying is safe: ON CONFLICT DO NOTHING skips only rows
-        -- that meet the natural key (the only unique index, unfit_partitions() sees to it),
-        -- and any other cause fails the same INSERT again.
+    END IF;
+    IF NOT settled THEN
         WITH ins AS (
             INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                           lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
@@ -139,13 +148,16 @@ BEGIN
          WHERE a.created_at BETWEEN chunk_first AND chunk_last
            AND (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
                IS DISTINCT FROM (r.c, r.k, r.url);
-    END;
-    IF false = ANY (fresh) THEN
-        -- Some of the chunk was loaded before: maybe by a run whose chunk committed on some
-        -- Citus workers but not on the coordinator (Citus 13.2 commits a chunk in one phase:
-        -- README, "Scaling"), which left no mark. Marking the chunk's days
-        -- (at most two: it spans a day at most) gets those rows counted.
-        PERFORM lms_etl.mark_days(chunk_first, chunk_last);
+    END IF;
+    IF inserted < cardinality(created) THEN
+        -- Some of the chunk was loaded before: maybe rows a Citus worker committed without
+        -- a mark for their day (a worker lost during a chunk's commit: README, "Scaling").
+        -- Marking the days of the chunk's records (not its range: an outlier can make that
+        -- long) gets them counted.
+        report_zone := lms_etl.setting('report_timezone');
+        INSERT INTO lms_etl.pending_days AS p (day)
+        SELECT DISTINCT (ts AT TIME ZONE report_zone)::date FROM unnest(created) AS ts
+        ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;
     ELSIF inserted > 0 THEN
         PERFORM lms_etl.mark_days(first_at, last_at);
     END IF;

@@ -680,8 +680,10 @@ DECLARE
     last_at timestamptz;
     chunk_first timestamptz;
     chunk_last timestamptz;
-    -- Per position: not loaded yet. NULL while the chunk was not compared with loaded rows.
+    -- Per position: not loaded yet (the second path).
     fresh boolean[];
+    settled boolean := false;
+    report_zone text;
     unfit regclass;
     unfit_problem text;
 BEGIN
@@ -698,12 +700,27 @@ BEGIN
                   HINT = format('Each partition needs exactly one unique index: UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid) (ALTER TABLE %s ...); make months with lms_etl.create_partitions.', unfit);
     END IF;
     SELECT min(ts), max(ts) INTO chunk_first, chunk_last FROM unnest(created) AS ts;
-    -- A chunk fetched again: compare it with the loaded rows of its range, read once. A
-    -- range over a day (an outlier in the chunk) could hold far more rows than the chunk:
-    -- that case takes the general path, which looks rows up by key.
-    IF chunk_last - chunk_first <= interval '1 day'
-       AND EXISTS (SELECT 1 FROM lms_etl.attempts a
-                    WHERE a.created_at BETWEEN chunk_first AND chunk_last) THEN
+    BEGIN
+        INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                      lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+        SELECT u, k, s, url, c, t, ts, run
+          FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
+               AS r(u, k, s, url, c, t, ts);
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        first_at := chunk_first;
+        last_at := chunk_last;
+        settled := true;
+    EXCEPTION WHEN unique_violation OR internal_error THEN
+        -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
+        -- XX000, with the worker's message in the worker's language and no constraint name:
+        -- it cannot be told apart. Going on is safe: the next paths insert only rows that
+        -- meet no loaded key (the only unique index, unfit_partitions() sees to it), and any
+        -- other cause fails their INSERT again.
+        NULL;
+    END;
+    -- A range over a day (an outlier in the chunk) could hold far more loaded rows than the
+    -- chunk has records: that case takes the general path, which looks rows up by key.
+    IF NOT settled AND chunk_last - chunk_first <= interval '1 day' THEN
         WITH loaded AS MATERIALIZED (
             SELECT a.created_at, a.user_id, a.attempt_type, a.lis_result_sourcedid,
                    a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url
@@ -735,36 +752,28 @@ BEGIN
                 cardinality(fresh), cardinality(created)
                 USING ERRCODE = 'data_corrupted';
         END IF;
-    END IF;
-    BEGIN
-        IF fresh IS NULL THEN
-            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
-                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
-            SELECT u, k, s, url, c, t, ts, run
-              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created)
-                   AS r(u, k, s, url, c, t, ts);
-            GET DIAGNOSTICS inserted = ROW_COUNT;
-            first_at := chunk_first;
-            last_at := chunk_last;
-        ELSIF true = ANY (fresh) THEN
-            INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
-                                          lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
-            SELECT u, k, s, url, c, t, ts, run
-              FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created, fresh)
-                   AS r(u, k, s, url, c, t, ts, new)
-             WHERE new;
-            GET DIAGNOSTICS inserted = ROW_COUNT;
-            SELECT min(ts), max(ts) INTO first_at, last_at
-              FROM unnest(created, fresh) AS r(ts, new) WHERE new;
+        IF true = ANY (fresh) THEN
+            BEGIN
+                INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
+                                              lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
+                SELECT u, k, s, url, c, t, ts, run
+                  FROM unnest(user_ids, consumer_keys, sourcedids, outcome_urls, corrects, attempt_types, created, fresh)
+                       AS r(u, k, s, url, c, t, ts, new)
+                 WHERE new;
+                GET DIAGNOSTICS inserted = ROW_COUNT;
+                SELECT min(ts), max(ts) INTO first_at, last_at
+                  FROM unnest(created, fresh) AS r(ts, new) WHERE new;
+                settled := true;
+            EXCEPTION WHEN unique_violation OR internal_error THEN
+                -- A row loaded by another transaction since the read: the general path.
+                NULL;
+            END;
         ELSE
             inserted := 0;
+            settled := true;
         END IF;
-    EXCEPTION WHEN unique_violation OR internal_error THEN
-        -- On Citus a shard's unique violation in a multi-shard INSERT ... SELECT arrives as
-        -- XX000, with the worker's message in the worker's language and no constraint name:
-        -- it cannot be told apart. Retrying is safe: ON CONFLICT DO NOTHING skips only rows
-        -- that meet the natural key (the only unique index, unfit_partitions() sees to it),
-        -- and any other cause fails the same INSERT again.
+    END IF;
+    IF NOT settled THEN
         WITH ins AS (
             INSERT INTO lms_etl.attempts (user_id, oauth_consumer_key, lis_result_sourcedid,
                                           lis_outcome_service_url, is_correct, attempt_type, created_at, run_id)
@@ -795,13 +804,16 @@ BEGIN
          WHERE a.created_at BETWEEN chunk_first AND chunk_last
            AND (a.is_correct, a.oauth_consumer_key, a.lis_outcome_service_url)
                IS DISTINCT FROM (r.c, r.k, r.url);
-    END;
-    IF false = ANY (fresh) THEN
-        -- Some of the chunk was loaded before: maybe by a run whose chunk committed on some
-        -- Citus workers but not on the coordinator (Citus 13.2 commits a chunk in one phase:
-        -- README, "Scaling"), which left no mark. Marking the chunk's days
-        -- (at most two: it spans a day at most) gets those rows counted.
-        PERFORM lms_etl.mark_days(chunk_first, chunk_last);
+    END IF;
+    IF inserted < cardinality(created) THEN
+        -- Some of the chunk was loaded before: maybe rows a Citus worker committed without
+        -- a mark for their day (a worker lost during a chunk's commit: README, "Scaling").
+        -- Marking the days of the chunk's records (not its range: an outlier can make that
+        -- long) gets them counted.
+        report_zone := lms_etl.setting('report_timezone');
+        INSERT INTO lms_etl.pending_days AS p (day)
+        SELECT DISTINCT (ts AT TIME ZONE report_zone)::date FROM unnest(created) AS ts
+        ON CONFLICT ON CONSTRAINT pending_days_pkey DO NOTHING;
     ELSIF inserted > 0 THEN
         PERFORM lms_etl.mark_days(first_at, last_at);
     END IF;
@@ -1001,30 +1013,40 @@ COMMENT ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) IS
     'Create the monthly (UTC) partitions of lms_etl.attempts covering [from_time, to_time] that are missing, moving their rows out of the default partition; returns the new partitions.';
 REVOKE EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) FROM PUBLIC;
 
--- Partitions of lms_etl.attempts that would break exactly-once (made or changed by hand):
--- one without the natural key lets a record in twice; one with another unique index or an
--- exclusion constraint makes insert_attempts' ON CONFLICT DO NOTHING (no target: the key
--- is per partition) skip a new record as if it were a duplicate. insert_attempts refuses
--- to load while there is one.
+-- Partitions of lms_etl.attempts (at every level, for a month partitioned again by hand)
+-- that would break exactly-once: one without the natural key lets a record in twice; one
+-- with another unique index or exclusion constraint makes insert_attempts' ON CONFLICT DO
+-- NOTHING (no target: the key is per partition) skip a new record as if it were a
+-- duplicate. The key counts only as made by create_partitions: checked at once (not
+-- deferrable), comparing each column as the column does (its collation, default operator
+-- class), as insert_attempts' joins do. insert_attempts refuses to load while there is one.
 CREATE FUNCTION lms_etl.unfit_partitions()
 RETURNS TABLE (partition regclass, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH parts AS (
-        SELECT i.inhrelid AS part
-          FROM pg_catalog.pg_inherits i
-         WHERE i.inhparent = 'lms_etl.attempts'::regclass),
+        SELECT t.relid AS part
+          FROM pg_catalog.pg_partition_tree('lms_etl.attempts'::regclass) t
+         WHERE t.level > 0),
     unique_indexes AS (
         SELECT p.part, x.indexrelid,
-               x.indisunique AND x.indnullsnotdistinct AND x.indnkeyatts = 4
-               AND x.indpred IS NULL AND x.indexprs IS NULL
+               x.indisunique AND x.indnullsnotdistinct AND x.indimmediate AND x.indnkeyatts = 4
+               AND x.indnatts = 4 AND x.indpred IS NULL AND x.indexprs IS NULL
                AND ARRAY(SELECT a.attname::text
                            FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
                            JOIN pg_catalog.pg_attribute a
                              ON a.attrelid = x.indrelid AND a.attnum = k.attnum
                           ORDER BY k.ord)
-                   = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid'] AS is_key
+                   = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid']
+               -- each key column compared as the column compares (= in insert_attempts' joins)
+               AND NOT EXISTS (
+                   SELECT 1
+                     FROM unnest(x.indkey::int2[], x.indcollation::oid[], x.indclass::oid[])
+                          AS k(attnum, coll, opc)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                     JOIN pg_catalog.pg_opclass o ON o.oid = k.opc
+                    WHERE k.coll <> a.attcollation OR NOT o.opcdefault) AS is_key
           FROM parts p
           JOIN pg_catalog.pg_index x
             ON x.indrelid = p.part AND (x.indisunique OR x.indisexclusion))

@@ -78,30 +78,40 @@ COMMENT ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) IS
     'Create the monthly (UTC) partitions of lms_etl.attempts covering [from_time, to_time] that are missing, moving their rows out of the default partition; returns the new partitions.';
 REVOKE EXECUTE ON FUNCTION lms_etl.create_partitions(timestamptz, timestamptz) FROM PUBLIC;
 
--- Partitions of lms_etl.attempts that would break exactly-once (made or changed by hand):
--- one without the natural key lets a record in twice; one with another unique index or an
--- exclusion constraint makes insert_attempts' ON CONFLICT DO NOTHING (no target: the key
--- is per partition) skip a new record as if it were a duplicate. insert_attempts refuses
--- to load while there is one.
+-- Partitions of lms_etl.attempts (at every level, for a month partitioned again by hand)
+-- that would break exactly-once: one without the natural key lets a record in twice; one
+-- with another unique index or exclusion constraint makes insert_attempts' ON CONFLICT DO
+-- NOTHING (no target: the key is per partition) skip a new record as if it were a
+-- duplicate. The key counts only as made by create_partitions: checked at once (not
+-- deferrable), comparing each column as the column does (its collation, default operator
+-- class), as insert_attempts' joins do. insert_attempts refuses to load while there is one.
 CREATE FUNCTION lms_etl.unfit_partitions()
 RETURNS TABLE (partition regclass, problem text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH parts AS (
-        SELECT i.inhrelid AS part
-          FROM pg_catalog.pg_inherits i
-         WHERE i.inhparent = 'lms_etl.attempts'::regclass),
+        SELECT t.relid AS part
+          FROM pg_catalog.pg_partition_tree('lms_etl.attempts'::regclass) t
+         WHERE t.level > 0),
     unique_indexes AS (
         SELECT p.part, x.indexrelid,
-               x.indisunique AND x.indnullsnotdistinct AND x.indnkeyatts = 4
-               AND x.indpred IS NULL AND x.indexprs IS NULL
+               x.indisunique AND x.indnullsnotdistinct AND x.indimmediate AND x.indnkeyatts = 4
+               AND x.indnatts = 4 AND x.indpred IS NULL AND x.indexprs IS NULL
                AND ARRAY(SELECT a.attname::text
                            FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
                            JOIN pg_catalog.pg_attribute a
                              ON a.attrelid = x.indrelid AND a.attnum = k.attnum
                           ORDER BY k.ord)
-                   = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid'] AS is_key
+                   = ARRAY['created_at', 'user_id', 'attempt_type', 'lis_result_sourcedid']
+               -- each key column compared as the column compares (= in insert_attempts' joins)
+               AND NOT EXISTS (
+                   SELECT 1
+                     FROM unnest(x.indkey::int2[], x.indcollation::oid[], x.indclass::oid[])
+                          AS k(attnum, coll, opc)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                     JOIN pg_catalog.pg_opclass o ON o.oid = k.opc
+                    WHERE k.coll <> a.attcollation OR NOT o.opcdefault) AS is_key
           FROM parts p
           JOIN pg_catalog.pg_index x
             ON x.indrelid = p.part AND (x.indisunique OR x.indisexclusion))

@@ -67,7 +67,12 @@ fn ingest_chunk(
         over_cap("a chunk", records.len(), MAX_CHUNK_BYTES);
     }
     let zone = source_zone(source_timezone, run_id);
-    let batch = Batch::parse(records, zone, i64::from(first_index.max(0)));
+    let batch = Batch::parse(
+        records,
+        zone,
+        i64::from(first_index.max(0)),
+        retention_horizon(),
+    );
     let loaded = batch.load(run_id);
     let stored = quarantine(&batch.quarantine_rows(&loaded), run_id);
     // Everything neither inserted nor newly quarantined was seen before: a duplicate.
@@ -107,6 +112,7 @@ fn reprocess(
         for row in &page {
             by_zone.entry(row.zone.clone()).or_default().push(row);
         }
+        let horizon = retention_horizon();
         for (zone, rows) in by_zone {
             let json = format!(
                 "[{}]",
@@ -115,7 +121,7 @@ fn reprocess(
                     .collect::<Vec<_>>()
                     .join(",")
             );
-            let batch = Batch::parse(&json, parse_zone(&zone), 0);
+            let batch = Batch::parse(&json, parse_zone(&zone), 0, horizon.clone());
             // Loaded by reprocess, not by a run: run_id stays NULL, loaded_at tells when.
             let fates = batch.fates(&batch.load(None));
             let mut gone = Vec::new();
@@ -184,6 +190,30 @@ fn quarantined_page(run_id: Option<i64>, after: i64, limit: i64) -> Vec<Quaranti
     .unwrap_or_else(|e| error!("reprocess: reading the quarantine: {e}"))
 }
 
+/// The first instant retention keeps (`lms_etl.retention_horizon()`): µs since 2000, and as
+/// text for reasons. None while everything is kept.
+#[derive(Clone)]
+struct Horizon {
+    micros: i64,
+    text: String,
+}
+
+fn retention_horizon() -> Option<Horizon> {
+    let (micros, text) = Spi::get_two::<i64, String>(
+        "SELECT (extract(epoch FROM h) * 1000000)::bigint - 946684800000000,
+                to_char(h AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'
+           FROM lms_etl.retention_horizon() AS h",
+    )
+    .unwrap_or_else(|e| error!("reading the retention horizon: {e}"));
+    Some(Horizon {
+        micros: micros?,
+        text: text?,
+    })
+}
+
+/// The `kind` of a record dated before the retention horizon.
+const BEFORE_RETENTION_KIND: &str = "created_at: before the retention horizon";
+
 /// The zone `created_at` is read in: the argument, else the run's, else the settings'.
 fn source_zone(given: Option<&str>, run_id: Option<i64>) -> Tz {
     let name = Spi::get_one_with_args::<String>(ZONE_OF_RUN, &[given.into(), run_id.into()])
@@ -247,7 +277,9 @@ enum Fate {
 }
 
 impl<'a> Batch<'a> {
-    fn parse(json: &'a str, zone: Tz, first_index: i64) -> Batch<'a> {
+    /// Records dated before `horizon` are quarantined: their month was detached or dropped
+    /// by retention, and loaded they would sit in the default partition beside it.
+    fn parse(json: &'a str, zone: Tz, first_index: i64, horizon: Option<Horizon>) -> Batch<'a> {
         let parsed = parse_chunk(json).unwrap_or_else(|e| {
             ereport!(
                 ERROR,
@@ -270,12 +302,29 @@ impl<'a> Batch<'a> {
                     kind: r.kind,
                     reason: format!("record {}: {}", first_index + r.index as i64, r.reason),
                 }),
-                Ok(attempt) => staged.push(Staged {
-                    index,
-                    raw: raws.get(index).map_or("", |r| r.get()),
-                    created_at: pg_micros(source_time::to_instant(zone, attempt.created_at)),
-                    attempt,
-                }),
+                Ok(attempt) => {
+                    let raw = raws.get(index).map_or("", |r| r.get());
+                    let created_at = pg_micros(source_time::to_instant(zone, attempt.created_at));
+                    match &horizon {
+                        Some(h) if created_at < h.micros => rejected.push(Rejected {
+                            index,
+                            raw,
+                            kind: BEFORE_RETENTION_KIND,
+                            reason: format!(
+                                "record {}: field `created_at`: {} is before the retention horizon {}: its month was detached or dropped (retention.months)",
+                                first_index + index as i64,
+                                attempt.created_at,
+                                h.text
+                            ),
+                        }),
+                        _ => staged.push(Staged {
+                            index,
+                            raw,
+                            created_at,
+                            attempt,
+                        }),
+                    }
+                }
             }
         }
         // Round k holds the k-th record of each key. The first round inserts; a later
@@ -676,24 +725,48 @@ mod tests {
                 "SELECT reason FROM lms_etl.rejected_attempts WHERE raw_record::text LIKE '%{at}%'"
             ))
             .starts_with("record 1: conflict: an attempt with the same key"));
-            // Only the new record's day is marked for aggregation.
-            assert_eq!(
-                text("SELECT string_agg(day::text, ',') FROM lms_etl.pending_days"),
-                at
-            );
-            // Fetched a third time, nothing is new. A chunk within a day's span still marks
-            // its day: rows a failed run committed on some Citus workers only get counted.
+            // A chunk found partly loaded marks the days of its records (not of its range),
+            // so rows a failed run committed on some Citus workers only get counted too.
+            let days = if outlier.is_empty() {
+                at.to_string()
+            } else {
+                format!("2026-11-11,{at}")
+            };
+            let marked = "SELECT string_agg(day::text, ',' ORDER BY day) FROM lms_etl.pending_days";
+            assert_eq!(text(marked), days);
+            // Fetched a third time, nothing is new: the same days are marked.
             Spi::run("DELETE FROM lms_etl.pending_days").unwrap();
             assert_eq!(
                 ingest(&format!("[{}]", again.join(", "))),
                 (0, again.len() as i64, 0, 0, 0)
             );
-            let marked = if outlier.is_empty() { at } else { "" };
-            assert_eq!(
-                text("SELECT string_agg(day::text, ',') FROM lms_etl.pending_days"),
-                marked
-            );
+            assert_eq!(text(marked), days);
         }
+    }
+
+    /// A month retention detached or dropped is not loaded again: a record dated before the
+    /// horizon would sit in the default partition beside its archived month (and count as
+    /// new). It is quarantined with the reason instead.
+    #[pg_test]
+    fn a_record_before_the_retention_horizon_is_quarantined() {
+        Spi::run("SELECT lms_etl.set_setting('retention.months', '12')").unwrap();
+        let old = record("u1", "2024-01-10 10:00:00", "submit", "1");
+        let recent = record("u1", "2026-11-24 10:00:00", "submit", "1");
+        assert_eq!(ingest(&format!("[{old}, {recent}]")), (1, 0, 0, 1, 1));
+        assert_eq!(
+            text("SELECT kind FROM lms_etl.rejected_attempts"),
+            "created_at: before the retention horizon"
+        );
+        let reason = text("SELECT reason FROM lms_etl.rejected_attempts");
+        assert!(
+            reason.starts_with("record 0: field `created_at`: 2024-01-10 10:00:00 is before the retention horizon ")
+                && reason.ends_with(" UTC: its month was detached or dropped (retention.months)"),
+            "{reason}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM lms_etl.attempts WHERE user_id = 'u1'"),
+            1
+        );
     }
 
     #[pg_test]

@@ -145,6 +145,65 @@ mod tests {
         );
     }
 
+    /// Keys that look like the natural key but compare otherwise, and a month partitioned
+    /// again by hand: each would lose a record as a "duplicate" or fail late, so each is unfit.
+    #[pg_test]
+    fn a_key_that_compares_otherwise_or_a_sub_partition_is_unfit() {
+        alone();
+        let month = |ahead: i32| {
+            let start = text(&format!(
+                "SELECT to_char(date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC' + interval '{ahead} months', 'YYYY-MM-DD')"
+            ));
+            let end = text(&format!(
+                "SELECT to_char(date_trunc('month', now(), 'UTC') AT TIME ZONE 'UTC' + interval '{} months', 'YYYY-MM-DD')",
+                ahead + 1
+            ));
+            format!("FOR VALUES FROM ('{start} 00:00+00') TO ('{end} 00:00+00')")
+        };
+        let unfit = "SELECT string_agg(partition::text || ': ' || problem, '; ' ORDER BY partition::text, problem) FROM lms_etl.unfit_partitions()";
+        // A key under a case-insensitive collation: "U1" would meet "u1".
+        Spi::run("CREATE COLLATION IF NOT EXISTS tests.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)").unwrap();
+        Spi::run(&format!(
+            "CREATE TABLE lms_etl.by_hand_ci PARTITION OF lms_etl.attempts {}",
+            month(4)
+        ))
+        .unwrap();
+        Spi::run("CREATE UNIQUE INDEX by_hand_ci_key ON lms_etl.by_hand_ci (created_at, user_id COLLATE tests.ci, attempt_type, lis_result_sourcedid) NULLS NOT DISTINCT").unwrap();
+        assert_eq!(
+            text(unfit),
+            "lms_etl.by_hand_ci: no natural key; lms_etl.by_hand_ci: unique index or exclusion constraint lms_etl.by_hand_ci_key besides the natural key"
+        );
+        Spi::run("DROP TABLE lms_etl.by_hand_ci").unwrap();
+        // A deferred key: a record would be in twice until COMMIT fails.
+        Spi::run(&format!(
+            "CREATE TABLE lms_etl.by_hand_deferred PARTITION OF lms_etl.attempts {}",
+            month(5)
+        ))
+        .unwrap();
+        Spi::run("ALTER TABLE lms_etl.by_hand_deferred ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid) DEFERRABLE INITIALLY DEFERRED").unwrap();
+        assert!(
+            text(unfit).starts_with("lms_etl.by_hand_deferred: no natural key"),
+            "{}",
+            text(unfit)
+        );
+        Spi::run("DROP TABLE lms_etl.by_hand_deferred").unwrap();
+        // A month partitioned again, with the key, whose leaf has another unique index.
+        Spi::run(&format!(
+            "CREATE TABLE lms_etl.by_hand_sub PARTITION OF lms_etl.attempts {} PARTITION BY LIST (attempt_type)",
+            month(6)
+        ))
+        .unwrap();
+        Spi::run("ALTER TABLE lms_etl.by_hand_sub ADD UNIQUE NULLS NOT DISTINCT (created_at, user_id, attempt_type, lis_result_sourcedid)").unwrap();
+        Spi::run("CREATE TABLE lms_etl.by_hand_sub_all PARTITION OF lms_etl.by_hand_sub DEFAULT")
+            .unwrap();
+        assert_eq!(text(unfit), "", "the key on every level is fit");
+        Spi::run("CREATE UNIQUE INDEX by_hand_sub_extra ON lms_etl.by_hand_sub_all (created_at, user_id)").unwrap();
+        assert_eq!(
+            text(unfit),
+            "lms_etl.by_hand_sub_all: unique index or exclusion constraint lms_etl.by_hand_sub_extra besides the natural key"
+        );
+    }
+
     #[pg_test]
     fn a_span_over_ten_years_is_refused() {
         let (state, message) = Spi::get_two::<String, String>(
