@@ -73,10 +73,12 @@ citus: setup
 	bash scripts/citus.sh install
 
 # lms_etl on a throwaway Citus cluster (coordinator + 2 workers on 127.0.0.1, started and
-# removed by the tests): tests/tests/citus.rs, behind the `citus` feature so `test-rust` does
-# not run it without Citus. Uses the installed extension, so it runs before test-upgrade.
+# removed by the tests): tests/tests/citus.rs and the `citus::` tests of adversary11.rs, behind
+# the `citus` feature so `test-rust` does not run them without Citus. Uses the installed
+# extension, so it runs before test-upgrade.
 test-citus: citus
 	cargo test -p lms-etl-tests --features citus --test citus
+	cargo test -p lms-etl-tests --features citus --test adversary11 -- citus::
 
 # The tarball of `make package`, unpacked and installed into staging roots (DESTDIR) as a
 # server would: files where pg_config says, checksums, a refused wrong major, idempotence,
