@@ -71,7 +71,7 @@ fn ingest_chunk(
         records,
         zone,
         i64::from(first_index.max(0)),
-        retention_horizon(),
+        retention_horizon().as_ref(),
     );
     let loaded = batch.load(run_id);
     let stored = quarantine(&batch.quarantine_rows(&loaded), run_id);
@@ -121,7 +121,7 @@ fn reprocess(
                     .collect::<Vec<_>>()
                     .join(",")
             );
-            let batch = Batch::parse(&json, parse_zone(&zone), 0, horizon.clone());
+            let batch = Batch::parse(&json, parse_zone(&zone), 0, horizon.as_ref());
             // Loaded by reprocess, not by a run: run_id stays NULL, loaded_at tells when.
             let fates = batch.fates(&batch.load(None));
             let mut gone = Vec::new();
@@ -192,7 +192,6 @@ fn quarantined_page(run_id: Option<i64>, after: i64, limit: i64) -> Vec<Quaranti
 
 /// The first instant retention keeps (`lms_etl.retention_horizon()`): µs since 2000, and as
 /// text for reasons. None while everything is kept.
-#[derive(Clone)]
 struct Horizon {
     micros: i64,
     text: String,
@@ -279,7 +278,7 @@ enum Fate {
 impl<'a> Batch<'a> {
     /// Records dated before `horizon` are quarantined: their month was detached or dropped
     /// by retention, and loaded they would sit in the default partition beside it.
-    fn parse(json: &'a str, zone: Tz, first_index: i64, horizon: Option<Horizon>) -> Batch<'a> {
+    fn parse(json: &'a str, zone: Tz, first_index: i64, horizon: Option<&Horizon>) -> Batch<'a> {
         let parsed = parse_chunk(json).unwrap_or_else(|e| {
             ereport!(
                 ERROR,
@@ -305,7 +304,7 @@ impl<'a> Batch<'a> {
                 Ok(attempt) => {
                     let raw = raws.get(index).map_or("", |r| r.get());
                     let created_at = pg_micros(source_time::to_instant(zone, attempt.created_at));
-                    match &horizon {
+                    match horizon {
                         Some(h) if created_at < h.micros => rejected.push(Rejected {
                             index,
                             raw,

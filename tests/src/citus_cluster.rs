@@ -143,14 +143,7 @@ impl CitusCluster {
 
     /// Stops a worker at once (`pg_ctl -m immediate`: a crash, as far as the others know).
     pub fn stop_worker(&self, worker: Worker) {
-        let out = script()
-            .env("STOP_MODE", "immediate")
-            .arg("node-stop")
-            .arg(&self.root)
-            .arg(worker.node())
-            .output()
-            .expect("run scripts/citus.sh node-stop");
-        assert!(out.status.success(), "node-stop: {}", describe(&out));
+        self.stop_node(worker, "immediate");
     }
 
     pub fn start_worker(&self, worker: Worker) {
@@ -172,8 +165,13 @@ impl CitusCluster {
 
     /// Stops a worker cleanly (`pg_ctl -m fast`), to restart it with other settings.
     pub fn stop_worker_cleanly(&self, worker: Worker) {
+        self.stop_node(worker, "fast");
+    }
+
+    /// `scripts/citus.sh node-stop` with `pg_ctl -m <mode>`.
+    fn stop_node(&self, worker: Worker, mode: &str) {
         let out = script()
-            .env("STOP_MODE", "fast")
+            .env("STOP_MODE", mode)
             .arg("node-stop")
             .arg(&self.root)
             .arg(worker.node())

@@ -137,6 +137,18 @@ impl TestDb {
         self.client().query_one(sql, &[]).unwrap().get(0)
     }
 
+    /// Polls `sql` (a count) until it is not 0; panics naming `what` after a minute.
+    pub fn wait_until(&self, sql: &str, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.count(sql) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting until {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// A fingerprint of the whole attempts table, independent of load order and run ids.
     pub fn attempts_fingerprint(&self) -> String {
         attempts_fingerprint(&mut self.client())

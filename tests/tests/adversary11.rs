@@ -8,8 +8,6 @@
 //! create_partitions moving the default partition's rows, a run loading into monthly
 //! partitions, citus_distribute() after a single-node load.
 
-use std::time::{Duration, Instant};
-
 use lms_etl_tests::harness::{describe, DemoApi, Etl, TestDb};
 use lms_etl_tests::sheets_emulator::SheetsEmulator;
 
@@ -126,14 +124,12 @@ fn two_platforms_whose_names_hash_alike_still_load_at_the_same_time() {
         "--no-email",
     ];
     let alpha_run = alpha_etl.command(&window).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.count(&format!(
-        "SELECT count(*) FROM lms_etl.runs WHERE client = '{alpha}' AND status = 'running'"
-    )) == 0
-    {
-        assert!(Instant::now() < deadline, "alpha's run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    db.wait_until(
+        &format!(
+            "SELECT count(*) FROM lms_etl.runs WHERE client = '{alpha}' AND status = 'running'"
+        ),
+        "alpha's run started",
+    );
     let beta_api = platform(beta, "2");
     let beta_etl = Etl::new(&db, &beta_api.url).with_env("LMS_ETL_CLIENT", beta);
     let out = beta_etl.run(&["run", "--start", "2026-11-20", "--end", "2026-11-20 03:00"]);

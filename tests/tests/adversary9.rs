@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use lms_etl_loader::load::RUN_LOCK_SEED;
+use lms_etl_loader::load::{RUN_LOCK_KEY_SQL, RUN_LOCK_SEED};
 use lms_etl_tests::harness::{describe, Etl, TestDb};
 use lms_etl_tests::sheets_emulator::SheetsEmulator;
 
@@ -42,8 +42,8 @@ fn sheets_sync_refuses_while_a_run_holds_the_lock_and_pushes_once_it_is_free() {
     // A run in flight: its session holds the run lock of the harness's client, "demo".
     let mut run = db.client();
     run.execute(
-        "SELECT pg_advisory_lock(hashtextextended('demo', $1))",
-        &[&RUN_LOCK_SEED],
+        &format!("SELECT pg_advisory_lock({RUN_LOCK_KEY_SQL})"),
+        &[&"demo", &RUN_LOCK_SEED],
     )
     .unwrap();
     let out = etl.run(&sync);

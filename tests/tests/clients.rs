@@ -2,9 +2,7 @@
 //! run history and holds, so their loaders run side by side without blocking or moving each
 //! other; a database loaded before that carries on from its single watermark.
 
-use std::time::{Duration, Instant};
-
-use lms_etl_loader::load::RUN_LOCK_SEED;
+use lms_etl_loader::load::{RUN_LOCK_KEY_SQL, RUN_LOCK_SEED};
 use lms_etl_tests::harness::{describe, DemoApi, Etl, TestDb};
 
 fn text(db: &TestDb, sql: &str) -> String {
@@ -39,14 +37,6 @@ fn loader(db: &TestDb, api: &DemoApi, client: &str) -> Etl {
     Etl::new(db, &api.url).with_env("LMS_ETL_CLIENT", client)
 }
 
-fn wait_until(db: &TestDb, sql: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.count(sql) == 0 {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn two_platforms_load_into_one_database_at_the_same_time_each_with_its_own_watermark() {
     let db = TestDb::new();
@@ -67,16 +57,13 @@ fn two_platforms_load_into_one_database_at_the_same_time_each_with_its_own_water
         "30",
     ];
     let first = alpha.command(&window).spawn().unwrap();
-    wait_until(
-        &db,
+    db.wait_until(
         "SELECT count(*) FROM lms_etl.runs WHERE client = 'alpha'",
         "alpha's run started",
     );
     let second = beta.command(&window).spawn().unwrap();
     // Both hold their own lock at once: hashtextextended(client, seed) in the one-key form.
-    wait_until(
-        &db,
-        &format!(
+    db.wait_until(&format!(
             "SELECT (count(*) = 2)::int::bigint FROM pg_locks l,
                     (SELECT hashtextextended(c, {RUN_LOCK_SEED}) AS key FROM unnest(ARRAY['alpha', 'beta']) c) k
               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
@@ -153,8 +140,8 @@ fn a_platform_whose_run_holds_the_lock_blocks_only_its_own_commands() {
     let mut in_flight = db.client();
     let pid: i32 = in_flight
         .query_one(
-            "SELECT pg_backend_pid() FROM pg_advisory_lock(hashtextextended('alpha', $1))",
-            &[&RUN_LOCK_SEED],
+            &format!("SELECT pg_backend_pid() FROM pg_advisory_lock({RUN_LOCK_KEY_SQL})"),
+            &[&"alpha", &RUN_LOCK_SEED],
         )
         .unwrap()
         .get(0);
